@@ -1,0 +1,114 @@
+//! The crate's error type: one [`Error`] enum for everything a user can get wrong, plus the small
+//! [`ParsePolicyError`] that `"…".parse::<DTypePolicy>()` returns (as std's `ParseIntError`).
+//!
+//! Every message is lowercase, names the bad value and says what would have been right.
+
+/// `Result` with [`Error`] as the default error type.
+pub type Result<T, E = Error> = core::result::Result<T, E>;
+
+/// The Keras names of every policy, in the order the docs list them.
+pub(crate) const POLICY_NAMES: &str =
+    "float32, float64, float16, bfloat16, mixed_float16, mixed_bfloat16";
+
+/// Everything that can go wrong when data from outside (shapes, strings, files) reaches mixprec.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A policy name that Keras does not know.
+    #[error(transparent)]
+    ParsePolicy(#[from] ParsePolicyError),
+    /// A dtype name that Keras does not know.
+    #[error("unknown dtype {found:?} (expected one of: float16, bfloat16, float32, float64)")]
+    UnknownDType {
+        /// The name that was given.
+        found: String,
+    },
+    /// The number of elements does not match the product of the shape.
+    #[error("length mismatch: shape {shape:?} holds {expected} elements, found {found}")]
+    LengthMismatch {
+        /// The shape that was asked for.
+        shape: Vec<usize>,
+        /// Its product.
+        expected: usize,
+        /// The number of elements given.
+        found: usize,
+    },
+    /// A shape's element count overflows `usize`.
+    #[error("shape {shape:?} is too large: its element count overflows usize")]
+    ShapeOverflow {
+        /// The shape that was asked for.
+        shape: Vec<usize>,
+    },
+    /// Two shapes that must agree do not.
+    #[error("shape mismatch in {what}: expected {expected}, found {found:?}")]
+    ShapeMismatch {
+        /// What was being checked (`"dense input"`, `"kernel"`, …).
+        what: &'static str,
+        /// The expected shape, written with `..` for any leading dimensions (`[.., 64]`).
+        expected: String,
+        /// The shape that was given.
+        found: Vec<usize>,
+    },
+    /// A layer or model setting is out of its range.
+    #[error("invalid {what}: {found} ({expected})")]
+    InvalidArgument {
+        /// The setting (`"units"`, `"learning_rate"`, …).
+        what: &'static str,
+        /// The value that was given, formatted.
+        found: String,
+        /// What would be valid.
+        expected: &'static str,
+    },
+    /// A policy's JSON config could not be read.
+    #[cfg(feature = "serde")]
+    #[error("invalid policy config: {0}")]
+    PolicyConfig(#[source] serde_json::Error),
+}
+
+/// The error of `"…".parse::<DTypePolicy>()`: the name is not one of Keras's float policies.
+///
+/// ```
+/// use mixprec::DTypePolicy;
+/// let err = "mixed_fp16".parse::<DTypePolicy>().unwrap_err();
+/// assert_eq!(
+///     err.to_string(),
+///     r#"unknown policy "mixed_fp16" (expected one of: float32, float64, float16, bfloat16, mixed_float16, mixed_bfloat16)"#
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown policy {found:?} (expected one of: {POLICY_NAMES})", found = self.shown())]
+pub struct ParsePolicyError {
+    pub(crate) found: String,
+}
+
+impl ParsePolicyError {
+    /// Longest name quoted back in full; a longer one is cut so an error stays one line.
+    const SHOWN: usize = 64;
+
+    /// The rejected name, as given.
+    pub fn found(&self) -> &str {
+        &self.found
+    }
+
+    fn shown(&self) -> String {
+        match self.found.char_indices().nth(Self::SHOWN) {
+            Some((cut, _)) => format!("{}…", &self.found[..cut]),
+            None => self.found.clone(),
+        }
+    }
+}
+
+impl Error {
+    pub(crate) fn shape(what: &'static str, expected: String, found: &[usize]) -> Self {
+        Error::ShapeMismatch {
+            what,
+            expected,
+            found: found.to_vec(),
+        }
+    }
+}
+
+/// Formats a shape as `[a, b]` for [`Error::ShapeMismatch`]'s `expected` field.
+pub(crate) fn fmt_shape(dims: &[usize]) -> String {
+    format!("{dims:?}")
+}

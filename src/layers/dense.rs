@@ -1,0 +1,437 @@
+//! [`Dense`]: `y = activation(x·W + b)`, Keras's `Dense` with its policy as a type parameter.
+
+use std::borrow::Cow;
+use std::marker::PhantomData;
+
+use crate::dtype::{cast_cow, cast_slice, cast_to_vec, cast_vec, Element};
+use crate::error::{fmt_shape, Error, Result};
+use crate::init::glorot_uniform;
+use crate::kernels::{gemm, MatRef};
+use crate::layers::Activation;
+use crate::policy::dispatch::{ByPolicy, FamilyBuilder, FamilyVisitor, PolicyFamily};
+use crate::policy::{DefaultPolicy, Policy};
+use crate::tensor::Tensor;
+use crate::{global_policy, DTypePolicy};
+
+/// The seed [`Dense::new`] initialises with; [`Dense::with_seed`] picks another.
+pub const DEFAULT_SEED: u64 = 0;
+
+/// A densely connected layer: `y = activation(x·W + b)`.
+///
+/// - `kernel` `W`: shape `[input_dim, units]`, stored in `P::Variable`, initialised Glorot
+///   uniform `U(-k, k)` with `k = sqrt(6 / (input_dim + units))` (Keras's default).
+/// - `bias` `b`: shape `[units]`, stored in `P::Variable`, initialised to zeros; optional.
+/// - Forward: `x` and the variables are read in `P::Compute`; products are summed in
+///   `<P::Compute as Element>::Acc` (f32; f64 for `F64`) together with the bias and the
+///   activation, and the result is rounded once to `P::Compute`.
+///
+/// ```
+/// use mixprec::prelude::*;
+/// let w = Tensor::from_vec(vec![2, 3], vec![1.0f32, 0.0, -1.0, 0.5, 2.0, 0.0])?;
+/// let b = Tensor::from_vec(vec![3], vec![0.0f32, 1.0, 0.0])?;
+/// let dense = Dense::<MixedBf16>::from_weights(w, Some(b))?.with_activation(Activation::Relu);
+/// let x = Tensor::from_vec(vec![1, 2], vec![bf16::from_f32(2.0), bf16::from_f32(4.0)])?;
+/// assert_eq!(dense.forward(&x).to_f64_vec(), vec![4.0, 9.0, 0.0]);
+/// # Ok::<(), mixprec::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dense<P: Policy = DefaultPolicy> {
+    kernel: Tensor<P::Variable>,
+    bias: Option<Tensor<P::Variable>>,
+    activation: Activation,
+    _policy: PhantomData<P>,
+}
+
+impl<P: Policy> Dense<P> {
+    /// A layer mapping `input_dim` features to `units`, Glorot-uniform kernel from
+    /// [`DEFAULT_SEED`], zero bias, linear activation.
+    ///
+    /// # Panics
+    ///
+    /// If `input_dim` or `units` is zero, or their product overflows; [`try_new`](Self::try_new)
+    /// returns that as an error instead.
+    pub fn new(input_dim: usize, units: usize) -> Self {
+        Self::try_new(input_dim, units).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`new`](Self::new), with bad sizes as an error.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] if `input_dim` or `units` is zero; [`Error::ShapeOverflow`] if
+    /// the kernel's size overflows.
+    pub fn try_new(input_dim: usize, units: usize) -> Result<Self> {
+        for (what, v) in [("input_dim", input_dim), ("units", units)] {
+            if v == 0 {
+                return Err(Error::InvalidArgument {
+                    what,
+                    found: "0".into(),
+                    expected: "at least 1",
+                });
+            }
+        }
+        crate::tensor::numel(&[input_dim, units])?;
+        Ok(Self::init(
+            input_dim,
+            units,
+            DEFAULT_SEED,
+            true,
+            Activation::Linear,
+        ))
+    }
+
+    fn init(input_dim: usize, units: usize, seed: u64, use_bias: bool, act: Activation) -> Self {
+        let kernel = Tensor::from_parts(
+            vec![input_dim, units],
+            cast_vec(glorot_uniform(input_dim, units, seed)),
+        );
+        let bias =
+            use_bias.then(|| Tensor::from_parts(vec![units], vec![P::Variable::default(); units]));
+        Dense {
+            kernel,
+            bias,
+            activation: act,
+            _policy: PhantomData,
+        }
+    }
+
+    /// A layer with the given weights, cast to `P::Variable` (rounded to nearest-even).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ShapeMismatch`] if `kernel` is not `[input_dim, units]` with both at least 1, or
+    /// `bias` is not `[units]`.
+    pub fn from_weights(kernel: Tensor<f32>, bias: Option<Tensor<f32>>) -> Result<Self> {
+        let (input_dim, units) = match *kernel.shape() {
+            [i, u] if i > 0 && u > 0 => (i, u),
+            _ => {
+                return Err(Error::shape(
+                    "kernel",
+                    "[input_dim, units] with both >= 1".into(),
+                    kernel.shape(),
+                ))
+            }
+        };
+        if let Some(b) = &bias {
+            if b.shape() != [units] {
+                return Err(Error::shape("bias", fmt_shape(&[units]), b.shape()));
+            }
+        }
+        let _ = input_dim;
+        Ok(Dense {
+            kernel: kernel.into_cast(),
+            bias: bias.map(Tensor::into_cast),
+            activation: Activation::Linear,
+            _policy: PhantomData,
+        })
+    }
+
+    /// Re-initialises the kernel from `seed` (Glorot uniform) and the bias to zeros.
+    pub fn with_seed(self, seed: u64) -> Self {
+        Self::init(
+            self.input_dim(),
+            self.units(),
+            seed,
+            self.bias.is_some(),
+            self.activation,
+        )
+    }
+
+    /// Sets the activation.
+    pub fn with_activation(self, activation: Activation) -> Self {
+        Dense { activation, ..self }
+    }
+
+    /// Drops the bias (`use_bias=False`) or adds a zero one.
+    pub fn with_bias(self, use_bias: bool) -> Self {
+        let units = self.units();
+        let bias = match (use_bias, self.bias) {
+            (true, Some(b)) => Some(b),
+            (true, None) => Some(Tensor::from_parts(
+                vec![units],
+                vec![P::Variable::default(); units],
+            )),
+            (false, _) => None,
+        };
+        Dense { bias, ..self }
+    }
+
+    /// Input features.
+    pub fn input_dim(&self) -> usize {
+        self.kernel.shape()[0]
+    }
+
+    /// Output features.
+    pub fn units(&self) -> usize {
+        self.kernel.shape()[1]
+    }
+
+    /// The activation.
+    pub fn activation(&self) -> Activation {
+        self.activation
+    }
+
+    /// The kernel, `[input_dim, units]`, in the variable type.
+    pub fn kernel(&self) -> &Tensor<P::Variable> {
+        &self.kernel
+    }
+
+    /// The bias, `[units]`, in the variable type.
+    pub fn bias(&self) -> Option<&Tensor<P::Variable>> {
+        self.bias.as_ref()
+    }
+
+    /// Number of scalars in the variables.
+    pub fn param_count(&self) -> usize {
+        self.kernel.len() + self.bias.as_ref().map_or(0, Tensor::len)
+    }
+
+    /// Bytes held by the variables.
+    pub fn variable_bytes(&self) -> usize {
+        self.param_count() * P::VARIABLE_DTYPE.size_of()
+    }
+
+    /// The kernel in the compute type: borrowed when `Variable == Compute`, one bulk cast
+    /// otherwise.
+    pub fn kernel_compute(&self) -> Cow<'_, [P::Compute]> {
+        cast_cow(self.kernel.as_slice())
+    }
+
+    /// `activation(x·W + b)` for `x` of shape `[.., input_dim]`; the result has shape
+    /// `[.., units]`.
+    ///
+    /// # Panics
+    ///
+    /// If `x`'s last dimension is not `input_dim` (the message names both shapes);
+    /// [`try_forward`](Self::try_forward) returns that as an error instead.
+    pub fn forward(&self, x: &Tensor<P::Compute>) -> Tensor<P::Compute> {
+        self.try_forward(x).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`forward`](Self::forward), with a wrong input shape as an error.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ShapeMismatch`] when `x` is not `[.., input_dim]`.
+    pub fn try_forward(&self, x: &Tensor<P::Compute>) -> Result<Tensor<P::Compute>> {
+        let rows = self.check_input(x.shape())?;
+        let acc = self.forward_acc(x.as_slice(), rows);
+        let mut shape = x.shape().to_vec();
+        *shape.last_mut().expect("checked: rank >= 1") = self.units();
+        Ok(Tensor::from_parts(shape, cast_vec(acc)))
+    }
+
+    /// Keras's `layer(x)`: casts `x` (any float type) to the compute type, then
+    /// [`forward`](Self::forward). A cast to the same type is free.
+    ///
+    /// # Panics
+    ///
+    /// As [`forward`](Self::forward); [`try_call`](Self::try_call) returns an error instead.
+    pub fn call<T: Element>(&self, x: &Tensor<T>) -> Tensor<P::Compute> {
+        self.try_call(x).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`call`](Self::call), with a wrong input shape as an error.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ShapeMismatch`] when `x` is not `[.., input_dim]`.
+    pub fn try_call<T: Element>(&self, x: &Tensor<T>) -> Result<Tensor<P::Compute>> {
+        let rows = self.check_input(x.shape())?;
+        let xc: Cow<'_, [P::Compute]> = cast_cow(x.as_slice());
+        let acc = self.forward_acc(&xc, rows);
+        let mut shape = x.shape().to_vec();
+        *shape.last_mut().expect("checked: rank >= 1") = self.units();
+        Ok(Tensor::from_parts(shape, cast_vec(acc)))
+    }
+
+    /// Checks `[.., input_dim]` and returns the number of rows.
+    fn check_input(&self, shape: &[usize]) -> Result<usize> {
+        match shape.split_last() {
+            Some((&last, lead)) if last == self.input_dim() => Ok(lead.iter().product()),
+            _ => Err(Error::shape(
+                "dense input",
+                format!("[.., {}]", self.input_dim()),
+                shape,
+            )),
+        }
+    }
+
+    /// `activation(x·W + b)` in the accumulator type, `rows × units`, row-major.
+    fn forward_acc(&self, x: &[P::Compute], rows: usize) -> Vec<<P::Compute as Element>::Acc> {
+        let (k, n) = (self.input_dim(), self.units());
+        let w = self.kernel_compute();
+        let mut acc = vec![<P::Compute as Element>::Acc::default(); rows * n];
+        let accumulate = match &self.bias {
+            Some(b) => {
+                // The bias is read in the compute type (as Keras reads every variable), then
+                // widened once; each output row starts from it and the products add to it.
+                let bc: Vec<P::Compute> = cast_to_vec(b.as_slice());
+                let mut row = vec![<P::Compute as Element>::Acc::default(); n];
+                cast_slice(&bc, &mut row);
+                acc.chunks_exact_mut(n)
+                    .for_each(|r| r.copy_from_slice(&row));
+                true
+            }
+            None => false,
+        };
+        gemm(
+            MatRef::row_major(x, rows, k),
+            MatRef::row_major(&w, k, n),
+            &mut acc,
+            accumulate,
+        );
+        self.activation.apply_slice(&mut acc);
+        acc
+    }
+}
+
+/// The family `P ↦ Dense<P>`, for [`ByPolicy`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DenseFamily;
+
+impl PolicyFamily for DenseFamily {
+    type At<P: Policy> = Dense<P>;
+}
+
+/// A [`Dense`] whose policy was chosen at run time (from a string, a config, or the global
+/// policy, read once at construction).
+///
+/// ```
+/// use mixprec::prelude::*;
+/// let dense = AnyDense::with_policy("mixed_float16".parse()?, 3, 2)?;
+/// assert_eq!(dense.policy(), DTypePolicy::MixedFloat16);
+/// let y = dense.call_f32(&Tensor::from_vec(vec![1, 3], vec![1.0f32, 2.0, 3.0])?)?;
+/// assert_eq!(y.shape(), &[1, 2]);
+/// # Ok::<(), mixprec::Error>(())
+/// ```
+pub type AnyDense = ByPolicy<DenseFamily>;
+
+struct NewDense {
+    input_dim: usize,
+    units: usize,
+}
+
+impl FamilyBuilder<DenseFamily> for NewDense {
+    type Error = Error;
+    fn build<P: Policy>(self) -> Result<Dense<P>> {
+        Dense::try_new(self.input_dim, self.units)
+    }
+}
+
+struct CallF32<'a>(&'a Tensor<f32>);
+
+impl FamilyVisitor<DenseFamily> for CallF32<'_> {
+    type Output = Result<Tensor<f32>>;
+    fn visit<P: Policy>(self, dense: &Dense<P>) -> Result<Tensor<f32>> {
+        Ok(dense.try_call(self.0)?.into_cast())
+    }
+}
+
+impl AnyDense {
+    /// A `Dense` in the current [`global_policy`] (read now; later changes do not affect it).
+    ///
+    /// # Errors
+    ///
+    /// As [`Dense::try_new`].
+    pub fn new(input_dim: usize, units: usize) -> Result<Self> {
+        Self::with_policy(global_policy(), input_dim, units)
+    }
+
+    /// A `Dense` in `policy`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Dense::try_new`].
+    pub fn with_policy(policy: DTypePolicy, input_dim: usize, units: usize) -> Result<Self> {
+        ByPolicy::build(policy, NewDense { input_dim, units })
+    }
+
+    /// Casts `x` to the compute type, runs the typed forward pass, and widens the result to f32.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ShapeMismatch`] when `x` is not `[.., input_dim]`.
+    pub fn call_f32(&self, x: &Tensor<f32>) -> Result<Tensor<f32>> {
+        self.visit(CallF32(x))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Bf16, MixedBf16, F32, F64};
+    use half::bf16;
+
+    #[test]
+    fn forward_rejects_wrong_shape_and_names_both() {
+        let d = Dense::<F32>::new(4, 2);
+        let x = Tensor::<f32>::zeros(vec![3, 5]).unwrap();
+        let err = d.try_forward(&x).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "shape mismatch in dense input: expected [.., 4], found [3, 5]"
+        );
+        let scalar = Tensor::<f32>::from_vec(vec![], vec![1.0]).unwrap();
+        assert!(d.try_forward(&scalar).is_err());
+    }
+
+    #[test]
+    fn forward_accepts_leading_dimensions() {
+        let d = Dense::<F64>::new(3, 2).with_seed(3);
+        let x = Tensor::from_vec(vec![2, 2, 3], (0..12).map(f64::from).collect()).unwrap();
+        let y = d.forward(&x);
+        assert_eq!(y.shape(), &[2, 2, 2]);
+        let flat = d.forward(&x.clone().reshape(vec![4, 3]).unwrap());
+        assert_eq!(y.as_slice(), flat.as_slice());
+    }
+
+    #[test]
+    fn from_weights_rejects_bad_shapes() {
+        let k = Tensor::from_vec(vec![2, 3], vec![0f32; 6]).unwrap();
+        let bad_bias = Tensor::from_vec(vec![2], vec![0f32; 2]).unwrap();
+        let err = Dense::<F32>::from_weights(k, Some(bad_bias)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "shape mismatch in bias: expected [3], found [2]"
+        );
+        let flat = Tensor::from_vec(vec![6], vec![0f32; 6]).unwrap();
+        assert!(Dense::<F32>::from_weights(flat, None).is_err());
+        let empty = Tensor::from_vec(vec![0, 3], vec![]).unwrap();
+        assert!(Dense::<F32>::from_weights(empty, None).is_err());
+    }
+
+    #[test]
+    fn try_new_rejects_zero_units() {
+        let err = Dense::<F32>::try_new(4, 0).unwrap_err();
+        assert_eq!(err.to_string(), "invalid units: 0 (at least 1)");
+    }
+
+    #[test]
+    fn kernel_compute_borrows_when_types_match() {
+        assert!(matches!(
+            Dense::<F32>::new(2, 2).kernel_compute(),
+            Cow::Borrowed(_)
+        ));
+        assert!(matches!(
+            Dense::<Bf16>::new(2, 2).kernel_compute(),
+            Cow::Borrowed(_)
+        ));
+        assert!(matches!(
+            Dense::<MixedBf16>::new(2, 2).kernel_compute(),
+            Cow::Owned(_)
+        ));
+    }
+
+    #[test]
+    fn mixed_bf16_stores_f32_and_rounds_once() {
+        // kernel 1 + 2^-9 rounds to 1 in bf16; x = 1; bias 2^-9 rounds to itself.
+        let k = Tensor::from_vec(vec![1, 1], vec![1.0 + 2f32.powi(-9)]).unwrap();
+        let b = Tensor::from_vec(vec![1], vec![2f32.powi(-9)]).unwrap();
+        let d = Dense::<MixedBf16>::from_weights(k, Some(b)).unwrap();
+        assert_eq!(d.kernel().as_slice(), &[1.0 + 2f32.powi(-9)]); // master copy exact
+        let x = Tensor::from_vec(vec![1, 1], vec![bf16::ONE]).unwrap();
+        // f32 sum 1 + 2^-9, rounded once to bf16: 1 (a tie would go to even; this is below it).
+        assert_eq!(d.forward(&x).as_slice(), &[bf16::ONE]);
+    }
+}
