@@ -3,9 +3,9 @@
 //! shapes and strides first, and every SIMD path is chosen at run time by CPU detection with a
 //! portable fallback that computes the same function.
 //!
-//! - [`gemm`]: `C = A·B` with operands in any [`Element`](crate::Element) and accumulation in its
+//! - [`gemm()`]: `C = A·B` with operands in any [`Element`](crate::Element) and accumulation in its
 //!   [`Acc`](crate::Element::Acc) type (f32 for the 16-bit types).
-//! - [`cast`]: slice conversions between the 16-bit types and f32.
+//! - [`cast`](mod@cast): slice conversions between the 16-bit types and f32.
 //!
 //! Set `MIXPREC_KERNEL=portable` to force the portable paths everywhere (tests use it to check that
 //! every fast path computes the same function).

@@ -7,7 +7,7 @@
 
 mod dense;
 
-pub use dense::{AnyDense, Dense, DenseFamily};
+pub use dense::{AnyDense, Dense, DenseFamily, DEFAULT_SEED};
 
 use std::fmt;
 use std::str::FromStr;

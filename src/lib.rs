@@ -77,3 +77,8 @@ pub mod prelude {
     pub use crate::tensor::Tensor;
     pub use half::{bf16, f16};
 }
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

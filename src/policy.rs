@@ -4,7 +4,7 @@
 //! A policy says which type a layer *computes* in and which it *stores its variables* in, exactly
 //! as a Keras `DTypePolicy` does, but here the compiler knows both, so every cast is resolved at
 //! compile time and a cast between equal types is no cast at all. The run-time twin, which parses
-//! Keras's names, is [`DTypePolicy`](crate::DTypePolicy) in [`runtime`].
+//! Keras's names, is [`DTypePolicy`] in [`runtime`].
 //!
 //! | Keras name | type | compute | variable | loss scaling for training |
 //! | --- | --- | --- | --- | --- |

@@ -7,7 +7,7 @@
 //!   (exact), then `sgemm` multiplies and accumulates in f32. A product of two 16-bit values is
 //!   exact in f32, so this is the same function as a native 16-bit-operand, f32-accumulate unit.
 //!
-//! The one `unsafe` call into matrixmultiply lives in [`mm_checked`], after every length and
+//! The one `unsafe` call into matrixmultiply lives in `mm_checked`, after every length and
 //! stride has been checked against the slices.
 
 use crate::dtype::{cast_slice, Element, SliceMut, SliceRef};
@@ -88,7 +88,7 @@ impl<'a, T> MatRef<'a, T> {
     }
 
     /// A contiguous row-major copy in type `U`, converted once.
-    fn to_row_major<U: Element>(&self) -> Vec<U>
+    fn to_row_major<U: Element>(self) -> Vec<U>
     where
         T: Element,
     {
