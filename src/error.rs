@@ -59,6 +59,12 @@ pub enum Error {
         /// What would be valid.
         expected: &'static str,
     },
+    /// `backward` was called without a preceding training forward pass.
+    #[error("backward called on {layer} without a saved forward pass (call train_forward first)")]
+    BackwardWithoutForward {
+        /// The layer's type name.
+        layer: &'static str,
+    },
     /// A policy's JSON config could not be read.
     #[cfg(feature = "serde")]
     #[error("invalid policy config: {0}")]

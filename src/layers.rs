@@ -6,6 +6,7 @@
 //! - [`AnyDense`]: a `Dense` whose policy was chosen at run time.
 
 mod dense;
+mod sequential;
 
 pub use dense::{AnyDense, Dense, DenseFamily, DEFAULT_SEED};
 
@@ -14,7 +15,62 @@ use std::str::FromStr;
 
 use num_traits::Float;
 
-use crate::error::Error;
+use crate::dtype::Element;
+use crate::error::{Error, Result};
+use crate::module::Module;
+use crate::tensor::Tensor;
+
+/// The compute side of a layer or model: an inference pass, a training pass that saves what the
+/// backward pass needs, and the backward pass that stores the variables' gradients.
+///
+/// Tensors between layers are typed: a stack `(A, B)` is a `Layer` only when
+/// `B::Input == A::Output`, so a `Dense<MixedBf16>` (emits `bf16`) cannot feed a `Dense<F32>`
+/// (takes `f32`) without an explicit cast.
+pub trait Layer: Module {
+    /// The element type of the input tensor (the compute type for the built-in layers).
+    type Input: Element;
+    /// The element type of the output tensor.
+    type Output: Element;
+
+    /// The inference pass: saves nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ShapeMismatch`] when `x` does not fit the layer.
+    fn infer(&self, x: &Tensor<Self::Input>) -> Result<Tensor<Self::Output>>;
+
+    /// The training pass: like [`infer`](Self::infer), and keeps (in the compute type) what
+    /// [`backward`](Self::backward) needs. Takes `x` by value, so saving it costs no copy.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ShapeMismatch`] when `x` does not fit the layer.
+    fn train_forward(&mut self, x: Tensor<Self::Input>) -> Result<Tensor<Self::Output>>;
+
+    /// The backward pass for the last [`train_forward`](Self::train_forward): stores every
+    /// variable's gradient (accumulated in f32, held in the variable type), drops the saved
+    /// activations, and returns the input's gradient when `need_input_grad` is true.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BackwardWithoutForward`] when there is no saved forward pass;
+    /// [`Error::ShapeMismatch`] when `dy` does not have the output's shape.
+    fn backward(
+        &mut self,
+        dy: Tensor<Self::Output>,
+        need_input_grad: bool,
+    ) -> Result<Option<Tensor<Self::Input>>>;
+
+    /// Bytes of activations currently saved for the backward pass.
+    fn saved_bytes(&self) -> usize;
+
+    /// Drops any saved activations (after an aborted step).
+    fn clear_saved(&mut self);
+
+    /// The width of the output's last dimension for an input whose last dimension is `input`,
+    /// or `None` when `input` does not fit.
+    fn output_dim(&self, input: usize) -> Option<usize>;
+}
 
 /// An element-wise activation, applied to the f32 (f64 for `F64`) accumulator before the output
 /// is rounded to the compute type, so it costs no extra rounding.
@@ -66,6 +122,27 @@ impl Activation {
             }
             Activation::Sigmoid => F::one() / (F::one() + (-x).exp()),
             Activation::Tanh => x.tanh(),
+        }
+    }
+
+    /// The derivative, written in terms of the activation's output `y` (so the backward pass
+    /// needs only the saved output): relu `y > 0`, sigmoid `y(1 - y)`, tanh `1 - y²`.
+    /// NaN in gives NaN out.
+    #[inline]
+    pub fn derivative_from_output<F: Float>(self, y: F) -> F {
+        match self {
+            Activation::Linear => F::one(),
+            Activation::Relu => {
+                if y > F::zero() {
+                    F::one()
+                } else if y.is_nan() {
+                    y
+                } else {
+                    F::zero()
+                }
+            }
+            Activation::Sigmoid => y * (F::one() - y),
+            Activation::Tanh => F::one() - y * y,
         }
     }
 

@@ -50,6 +50,8 @@ pub mod dtype;
 pub mod error;
 pub mod kernels;
 pub mod layers;
+pub mod module;
+pub mod param;
 pub mod policy;
 pub mod tensor;
 
@@ -67,7 +69,8 @@ pub use tensor::Tensor;
 pub mod prelude {
     pub use crate::dtype::{DType, Element};
     pub use crate::error::{Error, Result};
-    pub use crate::layers::{Activation, AnyDense, Dense};
+    pub use crate::layers::{Activation, AnyDense, Dense, Layer};
+    pub use crate::module::Module;
     pub use crate::policy::runtime::{
         global_policy, set_global_policy, DTypePolicy, PolicyVisitor,
     };

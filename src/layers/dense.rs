@@ -1,17 +1,22 @@
-//! [`Dense`]: `y = activation(x·W + b)`, Keras's `Dense` with its policy as a type parameter.
+//! [`Dense`]: `y = activation(x·W + b)`, Keras's `Dense` with its policy as a type parameter,
+//! with its training pass and backward pass.
 
-use std::borrow::Cow;
 use std::marker::PhantomData;
 
-use crate::dtype::{cast_cow, cast_slice, cast_to_vec, cast_vec, Element};
+use crate::dtype::{cast_cow, cast_slice, cast_vec, Element};
 use crate::error::{fmt_shape, Error, Result};
 use crate::init::glorot_uniform;
 use crate::kernels::{gemm, MatRef};
-use crate::layers::Activation;
+use crate::layers::{Activation, Layer};
+use crate::module::{join_name, Module};
+use crate::param::Param;
 use crate::policy::dispatch::{ByPolicy, FamilyBuilder, FamilyVisitor, PolicyFamily};
 use crate::policy::{DefaultPolicy, Policy};
 use crate::tensor::Tensor;
 use crate::{global_policy, DTypePolicy};
+
+/// The accumulator type of policy `P`: f32, or f64 for `F64`.
+type AccOf<P> = <<P as Policy>::Compute as Element>::Acc;
 
 /// The seed [`Dense::new`] initialises with; [`Dense::with_seed`] picks another.
 pub const DEFAULT_SEED: u64 = 0;
@@ -24,6 +29,9 @@ pub const DEFAULT_SEED: u64 = 0;
 /// - Forward: `x` and the variables are read in `P::Compute`; products are summed in
 ///   `<P::Compute as Element>::Acc` (f32; f64 for `F64`) together with the bias and the
 ///   activation, and the result is rounded once to `P::Compute`.
+/// - Backward: `dW = xᵀ·dz` and `db = Σ dz` accumulated in f32 from compute-type operands and
+///   stored in `P::Variable`; `dx = dz·Wᵀ` rounded once to `P::Compute`. The training pass saves
+///   `x` and, for a non-linear activation, `y`, both in the compute type.
 ///
 /// ```
 /// use mixprec::prelude::*;
@@ -34,12 +42,31 @@ pub const DEFAULT_SEED: u64 = 0;
 /// assert_eq!(dense.forward(&x).to_f64_vec(), vec![4.0, 9.0, 0.0]);
 /// # Ok::<(), mixprec::Error>(())
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Dense<P: Policy = DefaultPolicy> {
-    kernel: Tensor<P::Variable>,
-    bias: Option<Tensor<P::Variable>>,
+    kernel: Param<P>,
+    bias: Option<Param<P>>,
     activation: Activation,
+    saved: Option<Saved<P>>,
     _policy: PhantomData<P>,
+}
+
+/// What the training pass keeps for the backward pass, in the compute type.
+#[derive(Debug, Clone)]
+struct Saved<P: Policy> {
+    /// The input, `rows × input_dim`.
+    x: Tensor<P::Compute>,
+    /// The output, kept only when the activation's derivative needs it.
+    y: Option<Tensor<P::Compute>>,
+}
+
+impl<P: Policy> PartialEq for Dense<P> {
+    /// Equal variables and activation; saved activations and gradients are transient.
+    fn eq(&self, other: &Self) -> bool {
+        self.kernel == other.kernel
+            && self.bias == other.bias
+            && self.activation == other.activation
+    }
 }
 
 impl<P: Policy> Dense<P> {
@@ -85,14 +112,20 @@ impl<P: Policy> Dense<P> {
             vec![input_dim, units],
             cast_vec(glorot_uniform(input_dim, units, seed)),
         );
-        let bias =
-            use_bias.then(|| Tensor::from_parts(vec![units], vec![P::Variable::default(); units]));
         Dense {
-            kernel,
-            bias,
+            kernel: Param::new(kernel),
+            bias: use_bias.then(|| Self::zero_bias(units)),
             activation: act,
+            saved: None,
             _policy: PhantomData,
         }
+    }
+
+    fn zero_bias(units: usize) -> Param<P> {
+        Param::new(Tensor::from_parts(
+            vec![units],
+            vec![P::Variable::default(); units],
+        ))
     }
 
     /// A layer with the given weights, cast to `P::Variable` (rounded to nearest-even).
@@ -102,14 +135,11 @@ impl<P: Policy> Dense<P> {
     /// [`Error::ShapeMismatch`] if `kernel` is not `[input_dim, units]` with both at least 1, or
     /// `bias` is not `[units]`.
     pub fn from_weights(kernel: Tensor<f32>, bias: Option<Tensor<f32>>) -> Result<Self> {
-        let (input_dim, units) = match *kernel.shape() {
-            [i, u] if i > 0 && u > 0 => (i, u),
+        let units = match *kernel.shape() {
+            [i, u] if i > 0 && u > 0 => u,
             _ => {
-                return Err(Error::shape(
-                    "kernel",
-                    "[input_dim, units] with both >= 1".into(),
-                    kernel.shape(),
-                ))
+                let expected = "[input_dim, units] with both >= 1".to_string();
+                return Err(Error::shape("kernel", expected, kernel.shape()));
             }
         };
         if let Some(b) = &bias {
@@ -117,11 +147,11 @@ impl<P: Policy> Dense<P> {
                 return Err(Error::shape("bias", fmt_shape(&[units]), b.shape()));
             }
         }
-        let _ = input_dim;
         Ok(Dense {
-            kernel: kernel.into_cast(),
-            bias: bias.map(Tensor::into_cast),
+            kernel: Param::new(kernel.into_cast()),
+            bias: bias.map(|b| Param::new(b.into_cast())),
             activation: Activation::Linear,
+            saved: None,
             _policy: PhantomData,
         })
     }
@@ -147,10 +177,7 @@ impl<P: Policy> Dense<P> {
         let units = self.units();
         let bias = match (use_bias, self.bias) {
             (true, Some(b)) => Some(b),
-            (true, None) => Some(Tensor::from_parts(
-                vec![units],
-                vec![P::Variable::default(); units],
-            )),
+            (true, None) => Some(Self::zero_bias(units)),
             (false, _) => None,
         };
         Dense { bias, ..self }
@@ -173,28 +200,28 @@ impl<P: Policy> Dense<P> {
 
     /// The kernel, `[input_dim, units]`, in the variable type.
     pub fn kernel(&self) -> &Tensor<P::Variable> {
-        &self.kernel
+        self.kernel.value()
     }
 
     /// The bias, `[units]`, in the variable type.
     pub fn bias(&self) -> Option<&Tensor<P::Variable>> {
+        self.bias.as_ref().map(Param::value)
+    }
+
+    /// The kernel variable (value, gradient, compute copy).
+    pub fn kernel_param(&self) -> &Param<P> {
+        &self.kernel
+    }
+
+    /// The bias variable.
+    pub fn bias_param(&self) -> Option<&Param<P>> {
         self.bias.as_ref()
     }
 
-    /// Number of scalars in the variables.
-    pub fn param_count(&self) -> usize {
-        self.kernel.len() + self.bias.as_ref().map_or(0, Tensor::len)
-    }
-
-    /// Bytes held by the variables.
-    pub fn variable_bytes(&self) -> usize {
-        self.param_count() * P::VARIABLE_DTYPE.size_of()
-    }
-
-    /// The kernel in the compute type: borrowed when `Variable == Compute`, one bulk cast
-    /// otherwise.
-    pub fn kernel_compute(&self) -> Cow<'_, [P::Compute]> {
-        cast_cow(self.kernel.as_slice())
+    /// The kernel in the compute type: the master value when `Variable == Compute`, otherwise a
+    /// copy converted once and cached until the next update.
+    pub fn kernel_compute(&self) -> &[P::Compute] {
+        self.kernel.compute()
     }
 
     /// `activation(x·W + b)` for `x` of shape `[.., input_dim]`; the result has shape
@@ -215,10 +242,7 @@ impl<P: Policy> Dense<P> {
     /// [`Error::ShapeMismatch`] when `x` is not `[.., input_dim]`.
     pub fn try_forward(&self, x: &Tensor<P::Compute>) -> Result<Tensor<P::Compute>> {
         let rows = self.check_input(x.shape())?;
-        let acc = self.forward_acc(x.as_slice(), rows);
-        let mut shape = x.shape().to_vec();
-        *shape.last_mut().expect("checked: rank >= 1") = self.units();
-        Ok(Tensor::from_parts(shape, cast_vec(acc)))
+        Ok(self.output(x.shape(), self.forward_acc(x.as_slice(), rows)))
     }
 
     /// Keras's `layer(x)`: casts `x` (any float type) to the compute type, then
@@ -238,11 +262,8 @@ impl<P: Policy> Dense<P> {
     /// [`Error::ShapeMismatch`] when `x` is not `[.., input_dim]`.
     pub fn try_call<T: Element>(&self, x: &Tensor<T>) -> Result<Tensor<P::Compute>> {
         let rows = self.check_input(x.shape())?;
-        let xc: Cow<'_, [P::Compute]> = cast_cow(x.as_slice());
-        let acc = self.forward_acc(&xc, rows);
-        let mut shape = x.shape().to_vec();
-        *shape.last_mut().expect("checked: rank >= 1") = self.units();
-        Ok(Tensor::from_parts(shape, cast_vec(acc)))
+        let xc = cast_cow::<T, P::Compute>(x.as_slice());
+        Ok(self.output(x.shape(), self.forward_acc(&xc, rows)))
     }
 
     /// Checks `[.., input_dim]` and returns the number of rows.
@@ -257,32 +278,182 @@ impl<P: Policy> Dense<P> {
         }
     }
 
+    /// The accumulator rounded once to the compute type, under the input's leading dimensions.
+    fn output(&self, in_shape: &[usize], acc: Vec<AccOf<P>>) -> Tensor<P::Compute> {
+        let mut shape = in_shape.to_vec();
+        *shape.last_mut().expect("checked: rank >= 1") = self.units();
+        Tensor::from_parts(shape, cast_vec(acc))
+    }
+
     /// `activation(x·W + b)` in the accumulator type, `rows × units`, row-major.
-    fn forward_acc(&self, x: &[P::Compute], rows: usize) -> Vec<<P::Compute as Element>::Acc> {
+    fn forward_acc(&self, x: &[P::Compute], rows: usize) -> Vec<AccOf<P>> {
         let (k, n) = (self.input_dim(), self.units());
-        let w = self.kernel_compute();
-        let mut acc = vec![<P::Compute as Element>::Acc::default(); rows * n];
+        let mut acc = vec![AccOf::<P>::default(); rows * n];
         let accumulate = match &self.bias {
             Some(b) => {
-                // The bias is read in the compute type (as Keras reads every variable), then
-                // widened once; each output row starts from it and the products add to it.
-                let bc: Vec<P::Compute> = cast_to_vec(b.as_slice());
-                let mut row = vec![<P::Compute as Element>::Acc::default(); n];
-                cast_slice(&bc, &mut row);
+                // The bias is read in the compute type (as Keras reads every variable), widened
+                // once; each output row starts from it and the products add to it.
+                let mut row = vec![AccOf::<P>::default(); n];
+                cast_slice(b.compute(), &mut row);
                 acc.chunks_exact_mut(n)
                     .for_each(|r| r.copy_from_slice(&row));
                 true
             }
             None => false,
         };
-        gemm(
-            MatRef::row_major(x, rows, k),
-            MatRef::row_major(&w, k, n),
-            &mut acc,
-            accumulate,
-        );
+        let w = MatRef::row_major(self.kernel.compute(), k, n);
+        gemm(MatRef::row_major(x, rows, k), w, &mut acc, accumulate);
         self.activation.apply_slice(&mut acc);
         acc
+    }
+
+    /// `dz = dy ⊙ activation'(y)`, formed in the accumulator type and rounded once.
+    fn pre_activation_grad(
+        &self,
+        dy: Tensor<P::Compute>,
+        y: Option<&Tensor<P::Compute>>,
+    ) -> Vec<P::Compute> {
+        let (Some(y), false) = (y, self.activation == Activation::Linear) else {
+            return dy.into_vec();
+        };
+        let act = self.activation;
+        let n = self.units();
+        let mut dz = dy.into_vec();
+        let (mut d_acc, mut y_acc) = (
+            vec![AccOf::<P>::default(); n],
+            vec![AccOf::<P>::default(); n],
+        );
+        for (d_row, y_row) in dz.chunks_exact_mut(n).zip(y.as_slice().chunks_exact(n)) {
+            cast_slice(d_row, &mut d_acc);
+            cast_slice(y_row, &mut y_acc);
+            d_acc
+                .iter_mut()
+                .zip(&y_acc)
+                .for_each(|(d, &y)| *d = *d * act.derivative_from_output(y));
+            cast_slice(&d_acc, d_row);
+        }
+        dz
+    }
+}
+
+impl<P: Policy> Module for Dense<P> {
+    type Policy = P;
+    type At<Q: Policy> = Dense<Q>;
+
+    fn visit_params(&self, prefix: &str, f: &mut dyn FnMut(&str, &Param<P>)) {
+        f(&join_name(prefix, "kernel"), &self.kernel);
+        if let Some(b) = &self.bias {
+            f(&join_name(prefix, "bias"), b);
+        }
+    }
+
+    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut Param<P>)) {
+        f(&mut self.kernel);
+        if let Some(b) = &mut self.bias {
+            f(b);
+        }
+    }
+
+    fn to_policy<Q: Policy>(&self) -> Dense<Q> {
+        Dense {
+            kernel: self.kernel.to_policy(),
+            bias: self.bias.as_ref().map(Param::to_policy),
+            activation: self.activation,
+            saved: None,
+            _policy: PhantomData,
+        }
+    }
+}
+
+impl<P: Policy> Layer for Dense<P> {
+    type Input = P::Compute;
+    type Output = P::Compute;
+
+    fn infer(&self, x: &Tensor<P::Compute>) -> Result<Tensor<P::Compute>> {
+        self.try_forward(x)
+    }
+
+    fn train_forward(&mut self, x: Tensor<P::Compute>) -> Result<Tensor<P::Compute>> {
+        let y = self.try_forward(&x)?;
+        let keep_y = self.activation != Activation::Linear;
+        let rows = x.len() / self.input_dim();
+        let x = x.reshape(vec![rows, self.input_dim()])?;
+        self.saved = Some(Saved {
+            x,
+            y: keep_y.then(|| y.clone()),
+        });
+        Ok(y)
+    }
+
+    fn backward(
+        &mut self,
+        dy: Tensor<P::Compute>,
+        need_input_grad: bool,
+    ) -> Result<Option<Tensor<P::Compute>>> {
+        let saved = self
+            .saved
+            .take()
+            .ok_or(Error::BackwardWithoutForward { layer: "Dense" })?;
+        let (rows, k, n) = (saved.x.shape()[0], self.input_dim(), self.units());
+        if dy.len() != rows * n || dy.shape().last() != Some(&n) {
+            return Err(Error::shape(
+                "dense output gradient",
+                format!("[{rows}, {n}]"),
+                dy.shape(),
+            ));
+        }
+        let in_shape = {
+            let mut s = dy.shape().to_vec();
+            *s.last_mut().expect("checked") = k;
+            s
+        };
+        let dz = self.pre_activation_grad(dy, saved.y.as_ref());
+        let dz_m = MatRef::row_major(&dz, rows, n);
+        // dW = xᵀ·dz, summed in f32 from compute-type operands.
+        let mut dw = vec![AccOf::<P>::default(); k * n];
+        gemm(
+            MatRef::row_major(saved.x.as_slice(), rows, k).t(),
+            dz_m,
+            &mut dw,
+            false,
+        );
+        self.kernel.set_grad_from_acc(dw);
+        if let Some(b) = &mut self.bias {
+            let mut db = vec![AccOf::<P>::default(); n];
+            let mut row = vec![AccOf::<P>::default(); n];
+            for r in dz.chunks_exact(n) {
+                cast_slice(r, &mut row);
+                db.iter_mut().zip(&row).for_each(|(s, v)| *s = *s + *v);
+            }
+            b.set_grad_from_acc(db);
+        }
+        if !need_input_grad {
+            return Ok(None);
+        }
+        // dx = dz·Wᵀ, summed in f32, rounded once.
+        let mut dx = vec![AccOf::<P>::default(); rows * k];
+        gemm(
+            dz_m,
+            MatRef::row_major(self.kernel.compute(), k, n).t(),
+            &mut dx,
+            false,
+        );
+        Ok(Some(Tensor::from_parts(in_shape, cast_vec(dx))))
+    }
+
+    fn saved_bytes(&self) -> usize {
+        let elem = P::COMPUTE_DTYPE.size_of();
+        self.saved.as_ref().map_or(0, |s| {
+            (s.x.len() + s.y.as_ref().map_or(0, Tensor::len)) * elem
+        })
+    }
+
+    fn clear_saved(&mut self) {
+        self.saved = None;
+    }
+
+    fn output_dim(&self, input: usize) -> Option<usize> {
+        (input == self.input_dim()).then_some(self.units())
     }
 }
 
@@ -409,18 +580,12 @@ mod tests {
 
     #[test]
     fn kernel_compute_borrows_when_types_match() {
-        assert!(matches!(
-            Dense::<F32>::new(2, 2).kernel_compute(),
-            Cow::Borrowed(_)
-        ));
-        assert!(matches!(
-            Dense::<Bf16>::new(2, 2).kernel_compute(),
-            Cow::Borrowed(_)
-        ));
-        assert!(matches!(
-            Dense::<MixedBf16>::new(2, 2).kernel_compute(),
-            Cow::Owned(_)
-        ));
+        fn shares<P: Policy>(d: &Dense<P>) -> bool {
+            d.kernel_compute().as_ptr().cast::<u8>() == d.kernel().as_slice().as_ptr().cast::<u8>()
+        }
+        assert!(shares(&Dense::<F32>::new(2, 2)));
+        assert!(shares(&Dense::<Bf16>::new(2, 2)));
+        assert!(!shares(&Dense::<MixedBf16>::new(2, 2)));
     }
 
     #[test]
@@ -433,5 +598,82 @@ mod tests {
         let x = Tensor::from_vec(vec![1, 1], vec![bf16::ONE]).unwrap();
         // f32 sum 1 + 2^-9, rounded once to bf16: 1 (a tie would go to even; this is below it).
         assert_eq!(d.forward(&x).as_slice(), &[bf16::ONE]);
+    }
+
+    /// Loss L = Σ c ⊙ y with fixed c, so dL/dy = c; compare backward with central differences.
+    #[test]
+    fn backward_matches_finite_differences_in_f64() {
+        for act in Activation::ALL {
+            let mut d = Dense::<F64>::new(3, 4).with_seed(5).with_activation(act);
+            // A non-zero bias so relu sees both signs.
+            d.bias
+                .as_mut()
+                .unwrap()
+                .update(|b| b.copy_from_slice(&[0.1, -0.2, 0.3, -0.05]));
+            let x = Tensor::from_vec(vec![2, 3], vec![0.5, -1.0, 0.25, 1.5, 0.3, -0.7]).unwrap();
+            let c: Vec<f64> = (0..8).map(|i| (i as f64 - 3.5) / 4.0).collect();
+            let loss = |d: &Dense<F64>, x: &Tensor<f64>| -> f64 {
+                d.forward(x)
+                    .as_slice()
+                    .iter()
+                    .zip(&c)
+                    .map(|(y, c)| y * c)
+                    .sum()
+            };
+            d.train_forward(x.clone()).unwrap();
+            let dy = Tensor::from_vec(vec![2, 4], c.clone()).unwrap();
+            let dx = d.backward(dy, true).unwrap().unwrap();
+            let h = 1e-6;
+            let grad_w = d.kernel.grad().unwrap().as_slice().to_vec();
+            for i in 0..12 {
+                let (mut p, mut m) = (d.clone(), d.clone());
+                p.kernel.update(|w| w[i] += h);
+                m.kernel.update(|w| w[i] -= h);
+                let fd = (loss(&p, &x) - loss(&m, &x)) / (2.0 * h);
+                assert!(
+                    (fd - grad_w[i]).abs() < 1e-6,
+                    "{act} dW[{i}]: {fd} vs {}",
+                    grad_w[i]
+                );
+            }
+            let grad_b = d.bias.as_ref().unwrap().grad().unwrap().as_slice().to_vec();
+            for i in 0..4 {
+                let (mut p, mut m) = (d.clone(), d.clone());
+                p.bias.as_mut().unwrap().update(|b| b[i] += h);
+                m.bias.as_mut().unwrap().update(|b| b[i] -= h);
+                let fd = (loss(&p, &x) - loss(&m, &x)) / (2.0 * h);
+                assert!(
+                    (fd - grad_b[i]).abs() < 1e-6,
+                    "{act} db[{i}]: {fd} vs {}",
+                    grad_b[i]
+                );
+            }
+            for i in 0..6 {
+                let (mut xp, mut xm) = (x.clone(), x.clone());
+                xp.as_mut_slice()[i] += h;
+                xm.as_mut_slice()[i] -= h;
+                let fd = (loss(&d, &xp) - loss(&d, &xm)) / (2.0 * h);
+                let g = dx.as_slice()[i];
+                assert!((fd - g).abs() < 1e-6, "{act} dx[{i}]: {fd} vs {g}");
+            }
+        }
+    }
+
+    #[test]
+    fn backward_without_forward_is_an_error() {
+        let mut d = Dense::<F32>::new(2, 2);
+        let dy = Tensor::<f32>::zeros(vec![1, 2]).unwrap();
+        assert!(matches!(
+            d.backward(dy, true),
+            Err(Error::BackwardWithoutForward { .. })
+        ));
+    }
+
+    #[test]
+    fn training_pass_saves_compute_type_bytes() {
+        let x = Tensor::<bf16>::zeros(vec![8, 4]).unwrap();
+        let mut d = Dense::<MixedBf16>::new(4, 3).with_activation(Activation::Relu);
+        d.train_forward(x).unwrap();
+        assert_eq!(d.saved_bytes(), (8 * 4 + 8 * 3) * 2);
     }
 }

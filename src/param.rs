@@ -1,0 +1,170 @@
+//! [`Param<P>`]: one trainable variable of a layer in policy `P`: the master value in
+//! `P::Variable`, its gradient (also `P::Variable`, accumulated in f32), and a cached copy in
+//! `P::Compute` that every mutation clears, so it can never be stale.
+
+use std::sync::OnceLock;
+
+use crate::dtype::{cast_to_vec, Element};
+use crate::policy::Policy;
+use crate::tensor::Tensor;
+
+/// A trainable variable: master value, gradient, cached compute-type copy.
+///
+/// ```
+/// use mixprec::{param::Param, policy::MixedBf16, Tensor};
+/// let mut w = Param::<MixedBf16>::new(Tensor::from_vec(vec![2], vec![1.0f32, 2.0])?);
+/// assert_eq!(w.compute()[1], half::bf16::from_f32(2.0));
+/// w.update(|v| v[1] = 3.0);                   // clears the cached bf16 copy
+/// assert_eq!(w.compute()[1], half::bf16::from_f32(3.0));
+/// # Ok::<(), mixprec::Error>(())
+/// ```
+pub struct Param<P: Policy> {
+    value: Tensor<P::Variable>,
+    grad: Option<Tensor<P::Variable>>,
+    compute: OnceLock<Vec<P::Compute>>,
+}
+
+impl<P: Policy> Param<P> {
+    /// A variable holding `value`, with no gradient yet.
+    pub fn new(value: Tensor<P::Variable>) -> Self {
+        Param {
+            value,
+            grad: None,
+            compute: OnceLock::new(),
+        }
+    }
+
+    /// The master value.
+    pub fn value(&self) -> &Tensor<P::Variable> {
+        &self.value
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        self.value.shape()
+    }
+
+    /// The number of scalars.
+    pub fn len(&self) -> usize {
+        self.value.len()
+    }
+
+    /// True for a variable without elements.
+    pub fn is_empty(&self) -> bool {
+        self.value.is_empty()
+    }
+
+    /// The value in the compute type: the master value itself when the two types are equal,
+    /// otherwise a copy converted once and cached until the next mutation.
+    pub fn compute(&self) -> &[P::Compute] {
+        let master = self.value.as_slice();
+        match P::Compute::from_view(P::Variable::view(master)) {
+            Some(same) => same,
+            None => self.compute.get_or_init(|| cast_to_vec(master)),
+        }
+    }
+
+    /// Mutates the master value in place and clears the cached compute copy.
+    pub fn update(&mut self, f: impl FnOnce(&mut [P::Variable])) {
+        self.compute = OnceLock::new();
+        f(self.value.as_mut_slice());
+    }
+
+    /// Replaces the master value (same shape) and clears the cached compute copy.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) when the shapes differ.
+    pub fn set(&mut self, value: Tensor<P::Variable>) -> crate::Result<()> {
+        if value.shape() != self.value.shape() {
+            return Err(crate::Error::shape(
+                "variable",
+                crate::error::fmt_shape(self.value.shape()),
+                value.shape(),
+            ));
+        }
+        self.compute = OnceLock::new();
+        self.value = value;
+        Ok(())
+    }
+
+    /// The gradient of the last backward pass, if any.
+    pub fn grad(&self) -> Option<&Tensor<P::Variable>> {
+        self.grad.as_ref()
+    }
+
+    /// The value and the gradient together, the value mutable (for optimizers); clears the cache.
+    pub fn value_and_grad_mut(&mut self) -> (&mut [P::Variable], Option<&[P::Variable]>) {
+        self.compute = OnceLock::new();
+        (
+            self.value.as_mut_slice(),
+            self.grad.as_ref().map(Tensor::as_slice),
+        )
+    }
+
+    /// Stores a gradient computed in f32 (or f64), rounded once to the variable type.
+    pub(crate) fn set_grad_from_acc<A: Element>(&mut self, grad: Vec<A>) {
+        debug_assert_eq!(grad.len(), self.value.len());
+        let g = Tensor::from_parts(self.value.shape().to_vec(), crate::dtype::cast_vec(grad));
+        self.grad = Some(g);
+    }
+
+    /// Drops the gradient.
+    pub fn clear_grad(&mut self) {
+        self.grad = None;
+    }
+
+    /// The same variable in policy `Q` (value cast to `Q::Variable`, no gradient).
+    pub fn to_policy<Q: Policy>(&self) -> Param<Q> {
+        Param::new(self.value.cast())
+    }
+}
+
+impl<P: Policy> Clone for Param<P> {
+    fn clone(&self) -> Self {
+        Param {
+            value: self.value.clone(),
+            grad: self.grad.clone(),
+            compute: OnceLock::new(),
+        }
+    }
+}
+
+impl<P: Policy> PartialEq for Param<P> {
+    /// Two variables are equal when their values are; gradients and caches are transient.
+    fn eq(&self, other: &Self) -> bool {
+        self.value == other.value
+    }
+}
+
+impl<P: Policy> std::fmt::Debug for Param<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Param")
+            .field("value", &self.value)
+            .field("has_grad", &self.grad.is_some())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{MixedF16, F32};
+
+    #[test]
+    fn compute_copy_is_never_stale() {
+        let mut p = Param::<MixedF16>::new(Tensor::from_vec(vec![1], vec![1.0f32]).unwrap());
+        assert_eq!(p.compute()[0].to_f32(), 1.0);
+        p.value_and_grad_mut().0[0] = 2.0;
+        assert_eq!(p.compute()[0].to_f32(), 2.0);
+        p.set(Tensor::from_vec(vec![1], vec![4.0f32]).unwrap())
+            .unwrap();
+        assert_eq!(p.compute()[0].to_f32(), 4.0);
+    }
+
+    #[test]
+    fn compute_borrows_master_when_types_match() {
+        let p = Param::<F32>::new(Tensor::from_vec(vec![1], vec![1.0f32]).unwrap());
+        assert_eq!(p.compute().as_ptr(), p.value().as_slice().as_ptr());
+    }
+}
