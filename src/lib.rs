@@ -46,6 +46,8 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![doc(test(attr(deny(warnings))))]
 
+extern crate self as mixprec;
+
 pub mod dtype;
 pub mod error;
 pub mod kernels;

@@ -10,7 +10,7 @@ use crate::kernels::{gemm, MatRef};
 use crate::layers::{Activation, Layer};
 use crate::module::{join_name, Module};
 use crate::param::Param;
-use crate::policy::dispatch::{ByPolicy, FamilyBuilder, FamilyVisitor, PolicyFamily};
+use crate::policy::dispatch::{ByPolicy, FamilyBuilder, PolicyFamily};
 use crate::policy::{DefaultPolicy, Policy};
 use crate::tensor::Tensor;
 use crate::{global_policy, DTypePolicy};
@@ -490,15 +490,6 @@ impl FamilyBuilder<DenseFamily> for NewDense {
     }
 }
 
-struct CallF32<'a>(&'a Tensor<f32>);
-
-impl FamilyVisitor<DenseFamily> for CallF32<'_> {
-    type Output = Result<Tensor<f32>>;
-    fn visit<P: Policy>(self, dense: &Dense<P>) -> Result<Tensor<f32>> {
-        Ok(dense.try_call(self.0)?.into_cast())
-    }
-}
-
 impl AnyDense {
     /// A `Dense` in the current [`global_policy`] (read now; later changes do not affect it).
     ///
@@ -524,7 +515,7 @@ impl AnyDense {
     ///
     /// [`Error::ShapeMismatch`] when `x` is not `[.., input_dim]`.
     pub fn call_f32(&self, x: &Tensor<f32>) -> Result<Tensor<f32>> {
-        self.visit(CallF32(x))
+        self.predict_f32(x)
     }
 }
 

@@ -5,13 +5,18 @@
 //! A type constructor is named by a [`PolicyFamily`] (`DenseFamily::At<P> = Dense<P>`), so the
 //! same enum and the same dispatch serve every layer and model.
 
+use crate::error::Result;
+use crate::layers::Layer;
+use crate::module::Module;
 use crate::policy::{Bf16, MixedBf16, MixedF16, Policy, F16, F32, F64};
+use crate::tensor::Tensor;
 use crate::DTypePolicy;
 
-/// A type constructor over policies: `Self::At<P>` is the type for policy `P`.
+/// A type constructor over policies: `Self::At<P>` is the layer or model for policy `P`.
+/// `#[derive(Module)]` writes one for every model (`MlpFamily`), with `AnyMlp = ByPolicy<MlpFamily>`.
 pub trait PolicyFamily {
-    /// The type for policy `P`.
-    type At<P: Policy>;
+    /// The layer or model for policy `P`.
+    type At<P: Policy>: Layer + Module<Policy = P>;
 }
 
 /// One `F::At<P>` for a policy chosen at run time.
@@ -89,6 +94,31 @@ impl<F: PolicyFamily> ByPolicy<F> {
             ByPolicy::MixedFloat16(_) => DTypePolicy::MixedFloat16,
             ByPolicy::MixedBFloat16(_) => DTypePolicy::MixedBFloat16,
         }
+    }
+
+    /// Number of scalars in the variables.
+    pub fn param_count(&self) -> usize {
+        each_variant!(self, v => v.param_count())
+    }
+
+    /// Bytes held by the variables.
+    pub fn variable_bytes(&self) -> usize {
+        each_variant!(self, v => v.variable_bytes())
+    }
+
+    /// Every variable's name.
+    pub fn param_names(&self) -> Vec<String> {
+        each_variant!(self, v => v.param_names())
+    }
+
+    /// The inference pass from and to f32: casts `x` to the model's input type, runs the typed
+    /// model, and widens its output.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) when `x` does not fit the model.
+    pub fn predict_f32(&self, x: &Tensor<f32>) -> Result<Tensor<f32>> {
+        each_variant!(self, v => Ok(v.infer(&x.cast())?.into_cast()))
     }
 
     /// Runs `visitor` on the held value.
