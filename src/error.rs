@@ -65,6 +65,63 @@ pub enum Error {
         /// The layer's type name.
         layer: &'static str,
     },
+    /// A class label is not below the number of classes.
+    #[error("label {label} is out of range for {classes} classes (expected 0..={max})", max = classes.saturating_sub(1))]
+    LabelOutOfRange {
+        /// The label.
+        label: u64,
+        /// The number of classes (the model's output width).
+        classes: usize,
+    },
+    /// The loss became NaN or infinite in a policy without loss scaling.
+    #[error("non-finite {what} ({value}) at epoch {epoch}, batch {batch}: training stopped before it wrote NaN into the weights (lower the learning rate, or check the data)")]
+    NonFinite {
+        /// `"loss"` or `"gradient"`.
+        what: &'static str,
+        /// The value seen.
+        value: f64,
+        /// 1-based epoch.
+        epoch: usize,
+        /// 1-based batch within the epoch.
+        batch: usize,
+    },
+    /// Input data holds NaN or an infinity.
+    #[error("non-finite value {value} in {what} at flat index {index} (data must be finite)")]
+    NonFiniteData {
+        /// `"features"` or `"targets"`.
+        what: &'static str,
+        /// Row-major index of the first bad value.
+        index: usize,
+        /// The value.
+        value: f32,
+    },
+    /// A data set has no rows, or a batch would be empty.
+    #[error("empty {what}: {why}")]
+    Empty {
+        /// What was empty (`"training data"`).
+        what: &'static str,
+        /// Why it matters or how it came about.
+        why: String,
+    },
+    /// A file could not be read or written.
+    #[error("cannot access {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A data file is malformed.
+    #[error("{source_name} line {line}: {message}")]
+    Parse {
+        /// The file (or `"embedded digits"`).
+        source_name: String,
+        /// 1-based line (0: the whole file).
+        line: usize,
+        /// What is wrong and what was expected.
+        message: String,
+    },
     /// A policy's JSON config could not be read.
     #[cfg(feature = "serde")]
     #[error("invalid policy config: {0}")]

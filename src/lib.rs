@@ -48,14 +48,19 @@
 
 extern crate self as mixprec;
 
+pub mod data;
 pub mod dtype;
 pub mod error;
+pub mod io;
 pub mod kernels;
 pub mod layers;
+pub mod losses;
 pub mod module;
+pub mod optimizers;
 pub mod param;
 pub mod policy;
 pub mod tensor;
+pub mod train;
 
 mod init;
 
@@ -69,10 +74,13 @@ pub use tensor::Tensor;
 
 /// Everything a model file usually needs: `use mixprec::prelude::*;`.
 pub mod prelude {
+    pub use crate::data::Dataset;
     pub use crate::dtype::{DType, Element};
     pub use crate::error::{Error, Result};
     pub use crate::layers::{Activation, AnyDense, Dense, Layer};
+    pub use crate::losses::Loss;
     pub use crate::module::Module;
+    pub use crate::optimizers::{Adam, LossScaleOptimizer, Optimizer, Sgd};
     pub use crate::policy::runtime::{
         global_policy, set_global_policy, DTypePolicy, PolicyVisitor,
     };
@@ -80,6 +88,7 @@ pub mod prelude {
         Bf16, ComputeOf, DefaultPolicy, MixedBf16, MixedF16, Policy, VariableOf, F16, F32, F64,
     };
     pub use crate::tensor::Tensor;
+    pub use crate::train::{evaluate, fit, fit_with_callback, predict, FitOptions};
     pub use half::{bf16, f16};
 }
 

@@ -109,6 +109,21 @@ impl<P: Policy> Param<P> {
         self.grad = Some(g);
     }
 
+    /// Sets the gradient (for custom layers, and tests of optimizers).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) when the shape differs from the
+    /// value's.
+    pub fn set_grad(&mut self, grad: Tensor<P::Variable>) -> crate::Result<()> {
+        if grad.shape() != self.value.shape() {
+            let expected = crate::error::fmt_shape(self.value.shape());
+            return Err(crate::Error::shape("gradient", expected, grad.shape()));
+        }
+        self.grad = Some(grad);
+        Ok(())
+    }
+
     /// Drops the gradient.
     pub fn clear_grad(&mut self) {
         self.grad = None;

@@ -1,0 +1,224 @@
+//! Optimizers: [`Sgd`], [`Adam`] (and AdamW through its weight decay), and [`LossScaleOptimizer`]
+//! for float16 training. They update the master variables (`P::Variable`) with state kept in
+//! f32 (f64 for `F64`), and every update clears the variable's cached compute-type copy.
+//!
+//! Training a model whose policy computes in f16 needs loss scaling; the [`OptimizerFor`] bound
+//! makes a plain optimizer on such a model a compile error that says to wrap it.
+
+mod adam;
+mod loss_scale;
+mod sgd;
+
+pub use adam::Adam;
+pub use loss_scale::LossScaleOptimizer;
+pub use sgd::Sgd;
+
+use num_traits::{Float, Zero};
+use typenum::B0;
+
+use crate::dtype::{cast_slice, Element, VecOf};
+use crate::error::{Error, Result};
+use crate::module::Module;
+use crate::param::Param;
+use crate::policy::Policy;
+
+/// What an optimizer step did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[must_use = "a skipped step means the variables did not change"]
+pub enum StepOutcome {
+    /// The variables were updated.
+    Applied,
+    /// A gradient was NaN or infinite: nothing changed but the loss scale, which was lowered.
+    Skipped {
+        /// The scale the gradients carried.
+        scale_before: f32,
+        /// The scale for the next step.
+        scale_after: f32,
+    },
+}
+
+impl StepOutcome {
+    /// True when the variables were updated.
+    pub fn is_applied(self) -> bool {
+        matches!(self, StepOutcome::Applied)
+    }
+}
+
+/// An optimizer: updates a model's variables from the gradients its last backward pass stored.
+pub trait Optimizer {
+    /// One update from the gradients in `model`'s variables.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] when a variable has no gradient or the model's variables changed
+    /// shape since the optimizer's state was made.
+    fn step<M: Module>(&mut self, model: &mut M) -> Result<StepOutcome> {
+        self.step_unscaled(model, 1.0)
+    }
+
+    /// One update using `grad · inv_scale` as the gradient (for wrappers that scale the loss).
+    ///
+    /// # Errors
+    ///
+    /// As [`step`](Self::step).
+    fn step_unscaled<M: Module>(&mut self, model: &mut M, inv_scale: f32) -> Result<StepOutcome>;
+
+    /// Applied steps so far.
+    fn iterations(&self) -> u64;
+
+    /// The learning rate.
+    fn learning_rate(&self) -> f32;
+
+    /// The factor the training loop multiplies the loss by (1 unless the loss is scaled).
+    fn loss_scale(&self) -> f32 {
+        1.0
+    }
+
+    /// Whether this optimizer scales the loss and skips non-finite steps itself.
+    fn scales_loss(&self) -> bool {
+        false
+    }
+}
+
+/// Gate: `Self` may train a model of policy `P`. Plain optimizers train every policy whose
+/// compute type is not f16; [`LossScaleOptimizer`] trains every policy.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot train a `{P}` model: float16 compute needs loss scaling",
+    label = "this optimizer does not scale the loss",
+    note = "float16 gradients underflow to zero without loss scaling; wrap the optimizer: `LossScaleOptimizer::new(optimizer)`"
+)]
+pub trait OptimizerFor<P: Policy>: Optimizer {}
+
+/// Implemented for typenum's `B0` only: "this policy does not need loss scaling".
+#[diagnostic::on_unimplemented(
+    message = "this policy computes in float16, so training it needs loss scaling",
+    note = "wrap the optimizer: `LossScaleOptimizer::new(optimizer)`"
+)]
+pub trait NoLossScaleNeeded {}
+impl NoLossScaleNeeded for B0 {}
+
+macro_rules! plain_optimizer_gate {
+    ($($t:ty),*) => {$(
+        impl<P: Policy> OptimizerFor<P> for $t where P::NeedsLossScale: NoLossScaleNeeded {}
+    )*};
+}
+plain_optimizer_gate!(Sgd, Adam);
+
+impl<P: Policy, O: Optimizer> OptimizerFor<P> for LossScaleOptimizer<O> {}
+
+/// Per-variable optimizer state: slots in the accumulator type of the variable (f32, or f64).
+#[derive(Debug)]
+pub(crate) struct Slots {
+    slots: Vec<Vec<VecOf>>,
+}
+
+impl Slots {
+    pub(crate) fn new() -> Self {
+        Slots { slots: Vec::new() }
+    }
+
+    /// The `count` state vectors of variable `index` (zeros on first use), as `A`.
+    pub(crate) fn get<A: Element>(
+        &mut self,
+        index: usize,
+        len: usize,
+        count: usize,
+    ) -> Result<Vec<Vec<A>>> {
+        if self.slots.len() <= index {
+            self.slots.resize_with(index + 1, Vec::new);
+        }
+        let taken = std::mem::take(&mut self.slots[index]);
+        if taken.is_empty() {
+            return Ok((0..count).map(|_| vec![A::zero(); len]).collect());
+        }
+        taken
+            .into_iter()
+            .map(|v| match A::from_vec_of(v) {
+                Ok(v) if v.len() == len => Ok(v),
+                _ => Err(Error::InvalidArgument {
+                    what: "optimizer state",
+                    found: format!("variable #{index} changed shape or type"),
+                    expected: "the same model the optimizer has been stepping",
+                }),
+            })
+            .collect()
+    }
+
+    /// Puts the state of variable `index` back.
+    pub(crate) fn put<A: Element>(&mut self, index: usize, state: Vec<Vec<A>>) {
+        self.slots[index] = state.into_iter().map(A::into_vec_of).collect();
+    }
+}
+
+/// Runs `update(index, param, grad_in_acc)` for every variable of `model`, with the gradient
+/// widened to the accumulator type and multiplied by `inv_scale`; errors if a gradient is missing.
+pub(crate) fn for_each_grad<M: Module>(
+    model: &mut M,
+    inv_scale: f32,
+    mut update: impl FnMut(usize, &mut Param<M::Policy>, &[VarAcc<M>]) -> Result<()>,
+) -> Result<()> {
+    let mut index = 0;
+    let mut result = Ok(());
+    let mut g = Vec::new();
+    let s = VarAcc::<M>::from_f32_rne(inv_scale);
+    model.visit_params_mut(&mut |p| {
+        if result.is_err() {
+            return;
+        }
+        result = match p.grad() {
+            None => Err(Error::InvalidArgument {
+                what: "gradient",
+                found: format!("none for variable #{index}"),
+                expected: "a backward pass before the optimizer step",
+            }),
+            Some(grad) => {
+                g.resize(grad.len(), VarAcc::<M>::zero());
+                cast_slice(grad.as_slice(), &mut g);
+                if inv_scale != 1.0 {
+                    g.iter_mut().for_each(|x| *x = *x * s);
+                }
+                update(index, p, &g)
+            }
+        };
+        index += 1;
+    });
+    result
+}
+
+/// The accumulator type of a model's variables.
+pub(crate) type VarAcc<M> = <<<M as Module>::Policy as Policy>::Variable as Element>::Acc;
+
+/// True when every gradient of `model` is finite (a missing gradient counts as finite).
+pub fn grads_are_finite<M: Module>(model: &M) -> bool {
+    let mut finite = true;
+    model.visit_params("", &mut |_, p| {
+        if let Some(g) = p.grad() {
+            finite &= g.as_slice().iter().all(|x| x.is_finite());
+        }
+    });
+    finite
+}
+
+pub(crate) fn check_positive(what: &'static str, v: f32) -> Result<f32> {
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err(Error::InvalidArgument {
+            what,
+            found: v.to_string(),
+            expected: "a finite number > 0",
+        })
+    }
+}
+
+pub(crate) fn check_unit_interval(what: &'static str, v: f32) -> Result<f32> {
+    if (0.0..1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(Error::InvalidArgument {
+            what,
+            found: v.to_string(),
+            expected: "in [0, 1)",
+        })
+    }
+}

@@ -1,0 +1,168 @@
+//! [`Adam`] (Keras's `Adam`, same defaults) and AdamW's decoupled weight decay
+//! ([`Adam::with_weight_decay`], [`Adam::adamw`]).
+
+use num_traits::{Float, Zero};
+
+use crate::dtype::{cast_slice, Element};
+use crate::error::Result;
+use crate::module::Module;
+use crate::optimizers::{
+    check_positive, check_unit_interval, for_each_grad, Optimizer, Slots, StepOutcome, VarAcc,
+};
+
+/// Adam, as Keras computes it: with `t` the 1-based step,
+/// `α = lr·sqrt(1 - β₂ᵗ) / (1 - β₁ᵗ)`, `m += (g - m)(1 - β₁)`, `v += (g² - v)(1 - β₂)`,
+/// `w -= α·m / (sqrt(v) + ε)`. With weight decay `λ` (AdamW), first `w -= lr·λ·w`.
+/// Defaults: lr 0.001, β₁ 0.9, β₂ 0.999, ε 1e-7, no weight decay. State (`m`, `v`) in f32
+/// (f64 for `F64`).
+///
+/// ```
+/// use mixprec::optimizers::Adam;
+/// let adam = Adam::new(1e-3);
+/// let adamw = Adam::adamw(1e-3); // weight decay 0.004, Keras's AdamW default
+/// assert!(Adam::new(1e-3).with_betas(0.9, 1.0).is_err());
+/// # let _ = (adam, adamw);
+/// # Ok::<(), mixprec::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Adam {
+    learning_rate: f32,
+    beta_1: f32,
+    beta_2: f32,
+    epsilon: f32,
+    weight_decay: f32,
+    iterations: u64,
+    slots: Slots,
+}
+
+impl Default for Adam {
+    fn default() -> Self {
+        Adam {
+            learning_rate: 1e-3,
+            beta_1: 0.9,
+            beta_2: 0.999,
+            epsilon: 1e-7,
+            weight_decay: 0.0,
+            iterations: 0,
+            slots: Slots::new(),
+        }
+    }
+}
+
+impl Adam {
+    /// Adam with this learning rate and Keras's other defaults.
+    ///
+    /// # Panics
+    ///
+    /// If the rate is not finite and positive; [`try_new`](Self::try_new) returns an error.
+    pub fn new(learning_rate: f32) -> Self {
+        Self::try_new(learning_rate).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Adam with this learning rate.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::InvalidArgument`] unless the rate is finite and positive.
+    pub fn try_new(learning_rate: f32) -> Result<Self> {
+        Ok(Adam {
+            learning_rate: check_positive("learning_rate", learning_rate)?,
+            ..Adam::default()
+        })
+    }
+
+    /// AdamW: Adam with Keras's default decoupled weight decay 0.004.
+    ///
+    /// # Panics
+    ///
+    /// As [`new`](Self::new).
+    pub fn adamw(learning_rate: f32) -> Self {
+        Adam {
+            weight_decay: 0.004,
+            ..Self::new(learning_rate)
+        }
+    }
+
+    /// Sets β₁ and β₂.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::InvalidArgument`] unless both are in `[0, 1)`.
+    pub fn with_betas(self, beta_1: f32, beta_2: f32) -> Result<Self> {
+        Ok(Adam {
+            beta_1: check_unit_interval("beta_1", beta_1)?,
+            beta_2: check_unit_interval("beta_2", beta_2)?,
+            ..self
+        })
+    }
+
+    /// Sets ε.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::InvalidArgument`] unless ε is finite and positive.
+    pub fn with_epsilon(self, epsilon: f32) -> Result<Self> {
+        Ok(Adam {
+            epsilon: check_positive("epsilon", epsilon)?,
+            ..self
+        })
+    }
+
+    /// Sets the decoupled weight decay λ (AdamW); 0 turns it off.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::InvalidArgument`] unless `0 <= λ < 1`.
+    pub fn with_weight_decay(self, weight_decay: f32) -> Result<Self> {
+        Ok(Adam {
+            weight_decay: check_unit_interval("weight_decay", weight_decay)?,
+            ..self
+        })
+    }
+}
+
+impl Optimizer for Adam {
+    fn step_unscaled<M: Module>(&mut self, model: &mut M, inv_scale: f32) -> Result<StepOutcome> {
+        let t = (self.iterations + 1) as f64;
+        let (b1, b2) = (f64::from(self.beta_1), f64::from(self.beta_2));
+        let alpha = f64::from(self.learning_rate) * (1.0 - b2.powf(t)).sqrt() / (1.0 - b1.powf(t));
+        let decay = f64::from(self.learning_rate) * f64::from(self.weight_decay);
+        let eps = self.epsilon;
+        let slots = &mut self.slots;
+        for_each_grad(model, inv_scale, |index, param, g| {
+            type A<M> = VarAcc<M>;
+            let c = |x: f64| A::<M>::from_f64_rne(x);
+            let (alpha, decay, eps) = (c(alpha), c(decay), A::<M>::from_f32_rne(eps));
+            let (one_b1, one_b2) = (c(1.0 - b1), c(1.0 - b2));
+            let (value, _) = param.value_and_grad_mut();
+            let mut w = vec![A::<M>::zero(); value.len()];
+            cast_slice(value, &mut w);
+            let mut state = slots.get::<A<M>>(index, w.len(), 2)?;
+            let (m, v) = state.split_at_mut(1);
+            for (((w, m), v), &g) in w
+                .iter_mut()
+                .zip(m[0].iter_mut())
+                .zip(v[0].iter_mut())
+                .zip(g)
+            {
+                *w = *w - decay * *w;
+                *m = *m + (g - *m) * one_b1;
+                *v = *v + (g * g - *v) * one_b2;
+                *w = *w - alpha * *m / (v.sqrt() + eps);
+            }
+            slots.put(index, state);
+            cast_slice(&w, value);
+            Ok(())
+        })?;
+        self.iterations += 1;
+        Ok(StepOutcome::Applied)
+    }
+
+    fn iterations(&self) -> u64 {
+        self.iterations
+    }
+
+    fn learning_rate(&self) -> f32 {
+        self.learning_rate
+    }
+}

@@ -1,0 +1,123 @@
+//! [`Sgd`]: stochastic gradient descent with optional momentum and Nesterov momentum (Keras's
+//! `SGD`, same defaults: learning rate 0.01, momentum 0).
+
+use num_traits::Zero;
+
+use crate::dtype::{cast_slice, Element};
+use crate::error::Result;
+use crate::module::Module;
+use crate::optimizers::{
+    check_positive, check_unit_interval, for_each_grad, Optimizer, Slots, StepOutcome, VarAcc,
+};
+
+/// SGD: `v = momentum·v - lr·g; w += v` (Nesterov: `w += momentum·v - lr·g`); without
+/// momentum `w -= lr·g`. State (the velocity) in f32 (f64 for `F64`).
+///
+/// ```
+/// use mixprec::optimizers::Sgd;
+/// let sgd = Sgd::new(0.1).with_momentum(0.9)?.with_nesterov(true);
+/// assert!(Sgd::new(0.1).with_momentum(1.5).is_err());
+/// # let _ = sgd;
+/// # Ok::<(), mixprec::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Sgd {
+    learning_rate: f32,
+    momentum: f32,
+    nesterov: bool,
+    iterations: u64,
+    slots: Slots,
+}
+
+impl Default for Sgd {
+    /// Keras's defaults: learning rate 0.01, no momentum.
+    fn default() -> Self {
+        Sgd {
+            learning_rate: 0.01,
+            momentum: 0.0,
+            nesterov: false,
+            iterations: 0,
+            slots: Slots::new(),
+        }
+    }
+}
+
+impl Sgd {
+    /// SGD with this learning rate.
+    ///
+    /// # Panics
+    ///
+    /// If the rate is not finite and positive; [`try_new`](Self::try_new) returns an error.
+    pub fn new(learning_rate: f32) -> Self {
+        Self::try_new(learning_rate).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// SGD with this learning rate.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::InvalidArgument`] unless the rate is finite and positive.
+    pub fn try_new(learning_rate: f32) -> Result<Self> {
+        Ok(Sgd {
+            learning_rate: check_positive("learning_rate", learning_rate)?,
+            ..Sgd::default()
+        })
+    }
+
+    /// Sets the momentum.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::InvalidArgument`] unless `0 <= momentum < 1`.
+    pub fn with_momentum(self, momentum: f32) -> Result<Self> {
+        Ok(Sgd {
+            momentum: check_unit_interval("momentum", momentum)?,
+            ..self
+        })
+    }
+
+    /// Uses Nesterov momentum.
+    pub fn with_nesterov(self, nesterov: bool) -> Self {
+        Sgd { nesterov, ..self }
+    }
+}
+
+impl Optimizer for Sgd {
+    fn step_unscaled<M: Module>(&mut self, model: &mut M, inv_scale: f32) -> Result<StepOutcome> {
+        let (lr, mu, nesterov) = (self.learning_rate, self.momentum, self.nesterov);
+        let slots = &mut self.slots;
+        for_each_grad(model, inv_scale, |index, param, g| {
+            let lr = VarAcc::<M>::from_f32_rne(lr);
+            let mu = VarAcc::<M>::from_f32_rne(mu);
+            let (value, _) = param.value_and_grad_mut();
+            let mut w = vec![VarAcc::<M>::zero(); value.len()];
+            cast_slice(value, &mut w);
+            if mu == VarAcc::<M>::zero() {
+                w.iter_mut().zip(g).for_each(|(w, &g)| *w = *w - lr * g);
+            } else {
+                let mut state = slots.get::<VarAcc<M>>(index, w.len(), 1)?;
+                for ((w, v), &g) in w.iter_mut().zip(state[0].iter_mut()).zip(g) {
+                    *v = mu * *v - lr * g;
+                    *w = if nesterov {
+                        *w + mu * *v - lr * g
+                    } else {
+                        *w + *v
+                    };
+                }
+                slots.put(index, state);
+            }
+            cast_slice(&w, value);
+            Ok(())
+        })?;
+        self.iterations += 1;
+        Ok(StepOutcome::Applied)
+    }
+
+    fn iterations(&self) -> u64 {
+        self.iterations
+    }
+
+    fn learning_rate(&self) -> f32 {
+        self.learning_rate
+    }
+}

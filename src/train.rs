@@ -1,0 +1,444 @@
+//! Training loops: [`fit`] (epochs of shuffled mini-batches, validation, callbacks), [`evaluate`]
+//! and [`predict`]. The loss is computed in f32; the optimizer's loss scale multiplies the loss
+//! gradient before it enters the model, and the optimizer divides it out again.
+//!
+//! `fit` is gated at compile time: `O: OptimizerFor<M::Policy>`, so a float16-compute model with a
+//! plain optimizer does not compile.
+
+use std::time::Instant;
+
+use crate::data::{permutation, Dataset};
+use crate::error::{Error, Result};
+use crate::layers::Layer;
+use crate::losses::{Loss, Targets};
+use crate::optimizers::{grads_are_finite, OptimizerFor, StepOutcome};
+use crate::policy::Policy;
+use crate::tensor::Tensor;
+
+/// Settings of [`fit`]. Build with struct update syntax: `FitOptions { epochs: 20, ..Default::default() }`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitOptions {
+    /// Passes over the training data (default 1).
+    pub epochs: usize,
+    /// Rows per step (default 32); the last batch of an epoch may be smaller.
+    pub batch_size: usize,
+    /// Seed of the per-epoch shuffles (default 0).
+    pub seed: u64,
+    /// Shuffle the rows every epoch (default true).
+    pub shuffle: bool,
+    /// Fraction of the rows, taken from the end before shuffling, held out for validation
+    /// (Keras's `validation_split`; default 0).
+    pub validation_split: f32,
+    /// The loss; `None` picks sparse categorical cross-entropy from logits for class labels and
+    /// mean squared error for real targets.
+    pub loss: Option<Loss>,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        FitOptions {
+            epochs: 1,
+            batch_size: 32,
+            seed: 0,
+            shuffle: true,
+            validation_split: 0.0,
+            loss: None,
+        }
+    }
+}
+
+/// Progress after one batch, for [`Callback::on_batch_end`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchLogs {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// 1-based batch within the epoch.
+    pub batch: usize,
+    /// Batches per epoch.
+    pub batches: usize,
+    /// Mean loss over the epoch so far.
+    pub loss: f64,
+    /// Accuracy over the epoch so far (classification).
+    pub accuracy: Option<f64>,
+    /// Rows seen in this epoch so far.
+    pub samples: usize,
+    /// Seconds since the epoch began.
+    pub seconds: f64,
+}
+
+/// Results of one epoch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpochLogs {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Mean training loss (unscaled).
+    pub loss: f64,
+    /// Training accuracy (classification).
+    pub accuracy: Option<f64>,
+    /// Validation loss, when a validation split is set.
+    pub val_loss: Option<f64>,
+    /// Validation accuracy.
+    pub val_accuracy: Option<f64>,
+    /// Wall time of the epoch's training steps.
+    pub seconds: f64,
+    /// Training rows per second.
+    pub samples_per_sec: f64,
+    /// Steps skipped by loss scaling in this epoch.
+    pub skipped_steps: usize,
+    /// The optimizer's loss scale at the end of the epoch (1 without loss scaling).
+    pub loss_scale: f32,
+}
+
+/// Everything [`fit`] observed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct History {
+    /// One entry per epoch.
+    pub epochs: Vec<EpochLogs>,
+    /// Total wall time.
+    pub seconds: f64,
+    /// The largest number of activation bytes the model held for a backward pass.
+    pub activation_bytes: usize,
+}
+
+impl History {
+    /// The last epoch's logs.
+    pub fn last(&self) -> Option<&EpochLogs> {
+        self.epochs.last()
+    }
+
+    /// Steps skipped by loss scaling over the whole run.
+    pub fn skipped_steps(&self) -> usize {
+        self.epochs.iter().map(|e| e.skipped_steps).sum()
+    }
+}
+
+/// Observes training; every method has an empty default.
+pub trait Callback {
+    /// Before the first epoch.
+    fn on_train_begin(&mut self, _epochs: usize, _batches_per_epoch: usize) {}
+    /// After every batch.
+    fn on_batch_end(&mut self, _logs: &BatchLogs) {}
+    /// After every epoch (and its validation).
+    fn on_epoch_end(&mut self, _logs: &EpochLogs) {}
+}
+
+/// A callback that does nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Silent;
+impl Callback for Silent {}
+
+/// Loss and accuracy of a model on a data set.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Metrics {
+    /// Mean loss.
+    pub loss: f64,
+    /// Accuracy (classification).
+    pub accuracy: Option<f64>,
+}
+
+/// Trains `model` on `data` with `optimizer`; see [`fit_with_callback`].
+///
+/// # Errors
+///
+/// As [`fit_with_callback`].
+pub fn fit<M, O>(
+    model: &mut M,
+    optimizer: &mut O,
+    data: &Dataset,
+    options: &FitOptions,
+) -> Result<History>
+where
+    M: Layer,
+    O: OptimizerFor<M::Policy>,
+{
+    fit_with_callback(model, optimizer, data, options, &mut Silent)
+}
+
+/// Trains `model` on `data` with `optimizer`, reporting progress to `callback`.
+///
+/// # Errors
+///
+/// [`Error::InvalidArgument`] for zero epochs or batch size, or a validation split that leaves a
+/// side empty; [`Error::ShapeMismatch`] when the data does not fit the model;
+/// [`Error::NonFinite`] when the loss or a gradient becomes NaN or infinite with an optimizer that
+/// does not scale the loss (training stops before the update, so the weights stay finite).
+pub fn fit_with_callback<M, O>(
+    model: &mut M,
+    optimizer: &mut O,
+    data: &Dataset,
+    options: &FitOptions,
+    callback: &mut dyn Callback,
+) -> Result<History>
+where
+    M: Layer,
+    O: OptimizerFor<M::Policy>,
+{
+    let loss = check_setup(model, data, options)?;
+    let (train, val) = if options.validation_split > 0.0 {
+        let (t, v) = data.split_tail(options.validation_split)?;
+        (t, Some(v))
+    } else {
+        (data.clone(), None)
+    };
+    let batches = train.len().div_ceil(options.batch_size);
+    callback.on_train_begin(options.epochs, batches);
+    let start = Instant::now();
+    let mut history = History {
+        epochs: Vec::new(),
+        seconds: 0.0,
+        activation_bytes: 0,
+    };
+    for epoch in 1..=options.epochs {
+        let shuffled = if options.shuffle {
+            train.select(&permutation(
+                train.len(),
+                options.seed.wrapping_add(epoch as u64),
+            ))
+        } else {
+            train.clone()
+        };
+        let mut logs = run_epoch(
+            model,
+            optimizer,
+            &shuffled,
+            loss,
+            options.batch_size,
+            epoch,
+            &mut history,
+            callback,
+        )?;
+        if let Some(v) = &val {
+            let m = evaluate(model, v, options.batch_size, Some(loss))?;
+            logs.val_loss = Some(m.loss);
+            logs.val_accuracy = m.accuracy;
+        }
+        callback.on_epoch_end(&logs);
+        history.epochs.push(logs);
+    }
+    history.seconds = start.elapsed().as_secs_f64();
+    Ok(history)
+}
+
+/// Validates the options against the data and the model, and picks the loss.
+fn check_setup<M: Layer>(model: &M, data: &Dataset, options: &FitOptions) -> Result<Loss> {
+    for (what, v) in [
+        ("epochs", options.epochs),
+        ("batch_size", options.batch_size),
+    ] {
+        if v == 0 {
+            return Err(Error::InvalidArgument {
+                what,
+                found: "0".into(),
+                expected: "at least 1",
+            });
+        }
+    }
+    let out = model.output_dim(data.features()).ok_or_else(|| {
+        Error::shape(
+            "model input",
+            "the model's input width".into(),
+            &[data.len(), data.features()],
+        )
+    })?;
+    if let Some(classes) = data.classes() {
+        if out != classes {
+            return Err(Error::shape(
+                "model output",
+                format!("[batch, {classes}] for {classes} classes"),
+                &[out],
+            ));
+        }
+    }
+    Ok(options.loss.unwrap_or(match data.classes() {
+        Some(_) => Loss::SparseCategoricalCrossentropy { from_logits: true },
+        None => Loss::MeanSquaredError,
+    }))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_epoch<M, O>(
+    model: &mut M,
+    optimizer: &mut O,
+    data: &Dataset,
+    loss: Loss,
+    batch_size: usize,
+    epoch: usize,
+    history: &mut History,
+    callback: &mut dyn Callback,
+) -> Result<EpochLogs>
+where
+    M: Layer,
+    O: OptimizerFor<M::Policy>,
+{
+    let start = Instant::now();
+    let batches = data.len().div_ceil(batch_size);
+    let (mut loss_sum, mut correct, mut seen, mut skipped) = (0f64, 0usize, 0usize, 0usize);
+    for b in 0..batches {
+        let (lo, hi) = (b * batch_size, ((b + 1) * batch_size).min(data.len()));
+        let step = train_step(
+            model,
+            optimizer,
+            data.x_of(lo, hi),
+            data.targets_of(lo, hi),
+            loss,
+            history,
+        );
+        let (batch_loss, batch_correct, outcome) = step.map_err(|e| match e {
+            Error::NonFinite { what, value, .. } => Error::NonFinite {
+                what,
+                value,
+                epoch,
+                batch: b + 1,
+            },
+            other => other,
+        })?;
+        skipped += usize::from(!outcome.is_applied());
+        loss_sum += batch_loss * (hi - lo) as f64;
+        correct += batch_correct.unwrap_or(0);
+        seen += hi - lo;
+        let accuracy = data.classes().map(|_| correct as f64 / seen as f64);
+        let seconds = start.elapsed().as_secs_f64();
+        let logs = BatchLogs {
+            epoch,
+            batch: b + 1,
+            batches,
+            loss: loss_sum / seen as f64,
+            accuracy,
+            samples: seen,
+            seconds,
+        };
+        callback.on_batch_end(&logs);
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(EpochLogs {
+        epoch,
+        loss: loss_sum / seen as f64,
+        accuracy: data.classes().map(|_| correct as f64 / seen as f64),
+        val_loss: None,
+        val_accuracy: None,
+        seconds,
+        samples_per_sec: seen as f64 / seconds.max(1e-9),
+        skipped_steps: skipped,
+        loss_scale: optimizer.loss_scale(),
+    })
+}
+
+/// One step: forward, f32 loss, scaled backward, optimizer. Returns the batch's loss, correct
+/// count and what the optimizer did.
+fn train_step<M, O>(
+    model: &mut M,
+    optimizer: &mut O,
+    x: Tensor<f32>,
+    targets: Targets<'_>,
+    loss: Loss,
+    history: &mut History,
+) -> Result<(f64, Option<usize>, StepOutcome)>
+where
+    M: Layer,
+    O: OptimizerFor<M::Policy>,
+{
+    let logits = model.train_forward(x.into_cast())?;
+    history.activation_bytes = history.activation_bytes.max(model.saved_bytes());
+    let out = match loss.loss_and_grad(&logits, targets, optimizer.loss_scale()) {
+        Ok(out) => out,
+        Err(e) => {
+            model.clear_saved();
+            return Err(e);
+        }
+    };
+    let scaled = optimizer.scales_loss();
+    if !scaled && !out.loss.is_finite() {
+        model.clear_saved();
+        return Err(Error::NonFinite {
+            what: "loss",
+            value: out.loss,
+            epoch: 0,
+            batch: 0,
+        });
+    }
+    model.backward(out.grad, false)?;
+    if !scaled && !grads_are_finite(model) {
+        return Err(Error::NonFinite {
+            what: "gradient",
+            value: f64::NAN,
+            epoch: 0,
+            batch: 0,
+        });
+    }
+    let outcome = optimizer.step(model)?;
+    Ok((out.loss, out.correct, outcome))
+}
+
+/// Loss and accuracy of `model` on `data`, in batches of `batch_size`.
+///
+/// # Errors
+///
+/// [`Error::InvalidArgument`] for a zero batch size; [`Error::ShapeMismatch`] when the data does
+/// not fit the model.
+pub fn evaluate<M: Layer>(
+    model: &M,
+    data: &Dataset,
+    batch_size: usize,
+    loss: Option<Loss>,
+) -> Result<Metrics> {
+    let options = FitOptions {
+        batch_size,
+        loss,
+        ..FitOptions::default()
+    };
+    let loss = check_setup(model, data, &options)?;
+    let (mut total, mut correct) = (0f64, 0usize);
+    for lo in (0..data.len()).step_by(batch_size) {
+        let hi = (lo + batch_size).min(data.len());
+        let logits = model.infer(&data.x_of(lo, hi).into_cast())?;
+        let out = loss.loss_and_grad(&logits, data.targets_of(lo, hi), 1.0)?;
+        total += out.loss * (hi - lo) as f64;
+        correct += out.correct.unwrap_or(0);
+    }
+    let n = data.len() as f64;
+    Ok(Metrics {
+        loss: total / n,
+        accuracy: data.classes().map(|_| correct as f64 / n),
+    })
+}
+
+/// The model's outputs for `x` (`[rows, features]`), widened to f32, in batches.
+///
+/// # Errors
+///
+/// [`Error::InvalidArgument`] for a zero batch size; [`Error::ShapeMismatch`] when `x` does not
+/// fit the model.
+pub fn predict<M: Layer>(model: &M, x: &Tensor<f32>, batch_size: usize) -> Result<Tensor<f32>> {
+    if batch_size == 0 {
+        return Err(Error::InvalidArgument {
+            what: "batch_size",
+            found: "0".into(),
+            expected: "at least 1",
+        });
+    }
+    let (rows, f) = match *x.shape() {
+        [r, f] => (r, f),
+        _ => {
+            return Err(Error::shape(
+                "predict input",
+                "[rows, features]".into(),
+                x.shape(),
+            ))
+        }
+    };
+    let mut out = Vec::new();
+    let mut width = 0;
+    for lo in (0..rows).step_by(batch_size) {
+        let hi = (lo + batch_size).min(rows);
+        let xb = Tensor::from_parts(vec![hi - lo, f], x.as_slice()[lo * f..hi * f].to_vec());
+        let y = model.infer(&xb.into_cast())?;
+        width = y.shape().last().copied().unwrap_or(0);
+        out.extend(y.into_cast::<f32>().into_vec());
+    }
+    Tensor::from_vec(vec![rows, width], out)
+}
+
+/// The compute-time policy name of a model, for reports.
+pub fn policy_name<M: Layer>(_: &M) -> &'static str {
+    <M::Policy as Policy>::NAME
+}
