@@ -92,6 +92,7 @@ pub trait OptimizerFor<P: Policy>: Optimizer {}
 /// Implemented for typenum's `B0` only: "this policy does not need loss scaling".
 #[diagnostic::on_unimplemented(
     message = "this policy computes in float16, so training it needs loss scaling",
+    label = "this optimizer does not scale the loss",
     note = "wrap the optimizer: `LossScaleOptimizer::new(optimizer)`"
 )]
 pub trait NoLossScaleNeeded {}

@@ -6,14 +6,21 @@ use mixprec::prelude::*;
 
 fn mlp<P: Policy>() -> (Dense<P>, Dense<P>, Dense<P>) {
     (
-        Dense::<P>::new(64, 128).with_seed(1).with_activation(Activation::Relu),
-        Dense::<P>::new(128, 128).with_seed(2).with_activation(Activation::Relu),
+        Dense::<P>::new(64, 128)
+            .with_seed(1)
+            .with_activation(Activation::Relu),
+        Dense::<P>::new(128, 128)
+            .with_seed(2)
+            .with_activation(Activation::Relu),
         Dense::<P>::new(128, 10).with_seed(3),
     )
 }
 
 fn split() -> (Dataset, Dataset) {
-    mixprec::io::digits().unwrap().shuffle_split(0.2, 0).unwrap()
+    mixprec::io::digits()
+        .unwrap()
+        .shuffle_split(0.2, 0)
+        .unwrap()
 }
 
 const OPTIONS: FitOptions = FitOptions {
@@ -56,6 +63,10 @@ fn digits_mlp_reaches_96_percent_in_mixed_f16_with_loss_scaling() {
     let mut opt = LossScaleOptimizer::new(Adam::new(1e-3));
     let history = fit(&mut model, &mut opt, &train, &OPTIONS).unwrap();
     let acc = test_accuracy(&model, &test);
-    println!("mixed_float16 test accuracy {acc:.4}, skipped {}, scale {}", history.skipped_steps(), opt.scale());
+    println!(
+        "mixed_float16 test accuracy {acc:.4}, skipped {}, scale {}",
+        history.skipped_steps(),
+        opt.scale()
+    );
     assert!(acc >= 0.96, "mixed_float16 test accuracy {acc}");
 }

@@ -1,0 +1,230 @@
+//! Keras 3's `LossScaleOptimizer` facts (keras/src/optimizers/loss_scale_optimizer_test.py), on a
+//! single variable `[1, 2, 3, 4]` held as the kernel of a bias-free `Dense<F32>` `[4, 1]`.
+
+use mixprec::optimizers::{grads_are_finite, StepOutcome};
+use mixprec::prelude::*;
+
+fn variable() -> Dense<F32> {
+    let k = Tensor::from_vec(vec![4, 1], vec![1.0f32, 2.0, 3.0, 4.0]).unwrap();
+    Dense::<F32>::from_weights(k, None).unwrap()
+}
+
+fn set_grad(model: &mut Dense<F32>, g: [f32; 4]) {
+    model.visit_params_mut(&mut |p| {
+        p.set_grad(Tensor::from_vec(vec![4, 1], g.to_vec()).unwrap())
+            .unwrap()
+    });
+}
+
+fn values(model: &Dense<F32>) -> Vec<f32> {
+    model.kernel().as_slice().to_vec()
+}
+
+#[test]
+fn finite_step_unscales_then_applies_inner_sgd() {
+    let mut v = variable();
+    let mut opt = LossScaleOptimizer::new(Sgd::new(0.5));
+    let s = 2f32.powi(15);
+    assert_eq!(opt.scale(), s);
+    set_grad(&mut v, [s, 6.0 * s, 7.0 * s, 2.0 * s]);
+    assert_eq!(opt.step(&mut v).unwrap(), StepOutcome::Applied);
+    assert_eq!(values(&v), [0.5, -1.0, -0.5, 3.0]);
+    assert_eq!(opt.iterations(), 1);
+}
+
+#[test]
+fn non_finite_step_skips_and_changes_nothing() {
+    let mut v = variable();
+    let mut opt = LossScaleOptimizer::new(Adam::new(0.1));
+    set_grad(&mut v, [f32::INFINITY; 4]);
+    let outcome = opt.step(&mut v).unwrap();
+    assert_eq!(
+        outcome,
+        StepOutcome::Skipped {
+            scale_before: 32768.0,
+            scale_after: 16384.0
+        }
+    );
+    assert_eq!(values(&v), [1.0, 2.0, 3.0, 4.0]);
+    assert_eq!(opt.iterations(), 0);
+    // The inner optimizer's state is untouched: the next finite step is Adam's first step.
+    set_grad(&mut v, [16384.0; 4]);
+    assert!(opt.step(&mut v).unwrap().is_applied());
+    let first = values(&v);
+    let mut fresh = variable();
+    set_grad(&mut fresh, [1.0; 4]);
+    Adam::new(0.1).step(&mut fresh).unwrap();
+    assert_eq!(first, values(&fresh));
+}
+
+#[test]
+fn one_nan_gradient_skips_the_whole_step() {
+    let mut v = variable();
+    let mut opt = LossScaleOptimizer::new(Sgd::new(0.5));
+    set_grad(&mut v, [1.0, f32::NAN, 1.0, 1.0]);
+    assert!(!grads_are_finite(&v));
+    assert!(!opt.step(&mut v).unwrap().is_applied());
+    assert_eq!(values(&v), [1.0, 2.0, 3.0, 4.0]);
+}
+
+#[test]
+fn four_non_finite_steps_from_400_give_25() {
+    let mut v = variable();
+    let mut opt = LossScaleOptimizer::new(Sgd::new(0.5))
+        .with_initial_scale(400.0)
+        .unwrap();
+    for _ in 0..4 {
+        set_grad(&mut v, [f32::NAN; 4]);
+        let _ = opt.step(&mut v).unwrap();
+    }
+    assert_eq!(opt.scale(), 25.0);
+    assert_eq!(opt.iterations(), 0);
+    assert_eq!(opt.skipped_steps(), 4);
+}
+
+#[test]
+fn eight_finite_steps_with_growth_2_from_2_give_32() {
+    let mut v = variable();
+    let mut opt = LossScaleOptimizer::new(Sgd::new(0.5))
+        .with_initial_scale(2.0)
+        .unwrap()
+        .with_dynamic_growth_steps(2)
+        .unwrap();
+    for _ in 0..8 {
+        set_grad(&mut v, [0.0; 4]);
+        assert!(opt.step(&mut v).unwrap().is_applied());
+    }
+    assert_eq!(opt.scale(), 32.0);
+    assert_eq!(opt.iterations(), 8);
+}
+
+#[test]
+fn iterations_count_only_applied_steps() {
+    let mut v = variable();
+    let mut opt = LossScaleOptimizer::new(Sgd::new(0.5));
+    for g in [1.0, f32::INFINITY, 1.0, f32::NAN, 1.0] {
+        set_grad(&mut v, [g; 4]);
+        let _ = opt.step(&mut v).unwrap();
+    }
+    assert_eq!(opt.iterations(), 3);
+    assert_eq!(opt.skipped_steps(), 2);
+}
+
+#[test]
+fn a_skip_resets_the_growth_count() {
+    let mut v = variable();
+    let mut opt = LossScaleOptimizer::new(Sgd::new(0.5))
+        .with_initial_scale(8.0)
+        .unwrap()
+        .with_dynamic_growth_steps(3)
+        .unwrap();
+    for g in [0.0, 0.0, f32::NAN, 0.0, 0.0] {
+        set_grad(&mut v, [g; 4]);
+        let _ = opt.step(&mut v).unwrap();
+    }
+    // 8 -> 4 on the NaN; only 2 good steps since, so no growth yet.
+    assert_eq!(opt.scale(), 4.0);
+    assert_eq!(opt.good_steps(), 2);
+}
+
+#[test]
+fn invalid_settings_are_errors() {
+    let new = || LossScaleOptimizer::new(Sgd::new(0.5));
+    for bad in [0.0, -1.0, f32::NAN, f32::INFINITY] {
+        let err = new().with_initial_scale(bad).unwrap_err();
+        assert!(
+            err.to_string().starts_with("invalid initial_scale"),
+            "{err}"
+        );
+    }
+    let err = new().with_dynamic_growth_steps(0).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid dynamic_growth_steps: 0 (at least 1)"
+    );
+    assert!(new().with_scale_bounds(4.0, 2.0).is_err());
+}
+
+#[test]
+fn scale_bounds_clamp_growth_and_decay() {
+    let mut v = variable();
+    let mut opt = LossScaleOptimizer::new(Sgd::new(0.5))
+        .with_initial_scale(4.0)
+        .unwrap()
+        .with_dynamic_growth_steps(1)
+        .unwrap()
+        .with_scale_bounds(2.0, 8.0)
+        .unwrap();
+    for _ in 0..3 {
+        set_grad(&mut v, [0.0; 4]);
+        let _ = opt.step(&mut v).unwrap();
+    }
+    assert_eq!(opt.scale(), 8.0);
+    for _ in 0..4 {
+        set_grad(&mut v, [f32::NAN; 4]);
+        let _ = opt.step(&mut v).unwrap();
+    }
+    assert_eq!(opt.scale(), 2.0);
+}
+
+#[test]
+fn sgd_momentum_and_nesterov_match_keras_formulas() {
+    // Keras: m = mu*m - lr*g; w += m (nesterov: w += mu*m - lr*g). g = 1, lr = 0.1, mu = 0.9.
+    let mut v = variable();
+    let mut opt = Sgd::new(0.1).with_momentum(0.9).unwrap();
+    for _ in 0..2 {
+        set_grad(&mut v, [1.0; 4]);
+        opt.step(&mut v).unwrap();
+    }
+    // m1 = -0.1, w1 = w0 - 0.1; m2 = -0.19, w2 = w0 - 0.29.
+    let want: Vec<f32> = [1.0f32, 2.0, 3.0, 4.0]
+        .iter()
+        .map(|w| w - 0.1 - 0.19)
+        .collect();
+    for (a, b) in values(&v).iter().zip(&want) {
+        assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+    }
+    let mut v = variable();
+    let mut opt = Sgd::new(0.1)
+        .with_momentum(0.9)
+        .unwrap()
+        .with_nesterov(true);
+    set_grad(&mut v, [1.0; 4]);
+    opt.step(&mut v).unwrap();
+    // m1 = -0.1; w1 = w0 + 0.9*(-0.1) - 0.1 = w0 - 0.19.
+    assert!((values(&v)[0] - 0.81).abs() < 1e-6);
+}
+
+#[test]
+fn adam_first_step_moves_each_weight_by_lr() {
+    // With bias correction Adam's first step is lr * g / (|g| + eps') ≈ lr * sign(g).
+    let mut v = variable();
+    set_grad(&mut v, [0.5, -2.0, 3.0, -0.25]);
+    Adam::new(0.01).step(&mut v).unwrap();
+    let want = [0.99, 2.01, 2.99, 4.01];
+    for (a, b) in values(&v).iter().zip(&want) {
+        assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+    }
+}
+
+#[test]
+fn adamw_decays_weights_without_gradient() {
+    let mut v = variable();
+    set_grad(&mut v, [0.0; 4]);
+    Adam::adamw(0.1).step(&mut v).unwrap();
+    // w -= lr * 0.004 * w, and the Adam term is 0 for g = 0.
+    for (a, w0) in values(&v).iter().zip([1.0f32, 2.0, 3.0, 4.0]) {
+        assert!((a - w0 * (1.0 - 0.1 * 0.004)).abs() < 1e-6);
+    }
+}
+
+#[test]
+fn step_without_gradient_is_an_error() {
+    let mut v = variable();
+    let err = Sgd::new(0.1).step(&mut v).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("a backward pass before the optimizer step"),
+        "{err}"
+    );
+}
