@@ -53,7 +53,7 @@ fn non_finite_step_skips_and_changes_nothing() {
     let first = values(&v);
     let mut fresh = variable();
     set_grad(&mut fresh, [1.0; 4]);
-    Adam::new(0.1).step(&mut fresh).unwrap();
+    let _ = Adam::new(0.1).step(&mut fresh).unwrap();
     assert_eq!(first, values(&fresh));
 }
 
@@ -174,7 +174,7 @@ fn sgd_momentum_and_nesterov_match_keras_formulas() {
     let mut opt = Sgd::new(0.1).with_momentum(0.9).unwrap();
     for _ in 0..2 {
         set_grad(&mut v, [1.0; 4]);
-        opt.step(&mut v).unwrap();
+        let _ = opt.step(&mut v).unwrap();
     }
     // m1 = -0.1, w1 = w0 - 0.1; m2 = -0.19, w2 = w0 - 0.29.
     let want: Vec<f32> = [1.0f32, 2.0, 3.0, 4.0]
@@ -190,7 +190,7 @@ fn sgd_momentum_and_nesterov_match_keras_formulas() {
         .unwrap()
         .with_nesterov(true);
     set_grad(&mut v, [1.0; 4]);
-    opt.step(&mut v).unwrap();
+    let _ = opt.step(&mut v).unwrap();
     // m1 = -0.1; w1 = w0 + 0.9*(-0.1) - 0.1 = w0 - 0.19.
     assert!((values(&v)[0] - 0.81).abs() < 1e-6);
 }
@@ -200,7 +200,7 @@ fn adam_first_step_moves_each_weight_by_lr() {
     // With bias correction Adam's first step is lr * g / (|g| + eps') ≈ lr * sign(g).
     let mut v = variable();
     set_grad(&mut v, [0.5, -2.0, 3.0, -0.25]);
-    Adam::new(0.01).step(&mut v).unwrap();
+    let _ = Adam::new(0.01).step(&mut v).unwrap();
     let want = [0.99, 2.01, 2.99, 4.01];
     for (a, b) in values(&v).iter().zip(&want) {
         assert!((a - b).abs() < 1e-5, "{a} vs {b}");
@@ -211,7 +211,7 @@ fn adam_first_step_moves_each_weight_by_lr() {
 fn adamw_decays_weights_without_gradient() {
     let mut v = variable();
     set_grad(&mut v, [0.0; 4]);
-    Adam::adamw(0.1).step(&mut v).unwrap();
+    let _ = Adam::adamw(0.1).step(&mut v).unwrap();
     // w -= lr * 0.004 * w, and the Adam term is 0 for g = 0.
     for (a, w0) in values(&v).iter().zip([1.0f32, 2.0, 3.0, 4.0]) {
         assert!((a - w0 * (1.0 - 0.1 * 0.004)).abs() < 1e-6);
