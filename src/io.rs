@@ -4,7 +4,7 @@
 
 mod csv;
 
-pub use csv::{parse_csv, read_csv, CsvOptions};
+pub use csv::{parse_csv, read_csv, CsvOptions, LabelColumn};
 
 use crate::data::Dataset;
 use crate::error::Result;

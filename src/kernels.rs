@@ -36,3 +36,14 @@ pub fn kernel_choice() -> KernelChoice {
         _ => KernelChoice::Auto,
     })
 }
+
+/// One line saying which kernel each compute type uses in this process.
+pub fn describe() -> String {
+    match kernel_choice() {
+        KernelChoice::Portable => "portable (forced by MIXPREC_KERNEL)".to_string(),
+        KernelChoice::Auto => {
+            "f32/f64: matrixmultiply; bf16/f16: widened to f32 once per call, then matrixmultiply"
+                .to_string()
+        }
+    }
+}

@@ -55,6 +55,7 @@ pub mod io;
 pub mod kernels;
 pub mod layers;
 pub mod losses;
+pub mod models;
 pub mod module;
 pub mod optimizers;
 pub mod param;

@@ -20,7 +20,7 @@ use crate::dtype::{cast_slice, Element, VecOf};
 use crate::error::{Error, Result};
 use crate::module::Module;
 use crate::param::Param;
-use crate::policy::Policy;
+use crate::policy::{Bf16, MixedBf16, Policy, F32, F64};
 
 /// What an optimizer step did.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -78,6 +78,11 @@ pub trait Optimizer {
     fn scales_loss(&self) -> bool {
         false
     }
+
+    /// Steps skipped because a gradient was not finite (0 unless the loss is scaled).
+    fn skipped_steps(&self) -> u64 {
+        0
+    }
 }
 
 /// Gate: `Self` may train a model of policy `P`. Plain optimizers train every policy whose
@@ -88,6 +93,16 @@ pub trait Optimizer {
     note = "float16 gradients underflow to zero without loss scaling; wrap the optimizer: `LossScaleOptimizer::new(optimizer)`"
 )]
 pub trait OptimizerFor<P: Policy>: Optimizer {}
+
+/// An optimizer that does not scale the loss ([`Sgd`], [`Adam`]): it trains every policy
+/// except the float16-compute ones, for which [`Policy::auto_optimizer`] wraps it in a
+/// [`LossScaleOptimizer`].
+pub trait PlainOptimizer:
+    Optimizer + OptimizerFor<F32> + OptimizerFor<F64> + OptimizerFor<Bf16> + OptimizerFor<MixedBf16>
+{
+}
+impl PlainOptimizer for Sgd {}
+impl PlainOptimizer for Adam {}
 
 /// Implemented for typenum's `B0` only: "this policy does not need loss scaling".
 #[diagnostic::on_unimplemented(

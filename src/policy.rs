@@ -22,6 +22,7 @@ use half::{bf16, f16};
 use typenum::{Bit, B0, B1};
 
 use crate::dtype::Element;
+use crate::optimizers::{LossScaleOptimizer, OptimizerFor, PlainOptimizer};
 use crate::DTypePolicy;
 
 /// A mixed-precision policy as a type.
@@ -62,6 +63,22 @@ pub trait Policy:
     const COMPUTE_DTYPE: crate::DType = <Self::Compute as Element>::DTYPE;
     /// `Variable`'s tag.
     const VARIABLE_DTYPE: crate::DType = <Self::Variable as Element>::DTYPE;
+
+    /// The optimizer Keras's `compile` would train this policy with: `O` itself, or
+    /// `LossScaleOptimizer<O>` when the compute type is f16. It lets code that is generic over the
+    /// policy (a policy chosen at run time) train every policy without naming the wrapper.
+    type AutoOptimizer<O: PlainOptimizer>: OptimizerFor<Self>;
+
+    /// Wraps `optimizer` as [`AutoOptimizer`](Self::AutoOptimizer) says.
+    ///
+    /// ```
+    /// use mixprec::prelude::*;
+    /// use mixprec::optimizers::Optimizer;
+    /// fn scales<P: Policy>() -> bool { P::auto_optimizer(Adam::new(1e-3)).scales_loss() }
+    /// assert!(scales::<MixedF16>());
+    /// assert!(!scales::<MixedBf16>());
+    /// ```
+    fn auto_optimizer<O: PlainOptimizer>(optimizer: O) -> Self::AutoOptimizer<O>;
 }
 
 /// The compute type of `P`.
@@ -71,8 +88,11 @@ pub type VariableOf<P> = <P as Policy>::Variable;
 /// Whether `P` needs loss scaling for training, as a typenum bit.
 pub type NeedsLossScaleOf<P> = <P as Policy>::NeedsLossScale;
 
+/// `O` unchanged: the `AutoOptimizer` of policies that need no loss scaling.
+type Plain<O> = O;
+
 macro_rules! policies {
-    ($($(#[$doc:meta])* $name:ident = $keras:literal, $variant:ident, $c:ty, $v:ty, $ls:ty;)*) => {$(
+    ($($(#[$doc:meta])* $name:ident = $keras:literal, $variant:ident, $c:ty, $v:ty, $ls:ty, $auto:ident, $wrap:path;)*) => {$(
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name;
@@ -83,23 +103,27 @@ macro_rules! policies {
             type NeedsLossScale = $ls;
             const NAME: &'static str = $keras;
             const RUNTIME: DTypePolicy = DTypePolicy::$variant;
+            type AutoOptimizer<O: PlainOptimizer> = $auto<O>;
+            fn auto_optimizer<O: PlainOptimizer>(optimizer: O) -> $auto<O> {
+                $wrap(optimizer)
+            }
         }
     )*};
 }
 
 policies! {
     /// Keras `"float32"`: compute and variables in `f32`.
-    F32 = "float32", Float32, f32, f32, B0;
+    F32 = "float32", Float32, f32, f32, B0, Plain, std::convert::identity;
     /// Keras `"float64"`: compute and variables in `f64`.
-    F64 = "float64", Float64, f64, f64, B0;
+    F64 = "float64", Float64, f64, f64, B0, Plain, std::convert::identity;
     /// Keras `"float16"`: compute and variables in `f16`. Training needs loss scaling.
-    F16 = "float16", Float16, f16, f16, B1;
+    F16 = "float16", Float16, f16, f16, B1, LossScaleOptimizer, LossScaleOptimizer::new;
     /// Keras `"bfloat16"`: compute and variables in `bf16`.
-    Bf16 = "bfloat16", BFloat16, bf16, bf16, B0;
+    Bf16 = "bfloat16", BFloat16, bf16, bf16, B0, Plain, std::convert::identity;
     /// Keras `"mixed_float16"`: compute in `f16`, variables in `f32`. Training needs loss scaling.
-    MixedF16 = "mixed_float16", MixedFloat16, f16, f32, B1;
+    MixedF16 = "mixed_float16", MixedFloat16, f16, f32, B1, LossScaleOptimizer, LossScaleOptimizer::new;
     /// Keras `"mixed_bfloat16"`: compute in `bf16`, variables in `f32`.
-    MixedBf16 = "mixed_bfloat16", MixedBFloat16, bf16, f32, B0;
+    MixedBf16 = "mixed_bfloat16", MixedBFloat16, bf16, f32, B0, Plain, std::convert::identity;
 }
 
 macro_rules! default_policy {

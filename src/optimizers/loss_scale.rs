@@ -112,11 +112,6 @@ impl<O: Optimizer> LossScaleOptimizer<O> {
         loss * self.scale
     }
 
-    /// Steps skipped because a gradient was not finite.
-    pub fn skipped_steps(&self) -> u64 {
-        self.skipped
-    }
-
     /// Finite steps since the scale last changed.
     pub fn good_steps(&self) -> u64 {
         self.good_steps
@@ -174,5 +169,9 @@ impl<O: Optimizer> Optimizer for LossScaleOptimizer<O> {
 
     fn scales_loss(&self) -> bool {
         true
+    }
+
+    fn skipped_steps(&self) -> u64 {
+        self.skipped
     }
 }

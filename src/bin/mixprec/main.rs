@@ -1,0 +1,36 @@
+//! `mixprec`: train, compare, benchmark and inspect mixed-precision models from the command line.
+//!
+//! `cargo run --release -- compare` trains the same MLP on the embedded digits data under every
+//! Keras policy and prints a table; `mixprec --help` lists the rest. Errors are one line on stderr
+//! and a non-zero exit code; nothing is written unless the command succeeds.
+
+mod bench;
+mod cli;
+mod data;
+mod info;
+mod plot;
+mod progress;
+mod run;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train(args) => run::train(&args),
+        Command::Compare(args) => run::compare(&args),
+        Command::Bench(args) => bench::bench(&args),
+        Command::Info => info::info(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

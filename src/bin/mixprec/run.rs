@@ -1,0 +1,229 @@
+//! `train` and `compare`: one generic training run per policy, reached from the run-time policy
+//! through `DTypePolicy::visit` (no `dyn` in the model or the optimizer).
+
+use std::time::Instant;
+
+use mixprec::data::Dataset;
+use mixprec::models::MlpSpec;
+use mixprec::optimizers::{Adam, OptimizerFor, Sgd};
+use mixprec::policy::Policy;
+use mixprec::prelude::*;
+use mixprec::train::{evaluate, fit_with_callback, FitOptions};
+
+use crate::cli::{CompareArgs, OptimizerKind, TrainArgs, TrainingArgs};
+use crate::progress::Progress;
+
+/// What one training run measured.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub policy: DTypePolicy,
+    pub test_accuracy: f64,
+    pub test_loss: f64,
+    pub final_loss: f64,
+    pub epoch_losses: Vec<f64>,
+    pub seconds: f64,
+    pub samples_per_sec: f64,
+    pub variable_bytes: usize,
+    pub activation_bytes: usize,
+    pub loss_scale: Option<f32>,
+    pub skipped_steps: u64,
+}
+
+/// A training run for a policy chosen at run time.
+struct Run<'a> {
+    spec: &'a MlpSpec,
+    train: &'a Dataset,
+    test: &'a Dataset,
+    args: &'a TrainingArgs,
+    progress: Progress,
+}
+
+impl PolicyVisitor for Run<'_> {
+    type Output = Result<Report>;
+
+    fn visit<P: Policy>(self) -> Result<Report> {
+        let lr = self.args.lr;
+        match self.args.optimizer {
+            OptimizerKind::Adam => self.run::<P, _>(P::auto_optimizer(Adam::try_new(lr)?)),
+            OptimizerKind::Sgd => self.run::<P, _>(P::auto_optimizer(Sgd::try_new(lr)?)),
+        }
+    }
+}
+
+impl Run<'_> {
+    fn run<P: Policy, O: OptimizerFor<P>>(mut self, mut optimizer: O) -> Result<Report> {
+        let mut model = self.spec.build::<P>(self.args.seed)?;
+        let options = FitOptions {
+            epochs: self.args.epochs as usize,
+            batch_size: self.args.batch_size as usize,
+            seed: self.args.seed,
+            ..FitOptions::default()
+        };
+        self.progress.start(P::NAME);
+        let start = Instant::now();
+        let history = fit_with_callback(
+            &mut model,
+            &mut optimizer,
+            self.train,
+            &options,
+            &mut self.progress,
+        )?;
+        let seconds = start.elapsed().as_secs_f64();
+        self.progress.finish();
+        let test = evaluate(&model, self.test, 256, None)?;
+        let trained: usize = history
+            .epochs
+            .iter()
+            .map(|e| e.samples_per_sec * e.seconds)
+            .sum::<f64>() as usize;
+        Ok(Report {
+            policy: P::RUNTIME,
+            test_accuracy: test.accuracy.unwrap_or(f64::NAN),
+            test_loss: test.loss,
+            final_loss: history.last().map_or(f64::NAN, |e| e.loss),
+            epoch_losses: history.epochs.iter().map(|e| e.loss).collect(),
+            seconds,
+            samples_per_sec: trained as f64
+                / history
+                    .epochs
+                    .iter()
+                    .map(|e| e.seconds)
+                    .sum::<f64>()
+                    .max(1e-9),
+            variable_bytes: model.variable_bytes(),
+            activation_bytes: history.activation_bytes,
+            loss_scale: optimizer.scales_loss().then(|| optimizer.loss_scale()),
+            skipped_steps: optimizer.skipped_steps(),
+        })
+    }
+}
+
+fn spec_for(args: &TrainingArgs, train: &Dataset) -> MlpSpec {
+    MlpSpec::new(
+        train.features(),
+        args.hidden.0.clone(),
+        train.classes().unwrap_or(1),
+    )
+}
+
+/// `mixprec train`.
+pub fn train(args: &TrainArgs) -> Result<()> {
+    if let Some(p) = args.policy {
+        set_global_policy(p)?;
+    }
+    // Read once: whatever is built below keeps this policy.
+    let policy = global_policy();
+    let t = &args.training;
+    let (train, test, data_name) = crate::data::load_split(t)?;
+    let spec = spec_for(t, &train);
+    println!(
+        "mixprec train: policy {policy} (compute {}, variables {}), MLP {}, {data_name}: {} train / {} test rows",
+        policy.compute_dtype(),
+        policy.variable_dtype(),
+        spec.describe(),
+        train.len(),
+        test.len()
+    );
+    let run = Run {
+        spec: &spec,
+        train: &train,
+        test: &test,
+        args: t,
+        progress: Progress::per_epoch(t.epochs as usize),
+    };
+    let r = policy.visit(run)?;
+    println!(
+        "\ntest accuracy   {:.2}%  (test loss {:.4})",
+        100.0 * r.test_accuracy,
+        r.test_loss
+    );
+    println!("final loss      {:.4}", r.final_loss);
+    println!(
+        "wall time       {:.2} s  ({:.0} samples/s)",
+        r.seconds, r.samples_per_sec
+    );
+    println!("variables       {}", bytes(r.variable_bytes));
+    println!(
+        "activations     {} per batch of {}",
+        bytes(r.activation_bytes),
+        t.batch_size
+    );
+    if let Some(scale) = r.loss_scale {
+        println!(
+            "loss scale      {scale} at the end, {} steps skipped",
+            r.skipped_steps
+        );
+    }
+    Ok(())
+}
+
+/// `mixprec compare`.
+pub fn compare(args: &CompareArgs) -> Result<()> {
+    let policies = if args.policies.is_empty() {
+        DTypePolicy::ALL.to_vec()
+    } else {
+        args.policies.clone()
+    };
+    let t = &args.training;
+    let (train, test, data_name) = crate::data::load_split(t)?;
+    let spec = spec_for(t, &train);
+    println!(
+        "mixprec compare: MLP {}, {data_name}, {} epochs, batch {}, {:?} lr {}, seed {}\n",
+        spec.describe(),
+        t.epochs,
+        t.batch_size,
+        t.optimizer,
+        t.lr,
+        t.seed
+    );
+    let mut reports = Vec::new();
+    for policy in policies {
+        let run = Run {
+            spec: &spec,
+            train: &train,
+            test: &test,
+            args: t,
+            progress: Progress::per_run(t.epochs as usize),
+        };
+        reports.push(policy.visit(run)?);
+    }
+    print_table(&reports);
+    if let Some(path) = &args.plot {
+        crate::plot::loss_curves(path, &reports, &spec.describe())?;
+        println!("\nloss curves written to {}", path.display());
+    }
+    Ok(())
+}
+
+fn print_table(reports: &[Report]) {
+    let reference = reports
+        .iter()
+        .find(|r| r.policy == DTypePolicy::Float32)
+        .map(|r| r.seconds);
+    println!(
+        "\n{:<15} {:>9} {:>10} {:>8} {:>10} {:>10} {:>12}",
+        "policy", "test acc", "final loss", "time", "vs f32", "variables", "activations"
+    );
+    for r in reports {
+        let speed = reference.map_or("-".to_string(), |f| format!("{:.2}x", f / r.seconds));
+        println!(
+            "{:<15} {:>8.2}% {:>10.4} {:>7.2}s {:>10} {:>10} {:>12}",
+            r.policy.name(),
+            100.0 * r.test_accuracy,
+            r.final_loss,
+            r.seconds,
+            speed,
+            bytes(r.variable_bytes),
+            bytes(r.activation_bytes)
+        );
+    }
+}
+
+/// `1234567` → `1.18 MiB`.
+pub fn bytes(n: usize) -> String {
+    match n {
+        n if n >= 1 << 20 => format!("{:.2} MiB", n as f64 / f64::from(1 << 20)),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}
