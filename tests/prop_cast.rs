@@ -293,9 +293,9 @@ fn f16_overflow_rounds_to_inf_exactly_past_the_halfway_point() {
     let inf = f64::INFINITY;
     assert_eq!(got, vec![65504.0, inf, -65504.0, -inf, 65504.0, inf, inf]);
     let src64 = [
-        65519.999_999_999,
+        65_519.999_999_999,
         65520.0,
-        65520.000_000_001,
+        65_520.000_000_001,
         -65520.0,
         1e300,
     ];
