@@ -27,26 +27,57 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 fn assert_fails_with(o: &Output, needle: &str) {
-    assert!(!o.status.success(), "expected failure, got success: {}", stdout(o));
+    assert!(
+        !o.status.success(),
+        "expected failure, got success: {}",
+        stdout(o)
+    );
     let err = stderr(o);
     assert!(err.contains(needle), "stderr {err:?} lacks {needle:?}");
 }
 
 #[test]
 fn train_reports_accuracy_speed_and_memory() {
-    let o = mixprec(&["train", "--policy", "mixed_bfloat16", "--epochs", "2", "--hidden", "32"]);
+    let o = mixprec(&[
+        "train",
+        "--policy",
+        "mixed_bfloat16",
+        "--epochs",
+        "2",
+        "--hidden",
+        "32",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    for needle in ["policy mixed_bfloat16", "test accuracy", "samples/s", "variables", "activations", "epoch   2/2"] {
+    for needle in [
+        "policy mixed_bfloat16",
+        "test accuracy",
+        "samples/s",
+        "variables",
+        "activations",
+        "epoch   2/2",
+    ] {
         assert!(out.contains(needle), "{needle:?} missing in {out}");
     }
 }
 
 #[test]
 fn train_in_mixed_float16_reports_loss_scale() {
-    let o = mixprec(&["train", "--policy", "mixed_float16", "--epochs", "1", "--hidden", "16"]);
+    let o = mixprec(&[
+        "train",
+        "--policy",
+        "mixed_float16",
+        "--epochs",
+        "1",
+        "--hidden",
+        "16",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains("loss scale      32768"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("loss scale      32768"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]
@@ -65,29 +96,57 @@ fn compare_prints_a_row_per_policy_and_plots() {
     let plot = tmp("compare.svg");
     let _ = std::fs::remove_file(&plot);
     let o = mixprec(&[
-        "compare", "--policies", "float32,mixed_bfloat16", "--epochs", "2", "--hidden", "16",
-        "--plot", plot.to_str().unwrap(),
+        "compare",
+        "--policies",
+        "float32,mixed_bfloat16",
+        "--epochs",
+        "2",
+        "--hidden",
+        "16",
+        "--plot",
+        plot.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    assert!(out.contains("float32") && out.contains("mixed_bfloat16") && out.contains("vs f32"), "{out}");
+    assert!(
+        out.contains("float32") && out.contains("mixed_bfloat16") && out.contains("vs f32"),
+        "{out}"
+    );
     let svg = std::fs::read_to_string(&plot).unwrap();
-    assert!(svg.starts_with("<svg") && svg.contains("mixed_bfloat16"), "not an SVG with a legend");
+    assert!(
+        svg.starts_with("<svg") && svg.contains("mixed_bfloat16"),
+        "not an SVG with a legend"
+    );
 }
 
 #[test]
 fn bench_runs_on_tiny_shapes() {
-    let o = mixprec(&["bench", "--shape", "8x16x8", "--policies", "mixed_bfloat16", "--seconds", "0.02"]);
+    let o = mixprec(&[
+        "bench",
+        "--shape",
+        "8x16x8",
+        "--policies",
+        "mixed_bfloat16",
+        "--seconds",
+        "0.02",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    assert!(out.contains("8x16x8") && out.contains("mixed_bfloat16") && out.contains("1.00x"), "{out}");
+    assert!(
+        out.contains("8x16x8") && out.contains("mixed_bfloat16") && out.contains("1.00x"),
+        "{out}"
+    );
 }
 
 #[test]
 fn info_names_the_features() {
     let o = mixprec(&["info"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains("AMX-BF16") && stdout(&o).contains("kernels"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("AMX-BF16") && stdout(&o).contains("kernels"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]
@@ -123,7 +182,10 @@ fn csv_with_wrong_dimensions_names_the_line() {
 fn impossible_flag_values_are_rejected() {
     assert_fails_with(&mixprec(&["train", "--epochs", "0"]), "--epochs");
     assert_fails_with(&mixprec(&["train", "--lr=-1"]), "not a finite number > 0");
-    assert_fails_with(&mixprec(&["train", "--hidden", "128,0"]), "not a positive width");
+    assert_fails_with(
+        &mixprec(&["train", "--hidden", "128,0"]),
+        "not a positive width",
+    );
     assert_fails_with(&mixprec(&["bench", "--shape", "8x16"]), "BATCHxINxOUT");
 }
 
@@ -131,7 +193,17 @@ fn impossible_flag_values_are_rejected() {
 fn bad_plot_name_fails_and_leaves_existing_file() {
     let plot = tmp("keep.txt");
     std::fs::write(&plot, "precious").unwrap();
-    let o = mixprec(&["compare", "--policies", "float32", "--epochs", "1", "--hidden", "8", "--plot", plot.to_str().unwrap()]);
+    let o = mixprec(&[
+        "compare",
+        "--policies",
+        "float32",
+        "--epochs",
+        "1",
+        "--hidden",
+        "8",
+        "--plot",
+        plot.to_str().unwrap(),
+    ]);
     assert_fails_with(&o, "ending in .svg or .png");
     assert_eq!(std::fs::read_to_string(&plot).unwrap(), "precious");
 }
