@@ -15,7 +15,7 @@ use crate::optimizers::{check_positive, grads_are_finite, Optimizer, StepOutcome
 /// Wraps an optimizer with dynamic loss scaling (Keras's `LossScaleOptimizer`).
 ///
 /// ```
-/// use mixprec::optimizers::{Adam, LossScaleOptimizer, Optimizer};
+/// use mixprec::optimizers::{Adam, LossScaleOptimizer};
 /// let opt = LossScaleOptimizer::new(Adam::new(1e-3));
 /// assert_eq!(opt.scale(), 32768.0);       // 2^15
 /// assert_eq!(opt.scale_loss(0.5), 16384.0);
