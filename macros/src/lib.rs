@@ -2,8 +2,8 @@
 //! layers and models. Use them through the re-exports in `mixprec`, where they are documented
 //! with runnable examples (`mixprec::Module`).
 //!
-//! The derive is split as thiserror's is: [`parse`] reads the struct and its `#[module(...)]`
-//! attributes, [`validate`] checks them, [`expand`] writes the impls (or the errors plus a stub).
+//! The derive is split as thiserror's is: `parse` reads the struct and its `#[module(...)]`
+//! attributes, `validate` checks them, `expand` writes the impls (or the errors plus a stub).
 
 mod expand;
 mod parse;

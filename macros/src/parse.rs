@@ -158,10 +158,12 @@ fn field_attrs(attrs: &[Attribute]) -> Result<Kind> {
                 Some("param") => Kind::Param,
                 Some("skip") => Kind::Skip,
                 Some("reset") => Kind::Reset,
-                _ => return Err(meta.error(format!(
+                _ => {
+                    return Err(meta.error(format!(
                     "unknown #[module] key `{}` on a field (expected one of: param, skip, reset)",
                     path_text(&meta.path)
-                ))),
+                )))
+                }
             };
             let key = meta.path.get_ident().cloned();
             match (&found, key) {
