@@ -184,7 +184,7 @@ impl Cx<'_> {
         });
         let links = layers.windows(2).map(|w| {
             let (prev, next) = (w[0].ty, w[1].ty);
-            quote_spanned!(next.span()=> __mixprec_link::<#prev, #next>();)
+            quote_spanned!(next.span()=> input_is_previous_output::<#prev, #next>();)
         });
         let members: Vec<_> = layers.iter().map(|f| f.ident).collect();
         let (head, rest) = (members[0], &members[1..]);
@@ -254,9 +254,9 @@ impl Cx<'_> {
 
             #[allow(clippy::extra_unused_type_parameters)]
             const _: () = {
-                fn __mixprec_link<A: #layer, B: #layer<Input = <A as #layer>::Output>>() {}
+                fn input_is_previous_output<A: #layer, B: #layer<Input = <A as #layer>::Output>>() {}
                 #[allow(dead_code)]
-                fn __mixprec_chain #impl_generics () #where_clause {
+                fn layers_connect #impl_generics () #where_clause {
                     #(#links)*
                 }
             };
@@ -272,8 +272,9 @@ impl Cx<'_> {
             ..
         } = self.input;
         let (impl_generics, ty_generics, _) = generics.split_for_impl();
-        let q = &self.q;
-        let at_q = self.at(q);
+        let (p, q) = (self.p, &self.q);
+        // The family names its parameter as the struct does, so errors read `Mlp<P>`.
+        let (at_p, at_q) = (self.at(p), self.at(q));
         let family = format_ident!("{}Family", ident);
         let any = format_ident!("Any{}", ident);
         // The const parameters, which the family and the alias carry too.
@@ -305,7 +306,7 @@ impl Cx<'_> {
 
             #[automatically_derived]
             impl #decl #dispatch::PolicyFamily for #family #args {
-                type At<#q: ::mixprec::policy::Policy> = #at_q;
+                type At<#p: ::mixprec::policy::Policy> = #at_p;
             }
 
             #[doc = #any_doc]
