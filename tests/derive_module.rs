@@ -2,6 +2,9 @@
 //! generated `Layer` against the equivalent tuple, the run-time wrapper, nesting, and the field
 //! attributes. The macro's compile errors are pinned by `tests/ui_derive.rs`.
 
+// Generated items carry docs: a public derived struct passes `missing_docs` (see `Public`).
+#![deny(missing_docs)]
+
 use std::marker::PhantomData;
 
 use mixprec::param::Param;
@@ -323,4 +326,22 @@ fn no_layer_and_extra_generics() {
             .shape(),
         &[1, 1]
     );
+}
+
+/// A public model: its generated `PublicFamily`, `AnyPublic`, `to_any` and `to_global_policy`
+/// are public too, and documented (this file denies `missing_docs`).
+#[derive(Module)]
+pub struct Public<P: Policy> {
+    /// The only layer.
+    pub dense: Dense<P>,
+}
+
+#[test]
+fn public_struct_gets_public_family() {
+    let p = Public::<F32> {
+        dense: Dense::new(1, 1),
+    };
+    let any: AnyPublic = p.to_any(DTypePolicy::Float16);
+    assert_eq!(any.policy(), DTypePolicy::Float16);
+    let _family = PublicFamily;
 }

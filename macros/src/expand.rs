@@ -406,3 +406,74 @@ fn fallback(node: &DeriveInput) -> TokenStream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use syn::{parse_quote, DeriveInput, File, Item};
+
+    /// The generated items, parsed back.
+    fn items(node: DeriveInput) -> Vec<Item> {
+        let tokens = super::derive(&node);
+        match syn::parse2::<File>(tokens) {
+            Ok(file) => file.items,
+            Err(e) => panic!("generated code does not parse: {e}"),
+        }
+    }
+
+    fn count(items: &[Item], is: fn(&Item) -> bool) -> usize {
+        items.iter().filter(|i| is(i)).count()
+    }
+
+    #[test]
+    fn struct_of_layers_gets_module_layer_and_family() {
+        let items = items(parse_quote!(
+            pub struct Mlp<P: Policy> {
+                a: Dense<P>,
+                b: Dense<P>,
+            }
+        ));
+        // Module, Layer, PolicyFamily, inherent impl; family struct; alias; link check.
+        assert_eq!(count(&items, |i| matches!(i, Item::Impl(_))), 4);
+        assert_eq!(count(&items, |i| matches!(i, Item::Struct(_))), 1);
+        assert_eq!(count(&items, |i| matches!(i, Item::Type(_))), 1);
+        assert_eq!(count(&items, |i| matches!(i, Item::Const(_))), 1);
+    }
+
+    #[test]
+    fn struct_with_variables_gets_module_only() {
+        let node = parse_quote!(
+            struct D<P: Policy> {
+                #[module(param)]
+                w: Param<P>,
+            }
+        );
+        let items = items(node);
+        assert_eq!(items.len(), 1);
+        let no_layer = parse_quote!(
+            #[module(no_layer)]
+            struct M<P: Policy> {
+                a: Dense<P>,
+            }
+        );
+        assert_eq!(self::items(no_layer).len(), 1);
+    }
+
+    #[test]
+    fn error_comes_with_a_stub_impl_when_a_policy_is_known() {
+        let items = items(parse_quote!(
+            enum E<P: Policy> {
+                A(Dense<P>),
+            }
+        ));
+        assert!(
+            matches!(&items[0], Item::Macro(m) if m.mac.path.segments.last().is_some_and(|s| s.ident == "compile_error"))
+        );
+        assert!(matches!(&items[1], Item::Impl(_)));
+        let no_policy = self::items(parse_quote!(
+            struct S {
+                a: Dense<F32>,
+            }
+        ));
+        assert_eq!(no_policy.len(), 1);
+    }
+}

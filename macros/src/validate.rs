@@ -94,3 +94,144 @@ fn check_field(field: &Field<'_>, p: &Ident) -> Result<()> {
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use syn::{parse_quote, DeriveInput};
+
+    use crate::parse::Input;
+
+    /// Every message `#[derive(Module)]` reports for `node`, in order.
+    fn errors(node: DeriveInput) -> Vec<String> {
+        let checked = Input::from_syn(&node).and_then(|input| super::validate(&input).map(drop));
+        match checked {
+            Ok(()) => Vec::new(),
+            Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn accepts_dense_shaped_struct() {
+        let node = parse_quote! {
+            struct Dense<P: Policy = DefaultPolicy> {
+                #[module(param)] kernel: Param<P>,
+                #[module(param)] bias: Option<Param<P>>,
+                #[module(skip)] activation: Activation,
+                #[module(reset)] saved: Option<Saved<P>>,
+                #[module(reset)] _policy: PhantomData<P>,
+            }
+        };
+        assert_eq!(errors(node), Vec::<String>::new());
+        let bound_in_where = parse_quote! {
+            struct Mlp<P> where P: mixprec::policy::Policy { hidden: Dense<P> }
+        };
+        assert_eq!(errors(bound_in_where), Vec::<String>::new());
+    }
+
+    #[test]
+    fn rejects_tuple_unit_and_union() {
+        let expected = [crate::parse::NEEDS_NAMED_STRUCT];
+        assert_eq!(
+            errors(parse_quote!(
+                struct S<P: Policy>(Dense<P>);
+            )),
+            expected
+        );
+        assert_eq!(
+            errors(parse_quote!(
+                struct S;
+            )),
+            expected
+        );
+        assert_eq!(errors(parse_quote!(union U { a: u32 })), expected);
+    }
+
+    #[test]
+    fn rejects_empty_struct_and_config_only_struct() {
+        let msg = "`Mlp` has no layer or variable field: #[derive(Module)] needs at least one \
+                   (`hidden: Dense<P>`, or `#[module(param)] kernel: Param<P>`)";
+        assert_eq!(
+            errors(parse_quote!(
+                struct Mlp<P: Policy> {}
+            )),
+            [msg]
+        );
+        let config_only = parse_quote!(
+            struct Mlp<P: Policy> {
+                #[module(skip)]
+                n: usize,
+            }
+        );
+        assert_eq!(errors(config_only), [msg]);
+    }
+
+    #[test]
+    fn names_the_parameter_to_bound() {
+        let unbounded = parse_quote!(
+            struct Mlp<T> {
+                hidden: Dense<T>,
+            }
+        );
+        assert_eq!(
+            errors(unbounded),
+            [
+                "`Mlp` has no type parameter bounded by `Policy`: add one, as in \
+              `struct Mlp<T: Policy>`, and use it in the fields' types"
+            ]
+        );
+        let two = parse_quote!(
+            struct Mlp<P: Policy, Q: Policy> {
+                a: Dense<P>,
+            }
+        );
+        assert_eq!(
+            errors(two),
+            [
+                "`Mlp` has more than one type parameter bounded by `Policy` (`P`, `Q`): a module \
+              has one policy, so keep only `P`"
+            ]
+        );
+    }
+
+    #[test]
+    fn reports_every_bad_field_together() {
+        let node = parse_quote! {
+            struct Mlp<P: Policy> {
+                count: usize,
+                #[module(param)] scale: Vec<P>,
+                #[module(skip)] cache: Vec<P>,
+            }
+        };
+        assert_eq!(
+            errors(node),
+            [
+                "field `count` is not a layer: its type does not use the policy parameter `P`; \
+                 mark it #[module(skip)] if it is configuration",
+                "field `scale` is marked #[module(param)], so its type must be `Param<P>` or \
+                 `Option<Param<P>>`",
+                "field `cache` is marked #[module(skip)] but its type uses the policy parameter \
+                 `P`, so it cannot be cloned into another policy; use #[module(reset)] for \
+                 transient state, or no attribute for a layer",
+            ]
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_and_repeated_keys() {
+        let node = parse_quote! {
+            #[module(no_layers)]
+            struct Mlp<P: Policy> {
+                #[module(skip, reset)] a: Dense<P>,
+                #[module(layer)] b: Dense<P>,
+            }
+        };
+        assert_eq!(
+            errors(node),
+            [
+                "unknown #[module] key `no_layers` on a struct (expected: no_layer)",
+                "a field takes one #[module] key, and this one already has `skip`",
+                "unknown #[module] key `layer` on a field (expected one of: param, skip, reset)",
+            ]
+        );
+    }
+}
