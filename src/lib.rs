@@ -68,6 +68,97 @@ mod init;
 pub use dtype::{DType, Element};
 pub use error::{Error, ParsePolicyError, Result};
 pub use half::{bf16, f16};
+/// Derives [`Module`](trait@Module) for a struct of layers generic over its policy, and (for a
+/// struct of layers only) [`Layer`](layers::Layer), a family `MlpFamily`, a run-time wrapper
+/// `AnyMlp` and the methods `to_any` / `to_global_policy`.
+///
+/// For `struct Mlp<P: Policy> { hidden: Dense<P>, out: Dense<P> }` it writes:
+///
+/// - `impl<P: Policy> Module for Mlp<P>`: `type At<Q> = Mlp<Q>`; variables named
+///   `hidden.kernel`, `hidden.bias`, `out.kernel`, … in declaration order; `to_policy::<Q>()`
+///   converts every field.
+/// - `impl<P: Policy> Layer for Mlp<P>`: the layer fields run in declaration order, exactly as the
+///   tuple `(hidden, out)` (backward in reverse). Each field's `Input` must be the previous
+///   field's `Output`, or the derive does not compile.
+/// - `struct MlpFamily` (a [`PolicyFamily`](policy::dispatch::PolicyFamily)),
+///   `type AnyMlp = ByPolicy<MlpFamily>`, and `Mlp::to_any(&self, DTypePolicy) -> AnyMlp` and
+///   `Mlp::to_global_policy(&self) -> AnyMlp` (the global policy is read once, at the call). These
+///   need no generic parameter besides `P` and const parameters.
+///
+/// ```
+/// use mixprec::prelude::*;
+///
+/// /// A two-layer perceptron.
+/// #[derive(Module)]
+/// struct Mlp<P: Policy> {
+///     hidden: Dense<P>,
+///     out: Dense<P>,
+/// }
+///
+/// let mlp = Mlp::<MixedBf16> {
+///     hidden: Dense::new(4, 8).with_activation(Activation::Relu),
+///     out: Dense::new(8, 3),
+/// };
+/// assert_eq!(mlp.param_names(), ["hidden.kernel", "hidden.bias", "out.kernel", "out.bias"]);
+/// assert_eq!(mlp.param_count(), 4 * 8 + 8 + 8 * 3 + 3);
+///
+/// let y = mlp.infer(&Tensor::<bf16>::zeros(vec![2, 4])?)?;      // bf16 in, bf16 out
+/// assert_eq!(y.shape(), &[2, 3]);
+/// let f32_mlp: Mlp<F32> = mlp.to_policy::<F32>();                // variables cast
+/// let any = mlp.to_any(DTypePolicy::MixedFloat16);              // policy chosen at run time
+/// assert_eq!(any.policy(), DTypePolicy::MixedFloat16);
+/// assert_eq!(any.predict_f32(&Tensor::zeros(vec![1, 4])?)?.shape(), &[1, 3]);
+/// # let _ = f32_mlp;
+/// # Ok::<(), mixprec::Error>(())
+/// ```
+///
+/// # Field attributes
+///
+/// - no attribute: a layer (its type must use `P`); visited, converted, and run in order.
+/// - `#[module(param)]`: a variable held directly, `Param<P>` or `Option<Param<P>>`, named by
+///   the field. A struct with one gets only the `Module` impl and writes its `Layer` by hand, as
+///   [`Dense`](layers::Dense) does.
+/// - `#[module(skip)]`: configuration that does not depend on `P` (cloned by `to_policy`).
+/// - `#[module(reset)]`: transient state (`PhantomData<P>`, saved activations), set to
+///   `Default::default()` by `to_policy`.
+///
+/// On the struct, `#[module(no_layer)]` writes the `Module` impl only.
+///
+/// ```
+/// use mixprec::prelude::*;
+/// use std::marker::PhantomData;
+///
+/// /// A block that remembers its name.
+/// #[derive(Module)]
+/// struct Block<P: Policy> {
+///     #[module(skip)]
+///     name: String,
+///     dense: Dense<P>,
+///     #[module(reset)]
+///     _policy: PhantomData<P>,
+/// }
+///
+/// /// A model holding a block: names nest.
+/// #[derive(Module)]
+/// struct Model<P: Policy> {
+///     block: Block<P>,
+///     head: Dense<P>,
+/// }
+///
+/// let model = Model::<F32> {
+///     block: Block { name: "stem".into(), dense: Dense::new(2, 2), _policy: PhantomData },
+///     head: Dense::new(2, 1),
+/// };
+/// assert_eq!(model.param_names()[..2], ["block.dense.kernel", "block.dense.bias"]);
+/// assert_eq!(model.to_policy::<Bf16>().block.name, "stem");
+/// ```
+///
+/// Mistakes are compile errors that name the field: a field whose type does not use `P` ("field
+/// `count` is not a layer: …; mark it #[module(skip)] if it is configuration"), a struct without
+/// a `P: Policy` parameter, an enum, an unknown `#[module(...)]` key, or two neighbouring layers
+/// whose types do not connect.
+pub use mixprec_macros::Module;
+pub use module::Module;
 pub use policy::runtime::{
     global_policy, set_global_policy, DTypePolicy, IntoPolicy, PolicyVisitor,
 };
@@ -80,7 +171,6 @@ pub mod prelude {
     pub use crate::error::{Error, Result};
     pub use crate::layers::{Activation, AnyDense, Dense, Layer};
     pub use crate::losses::Loss;
-    pub use crate::module::Module;
     pub use crate::optimizers::{Adam, LossScaleOptimizer, Optimizer, Sgd};
     pub use crate::policy::runtime::{
         global_policy, set_global_policy, DTypePolicy, PolicyVisitor,
@@ -90,6 +180,7 @@ pub mod prelude {
     };
     pub use crate::tensor::Tensor;
     pub use crate::train::{evaluate, fit, fit_with_callback, predict, FitOptions};
+    pub use crate::Module;
     pub use half::{bf16, f16};
 }
 

@@ -8,11 +8,11 @@ use crate::error::{fmt_shape, Error, Result};
 use crate::init::glorot_uniform;
 use crate::kernels::{gemm, MatRef};
 use crate::layers::{Activation, Layer};
-use crate::module::{join_name, Module};
 use crate::param::Param;
 use crate::policy::dispatch::{ByPolicy, FamilyBuilder, PolicyFamily};
 use crate::policy::{DefaultPolicy, Policy};
 use crate::tensor::Tensor;
+use crate::Module;
 use crate::{global_policy, DTypePolicy};
 
 /// The accumulator type of policy `P`: f32, or f64 for `F64`.
@@ -42,12 +42,17 @@ pub const DEFAULT_SEED: u64 = 0;
 /// assert_eq!(dense.forward(&x).to_f64_vec(), vec![4.0, 9.0, 0.0]);
 /// # Ok::<(), mixprec::Error>(())
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Module)]
 pub struct Dense<P: Policy = DefaultPolicy> {
+    #[module(param)]
     kernel: Param<P>,
+    #[module(param)]
     bias: Option<Param<P>>,
+    #[module(skip)]
     activation: Activation,
+    #[module(reset)]
     saved: Option<Saved<P>>,
+    #[module(reset)]
     _policy: PhantomData<P>,
 }
 
@@ -333,35 +338,6 @@ impl<P: Policy> Dense<P> {
             cast_slice(&d_acc, d_row);
         }
         dz
-    }
-}
-
-impl<P: Policy> Module for Dense<P> {
-    type Policy = P;
-    type At<Q: Policy> = Dense<Q>;
-
-    fn visit_params(&self, prefix: &str, f: &mut dyn FnMut(&str, &Param<P>)) {
-        f(&join_name(prefix, "kernel"), &self.kernel);
-        if let Some(b) = &self.bias {
-            f(&join_name(prefix, "bias"), b);
-        }
-    }
-
-    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut Param<P>)) {
-        f(&mut self.kernel);
-        if let Some(b) = &mut self.bias {
-            f(b);
-        }
-    }
-
-    fn to_policy<Q: Policy>(&self) -> Dense<Q> {
-        Dense {
-            kernel: self.kernel.to_policy(),
-            bias: self.bias.as_ref().map(Param::to_policy),
-            activation: self.activation,
-            saved: None,
-            _policy: PhantomData,
-        }
     }
 }
 

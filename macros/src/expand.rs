@@ -1,0 +1,479 @@
+//! The generated code: the `Module` impl, the `Layer` impl that chains the layer fields, and the
+//! run-time family (`MlpFamily`, `AnyMlp`, `to_any`, `to_global_policy`). On any error the output
+//! is the error plus a stub `Module` impl ([`fallback`]), so users see only the real error.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
+use syn::{DeriveInput, GenericParam, Generics, Ident, Result};
+
+use crate::parse::{param_shape, Field, Input, Kind, ParamShape};
+use crate::validate::validate;
+
+/// `#[derive(Module)]`: the impls, or the errors plus a stub.
+pub fn derive(node: &DeriveInput) -> TokenStream {
+    match try_derive(node) {
+        Ok(tokens) => tokens,
+        Err(e) => {
+            let mut tokens = e.to_compile_error();
+            tokens.extend(fallback(node));
+            tokens
+        }
+    }
+}
+
+fn try_derive(node: &DeriveInput) -> Result<TokenStream> {
+    let input = Input::from_syn(node)?;
+    let p = validate(&input)?;
+    let cx = Cx {
+        input: &input,
+        p,
+        q: Ident::new("__Q", Span::call_site()),
+    };
+    let mut tokens = cx.module_impl();
+    let holds_params = input.fields.iter().any(|f| f.kind == Kind::Param);
+    if !holds_params && !input.no_layer {
+        tokens.extend(cx.layer_impl());
+        if input.has_only_policy_and_consts() {
+            tokens.extend(cx.family());
+        }
+    }
+    Ok(tokens)
+}
+
+/// What every generator needs: the input, its policy parameter `p`, and the name `q` of the
+/// target policy in `to_policy` and `At`.
+struct Cx<'a> {
+    input: &'a Input<'a>,
+    p: &'a Ident,
+    q: Ident,
+}
+
+/// A local name that cannot clash with the user's items (`macro_rules!` hygiene).
+fn local(name: &str) -> Ident {
+    Ident::new(name, Span::mixed_site())
+}
+
+impl Cx<'_> {
+    fn layers(&self) -> Vec<&Field<'_>> {
+        let fields = self.input.fields.iter();
+        fields.filter(|f| f.kind == Kind::Layer).collect()
+    }
+
+    /// `Mlp<Q, N>`: the struct's type with the policy parameter replaced by `with`.
+    fn at(&self, with: &Ident) -> TokenStream {
+        at_type(self.input.ident, self.input.generics, self.p, with)
+    }
+
+    fn module_impl(&self) -> TokenStream {
+        let Input {
+            ident, generics, ..
+        } = self.input;
+        let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
+        let (p, q) = (self.p, &self.q);
+        let at_q = self.at(q);
+        let (prefix, f) = (local("prefix"), local("f"));
+        let visit = self.input.fields.iter().map(|x| self.visit(x, &prefix, &f));
+        let visit_mut = self.input.fields.iter().map(|x| self.visit_mut(x, &f));
+        let convert = self.input.fields.iter().map(|x| self.convert(x));
+        quote! {
+            #[automatically_derived]
+            impl #impl_generics ::mixprec::module::Module for #ident #ty_generics #where_clause {
+                type Policy = #p;
+                type At<#q: ::mixprec::policy::Policy> = #at_q;
+
+                fn visit_params(
+                    &self,
+                    #prefix: &::core::primitive::str,
+                    #f: &mut dyn ::core::ops::FnMut(
+                        &::core::primitive::str,
+                        &::mixprec::param::Param<#p>,
+                    ),
+                ) {
+                    #(#visit)*
+                }
+
+                fn visit_params_mut(
+                    &mut self,
+                    #f: &mut dyn ::core::ops::FnMut(&mut ::mixprec::param::Param<#p>),
+                ) {
+                    #(#visit_mut)*
+                }
+
+                fn to_policy<#q: ::mixprec::policy::Policy>(&self) -> Self::At<#q> {
+                    #ident { #(#convert)* }
+                }
+            }
+        }
+    }
+
+    fn visit(&self, field: &Field<'_>, prefix: &Ident, f: &Ident) -> TokenStream {
+        let (member, name, v) = (field.ident, field.name(), local("v"));
+        let path = quote!(&::mixprec::module::join_name(#prefix, #name));
+        match (field.kind, param_shape(field.ty)) {
+            (Kind::Layer, _) => quote_spanned! {field.ty.span()=>
+                ::mixprec::module::Module::visit_params(&self.#member, #path, #f);
+            },
+            (Kind::Param, Some(ParamShape::Optional)) => quote! {
+                if let ::core::option::Option::Some(#v) = &self.#member {
+                    #f(#path, #v);
+                }
+            },
+            (Kind::Param, _) => quote!(#f(#path, &self.#member);),
+            (Kind::Skip | Kind::Reset, _) => TokenStream::new(),
+        }
+    }
+
+    fn visit_mut(&self, field: &Field<'_>, f: &Ident) -> TokenStream {
+        let (member, v) = (field.ident, local("v"));
+        match (field.kind, param_shape(field.ty)) {
+            (Kind::Layer, _) => quote_spanned! {field.ty.span()=>
+                ::mixprec::module::Module::visit_params_mut(&mut self.#member, #f);
+            },
+            (Kind::Param, Some(ParamShape::Optional)) => quote! {
+                if let ::core::option::Option::Some(#v) = &mut self.#member {
+                    #f(#v);
+                }
+            },
+            (Kind::Param, _) => quote!(#f(&mut self.#member);),
+            (Kind::Skip | Kind::Reset, _) => TokenStream::new(),
+        }
+    }
+
+    /// `field: <the field in policy Q>,`
+    fn convert(&self, field: &Field<'_>) -> TokenStream {
+        let (member, q) = (field.ident, &self.q);
+        let value = match (field.kind, param_shape(field.ty)) {
+            (Kind::Layer, _) => quote_spanned! {field.ty.span()=>
+                ::mixprec::module::Module::to_policy::<#q>(&self.#member)
+            },
+            (Kind::Param, Some(ParamShape::Optional)) => quote! {
+                ::core::option::Option::map(
+                    ::core::option::Option::as_ref(&self.#member),
+                    ::mixprec::param::Param::to_policy::<#q>,
+                )
+            },
+            (Kind::Param, _) => quote!(::mixprec::param::Param::to_policy::<#q>(&self.#member)),
+            (Kind::Skip, _) => quote!(::core::clone::Clone::clone(&self.#member)),
+            (Kind::Reset, _) => quote!(::core::default::Default::default()),
+        };
+        quote!(#member: #value,)
+    }
+
+    /// `Layer` for the layer fields in declaration order, as the tuple impls in `sequential.rs`,
+    /// plus a check that each field's input is its predecessor's output, reported at the field.
+    fn layer_impl(&self) -> TokenStream {
+        let Input {
+            ident, generics, ..
+        } = self.input;
+        let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
+        let layers = self.layers();
+        let (Some(first), Some(last)) = (layers.first(), layers.last()) else {
+            return TokenStream::new();
+        };
+        let (first_ty, last_ty) = (first.ty, last.ty);
+        let layer = quote!(::mixprec::layers::Layer);
+        let tensor = quote!(::mixprec::tensor::Tensor);
+        let own = where_clause.map(|w| {
+            let preds = w.predicates.iter();
+            quote!(#(#preds,)*)
+        });
+        let chain = layers.windows(2).map(|w| {
+            let (prev, next) = (w[0].ty, w[1].ty);
+            quote_spanned!(next.span()=> #next: #layer<Input = <#prev as #layer>::Output>,)
+        });
+        let links = layers.windows(2).map(|w| {
+            let (prev, next) = (w[0].ty, w[1].ty);
+            quote_spanned!(next.span()=> input_is_previous_output::<#prev, #next>();)
+        });
+        let members: Vec<_> = layers.iter().map(|f| f.ident).collect();
+        let (head, rest) = (members[0], &members[1..]);
+        let back = rest.iter().rev();
+        let (x, d, dy, need) = (
+            local("x"),
+            local("d"),
+            local("dy"),
+            local("need_input_grad"),
+        );
+        let (input, n) = (local("input"), local("n"));
+        quote! {
+            #[automatically_derived]
+            impl #impl_generics #layer for #ident #ty_generics
+            where
+                #own
+                #first_ty: #layer,
+                #(#chain)*
+            {
+                type Input = <#first_ty as #layer>::Input;
+                type Output = <#last_ty as #layer>::Output;
+
+                fn infer(
+                    &self,
+                    #x: &#tensor<Self::Input>,
+                ) -> ::mixprec::Result<#tensor<Self::Output>> {
+                    let #x = #layer::infer(&self.#head, #x)?;
+                    #(let #x = #layer::infer(&self.#rest, &#x)?;)*
+                    ::core::result::Result::Ok(#x)
+                }
+
+                fn train_forward(
+                    &mut self,
+                    #x: #tensor<Self::Input>,
+                ) -> ::mixprec::Result<#tensor<Self::Output>> {
+                    #(let #x = #layer::train_forward(&mut self.#members, #x)?;)*
+                    ::core::result::Result::Ok(#x)
+                }
+
+                fn backward(
+                    &mut self,
+                    #dy: #tensor<Self::Output>,
+                    #need: bool,
+                ) -> ::mixprec::Result<::core::option::Option<#tensor<Self::Input>>> {
+                    let #d = #dy;
+                    #(
+                        let #d = #layer::backward(&mut self.#back, #d, true)?
+                            .expect("asked for the input gradient");
+                    )*
+                    #layer::backward(&mut self.#head, #d, #need)
+                }
+
+                fn saved_bytes(&self) -> usize {
+                    #layer::saved_bytes(&self.#head) #(+ #layer::saved_bytes(&self.#rest))*
+                }
+
+                fn clear_saved(&mut self) {
+                    #(#layer::clear_saved(&mut self.#members);)*
+                }
+
+                fn output_dim(&self, #input: usize) -> ::core::option::Option<usize> {
+                    let #n = #input;
+                    #(let #n = #layer::output_dim(&self.#members, #n)?;)*
+                    ::core::option::Option::Some(#n)
+                }
+            }
+
+            #[allow(clippy::extra_unused_type_parameters)]
+            const _: () = {
+                fn input_is_previous_output<A: #layer, B: #layer<Input = <A as #layer>::Output>>() {}
+                #[allow(dead_code)]
+                fn layers_connect #impl_generics () #where_clause {
+                    #(#links)*
+                }
+            };
+        }
+    }
+
+    /// `MlpFamily`, `AnyMlp`, and `Mlp::to_any` / `Mlp::to_global_policy`.
+    fn family(&self) -> TokenStream {
+        let Input {
+            vis,
+            ident,
+            generics,
+            ..
+        } = self.input;
+        let (impl_generics, ty_generics, _) = generics.split_for_impl();
+        let (p, q) = (self.p, &self.q);
+        // The family names its parameter as the struct does, so errors read `Mlp<P>`.
+        let (at_p, at_q) = (self.at(p), self.at(q));
+        let family = format_ident!("{}Family", ident);
+        let any = format_ident!("Any{}", ident);
+        // The const parameters, which the family and the alias carry too.
+        let consts: Vec<_> = generics.const_params().collect();
+        let const_names: Vec<_> = consts.iter().map(|c| &c.ident).collect();
+        let (decl, args) = match consts.is_empty() {
+            true => (quote!(), quote!()),
+            false => (quote!(<#(#consts),*>), quote!(<#(#const_names),*>)),
+        };
+        let dispatch = quote!(::mixprec::policy::dispatch);
+        let mut builder_generics = Generics::clone(generics);
+        builder_generics.params.insert(0, syn::parse_quote!('a));
+        let (b_impl, b_ty, _) = builder_generics.split_for_impl();
+        let b_decl = strip_defaults(&builder_generics);
+        let (policy, never, m) = (local("policy"), local("never"), local("m"));
+        let family_doc = format!(
+            "The family `P ↦ {ident}<P>`: names `{ident}` in every policy for `{any}` \
+             (written by `#[derive(Module)]`)."
+        );
+        let any_doc = format!(
+            "A `{ident}` whose policy was chosen at run time: one of its six monomorphizations, \
+             from `{ident}::to_any` or `{ident}::to_global_policy` (written by `#[derive(Module)]`)."
+        );
+        quote! {
+            #[doc = #family_doc]
+            #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+            #[allow(dead_code)]
+            #vis struct #family #decl;
+
+            #[automatically_derived]
+            impl #decl #dispatch::PolicyFamily for #family #args {
+                type At<#p: ::mixprec::policy::Policy> = #at_p;
+            }
+
+            #[doc = #any_doc]
+            #[allow(dead_code)]
+            #vis type #any #decl = #dispatch::ByPolicy<#family #args>;
+
+            #[allow(dead_code)]
+            impl #impl_generics #ident #ty_generics {
+                /// This model in `policy`, chosen at run time: its variables cast with
+                /// `to_policy` (no gradients or saved activations carried over).
+                #vis fn to_any(&self, #policy: ::mixprec::DTypePolicy) -> #any #args {
+                    struct Convert #b_decl (&'a #ident #ty_generics);
+
+                    impl #b_impl #dispatch::FamilyBuilder<#family #args> for Convert #b_ty {
+                        type Error = ::core::convert::Infallible;
+                        fn build<#q: ::mixprec::policy::Policy>(
+                            self,
+                        ) -> ::core::result::Result<#at_q, ::core::convert::Infallible> {
+                            ::core::result::Result::Ok(
+                                ::mixprec::module::Module::to_policy::<#q>(self.0),
+                            )
+                        }
+                    }
+
+                    match #dispatch::ByPolicy::build(#policy, Convert(self)) {
+                        ::core::result::Result::Ok(#m) => #m,
+                        ::core::result::Result::Err(#never) => match #never {},
+                    }
+                }
+
+                /// This model in the current global policy (read once, now; later changes do
+                /// not affect the result), as [`to_any`](Self::to_any).
+                #vis fn to_global_policy(&self) -> #any #args {
+                    self.to_any(::mixprec::global_policy())
+                }
+            }
+        }
+    }
+}
+
+/// `Name<.., with, ..>`: the type with the policy parameter `p` replaced.
+fn at_type(ident: &Ident, generics: &Generics, p: &Ident, with: &Ident) -> TokenStream {
+    let args = generics.params.iter().map(|param| match param {
+        GenericParam::Type(t) if &t.ident == p => quote!(#with),
+        GenericParam::Type(t) => t.ident.to_token_stream(),
+        GenericParam::Const(c) => c.ident.to_token_stream(),
+        GenericParam::Lifetime(l) => l.lifetime.to_token_stream(),
+    });
+    quote!(#ident<#(#args),*>)
+}
+
+/// The generics as a declaration, without default values (`<'a, P: Policy, const N: usize>`).
+fn strip_defaults(generics: &Generics) -> TokenStream {
+    let mut g = generics.clone();
+    for param in &mut g.params {
+        match param {
+            GenericParam::Type(t) => t.default = None,
+            GenericParam::Const(c) => c.default = None,
+            GenericParam::Lifetime(_) => {}
+        }
+    }
+    g.where_clause = None;
+    quote!(#g)
+}
+
+/// A stub `Module` impl for an input with a policy parameter, so a failed derive does not also
+/// report every use of `Mlp<P>: Module` (as thiserror's `fallback.rs`). The body is never run:
+/// the compile error above it stops the build.
+fn fallback(node: &DeriveInput) -> TokenStream {
+    let policies = crate::parse::policy_params(&node.generics);
+    let Some(p) = policies.first() else {
+        return TokenStream::new();
+    };
+    let ident = &node.ident;
+    let (impl_generics, ty_generics, where_clause) = node.generics.split_for_impl();
+    let q = Ident::new("__Q", Span::call_site());
+    let at_q = at_type(ident, &node.generics, p, &q);
+    quote! {
+        #[automatically_derived]
+        impl #impl_generics ::mixprec::module::Module for #ident #ty_generics #where_clause {
+            type Policy = #p;
+            type At<#q: ::mixprec::policy::Policy> = #at_q;
+            fn visit_params(
+                &self,
+                _: &::core::primitive::str,
+                _: &mut dyn ::core::ops::FnMut(&::core::primitive::str, &::mixprec::param::Param<#p>),
+            ) {
+            }
+            fn visit_params_mut(
+                &mut self,
+                _: &mut dyn ::core::ops::FnMut(&mut ::mixprec::param::Param<#p>),
+            ) {
+            }
+            fn to_policy<#q: ::mixprec::policy::Policy>(&self) -> Self::At<#q> {
+                ::core::unreachable!("#[derive(Module)] failed to compile")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use syn::{parse_quote, DeriveInput, File, Item};
+
+    /// The generated items, parsed back.
+    fn items(node: DeriveInput) -> Vec<Item> {
+        let tokens = super::derive(&node);
+        match syn::parse2::<File>(tokens) {
+            Ok(file) => file.items,
+            Err(e) => panic!("generated code does not parse: {e}"),
+        }
+    }
+
+    fn count(items: &[Item], is: fn(&Item) -> bool) -> usize {
+        items.iter().filter(|i| is(i)).count()
+    }
+
+    #[test]
+    fn struct_of_layers_gets_module_layer_and_family() {
+        let items = items(parse_quote!(
+            pub struct Mlp<P: Policy> {
+                a: Dense<P>,
+                b: Dense<P>,
+            }
+        ));
+        // Module, Layer, PolicyFamily, inherent impl; family struct; alias; link check.
+        assert_eq!(count(&items, |i| matches!(i, Item::Impl(_))), 4);
+        assert_eq!(count(&items, |i| matches!(i, Item::Struct(_))), 1);
+        assert_eq!(count(&items, |i| matches!(i, Item::Type(_))), 1);
+        assert_eq!(count(&items, |i| matches!(i, Item::Const(_))), 1);
+    }
+
+    #[test]
+    fn struct_with_variables_gets_module_only() {
+        let node = parse_quote!(
+            struct D<P: Policy> {
+                #[module(param)]
+                w: Param<P>,
+            }
+        );
+        let items = items(node);
+        assert_eq!(items.len(), 1);
+        let no_layer = parse_quote!(
+            #[module(no_layer)]
+            struct M<P: Policy> {
+                a: Dense<P>,
+            }
+        );
+        assert_eq!(self::items(no_layer).len(), 1);
+    }
+
+    #[test]
+    fn error_comes_with_a_stub_impl_when_a_policy_is_known() {
+        let items = items(parse_quote!(
+            enum E<P: Policy> {
+                A(Dense<P>),
+            }
+        ));
+        assert!(
+            matches!(&items[0], Item::Macro(m) if m.mac.path.segments.last().is_some_and(|s| s.ident == "compile_error"))
+        );
+        assert!(matches!(&items[1], Item::Impl(_)));
+        let no_policy = self::items(parse_quote!(
+            struct S {
+                a: Dense<F32>,
+            }
+        ));
+        assert_eq!(no_policy.len(), 1);
+    }
+}
