@@ -122,6 +122,105 @@ pub enum Error {
         /// What is wrong and what was expected.
         message: String,
     },
+    /// A checkpoint file is not a well-formed safetensors file (truncated, corrupted header).
+    #[cfg(feature = "serde")]
+    #[error("{path} is not a valid safetensors checkpoint: {source}")]
+    InvalidCheckpoint {
+        /// The file.
+        path: String,
+        /// What the safetensors reader found wrong.
+        #[source]
+        source: safetensors::SafeTensorError,
+    },
+    /// A checkpoint lacks a metadata entry mixprec needs.
+    #[error("checkpoint {path}: metadata key {key:?} is missing (expected {expected})")]
+    MissingMetadata {
+        /// The file.
+        path: String,
+        /// The key (`"mixprec.policy"`).
+        key: &'static str,
+        /// What the entry should hold.
+        expected: &'static str,
+    },
+    /// A checkpoint metadata entry holds a value mixprec cannot read.
+    #[error("checkpoint {path}: metadata key {key:?} holds {found:?} (expected {expected})")]
+    InvalidMetadata {
+        /// The file.
+        path: String,
+        /// The key.
+        key: &'static str,
+        /// The value found (cut to 80 characters).
+        found: String,
+        /// What the entry should hold.
+        expected: &'static str,
+        /// The parser's error, when there is one.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// A checkpoint tensor is stored in a type mixprec does not load.
+    #[error("checkpoint {path}: tensor {tensor:?} has dtype {found} (expected one of: F16, BF16, F32, F64)")]
+    UnsupportedTensorDType {
+        /// The file.
+        path: String,
+        /// The tensor's name.
+        tensor: String,
+        /// The safetensors dtype found (`"I32"`).
+        found: String,
+    },
+    /// A model variable has no tensor in the checkpoint.
+    #[error("checkpoint {path}: tensor {tensor:?} is missing (the model expects it with shape {expected:?})")]
+    MissingTensor {
+        /// The file.
+        path: String,
+        /// The variable's name (`"1.bias"`).
+        tensor: String,
+        /// The variable's shape.
+        expected: Vec<usize>,
+    },
+    /// A checkpoint tensor's shape differs from the model variable's.
+    #[error(
+        "checkpoint {path}: tensor {tensor:?} has shape {found:?}, the model expects {expected:?}"
+    )]
+    TensorShapeMismatch {
+        /// The file.
+        path: String,
+        /// The tensor's name.
+        tensor: String,
+        /// The model variable's shape.
+        expected: Vec<usize>,
+        /// The stored shape.
+        found: Vec<usize>,
+    },
+    /// A checkpoint holds tensors the model has no variable for.
+    #[error("checkpoint {path}: tensors {found:?} are not variables of the model (expected only: {expected})")]
+    UnexpectedTensors {
+        /// The file.
+        path: String,
+        /// The names without a model variable.
+        found: Vec<String>,
+        /// The model's variable names, comma-separated.
+        expected: String,
+    },
+    /// A checkpoint's metadata names another policy than the model being saved.
+    #[error(
+        "checkpoint metadata names policy \"{found}\" but the model's policy is \"{expected}\""
+    )]
+    CheckpointPolicyMismatch {
+        /// The policy in the metadata.
+        found: crate::DTypePolicy,
+        /// The model's policy.
+        expected: crate::DTypePolicy,
+    },
+    /// An IDX (MNIST-style) file is malformed.
+    #[error("IDX file {path}: {found} (expected {expected})")]
+    InvalidIdx {
+        /// The file.
+        path: String,
+        /// What was found (`"magic number 0x00000801"`).
+        found: String,
+        /// What was expected (`"0x00000803 for images"`).
+        expected: String,
+    },
     /// A policy's JSON config could not be read.
     #[cfg(feature = "serde")]
     #[error("invalid policy config: {0}")]

@@ -1,10 +1,19 @@
-//! Reading data from outside: the embedded digits data set ([`digits`]) and CSV files
-//! ([`read_csv`]), gzip or plain. Every malformed input is an [`Error`] naming the file, the line
-//! and what was expected.
+//! Reading and writing data from outside: the embedded digits data set ([`digits`]), CSV files
+//! ([`read_csv`]) and MNIST-style IDX files ([`read_idx_dataset`]), gzip or plain, and model
+//! checkpoints in safetensors ([`checkpoint`], with the `serde` feature, on by default). Every
+//! malformed input is an [`Error`](crate::Error) naming the file and what was expected.
 
+#[cfg(feature = "serde")]
+pub mod checkpoint;
 mod csv;
+mod idx;
 
+#[cfg(feature = "serde")]
+pub use checkpoint::{
+    Checkpoint, CheckpointInfo, CheckpointMeta, CheckpointTensor, LossScaleState,
+};
 pub use csv::{parse_csv, read_csv, CsvOptions, LabelColumn};
+pub use idx::{read_idx_dataset, read_idx_images, read_idx_labels};
 
 use crate::data::Dataset;
 use crate::error::Result;

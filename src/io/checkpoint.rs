@@ -1,0 +1,404 @@
+//! Checkpoints in the [safetensors](https://huggingface.co/docs/safetensors) format: [`save`] a
+//! model's variables (in its variable type), [`read`] a file back, [`load_into`] a model of any
+//! policy (casting explicitly), and [`inspect`] a file for printing.
+//!
+//! Layout: one tensor per variable, named as [`Module::visit_params`] names it (`0.kernel`,
+//! `hidden.bias`), dtype `F32` for mixed policies and `F16`/`BF16`/`F32`/`F64` for pure ones,
+//! little-endian, row-major. The header's `__metadata__` holds:
+//!
+//! | key | value |
+//! | --- | --- |
+//! | `mixprec.format` | `"1"` |
+//! | `mixprec.policy` | the policy in Keras's JSON form ([`DTypePolicy::to_keras_json`](crate::DTypePolicy::to_keras_json)) |
+//! | `mixprec.architecture` | the caller's JSON string, stored as given |
+//! | `mixprec.loss_scale` | `{"scale": f32, "good_steps": u64}`, only when training used one |
+//! | `mixprec.iterations` | optimizer steps taken, decimal |
+//!
+//! plus any extra pairs of the caller's. Files load in Python with
+//! `safetensors.numpy.load_file(path)`. Writes are atomic: the bytes go to a temporary file in
+//! the same directory, which is synced and then renamed over the target.
+
+mod atomic;
+mod meta;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+
+use half::{bf16, f16};
+use safetensors::{Dtype, SafeTensors, View};
+
+use crate::dtype::{cast_vec, DType, Element, SliceRef};
+use crate::error::{Error, Result};
+use crate::module::Module;
+use crate::param::Param;
+use crate::policy::Policy;
+use crate::tensor::Tensor;
+
+pub use meta::{
+    CheckpointMeta, LossScaleState, FORMAT_VERSION, KEY_ARCHITECTURE, KEY_FORMAT, KEY_ITERATIONS,
+    KEY_LOSS_SCALE, KEY_POLICY,
+};
+
+/// One stored tensor: name, dtype, shape and its little-endian bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckpointTensor {
+    name: String,
+    dtype: DType,
+    shape: Vec<usize>,
+    bytes: Vec<u8>,
+}
+
+impl CheckpointTensor {
+    /// The variable's name (`0.kernel`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The stored type.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The raw little-endian bytes, as in the file.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The values cast from the stored type to `T` (rounded to nearest even when narrowing).
+    pub fn to_vec<T: Element>(&self) -> Vec<T> {
+        let b = &self.bytes;
+        match self.dtype {
+            DType::Float16 => cast_vec(le_chunks::<2, _>(b, f16::from_le_bytes)),
+            DType::BFloat16 => cast_vec(le_chunks::<2, _>(b, bf16::from_le_bytes)),
+            DType::Float32 => cast_vec(le_chunks::<4, _>(b, f32::from_le_bytes)),
+            DType::Float64 => cast_vec(le_chunks::<8, _>(b, f64::from_le_bytes)),
+        }
+    }
+
+    /// The values as a tensor of `T` (see [`to_vec`](Self::to_vec)).
+    pub fn to_tensor<T: Element>(&self) -> Tensor<T> {
+        Tensor::from_parts(self.shape.clone(), self.to_vec())
+    }
+}
+
+fn le_chunks<const N: usize, T>(bytes: &[u8], f: impl Fn([u8; N]) -> T) -> Vec<T> {
+    bytes
+        .chunks_exact(N)
+        .map(|c| f(c.try_into().expect("chunks_exact gives N bytes")))
+        .collect()
+}
+
+fn le_bytes<T: Element>(values: &[T]) -> Vec<u8> {
+    match T::view(values) {
+        SliceRef::F16(s) => s.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        SliceRef::Bf16(s) => s.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        SliceRef::F32(s) => s.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        SliceRef::F64(s) => s.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    }
+}
+
+fn to_safetensors_dtype(d: DType) -> Dtype {
+    match d {
+        DType::Float16 => Dtype::F16,
+        DType::BFloat16 => Dtype::BF16,
+        DType::Float32 => Dtype::F32,
+        DType::Float64 => Dtype::F64,
+    }
+}
+
+fn from_safetensors_dtype(d: Dtype) -> Option<DType> {
+    match d {
+        Dtype::F16 => Some(DType::Float16),
+        Dtype::BF16 => Some(DType::BFloat16),
+        Dtype::F32 => Some(DType::Float32),
+        Dtype::F64 => Some(DType::Float64),
+        _ => None,
+    }
+}
+
+impl View for &CheckpointTensor {
+    fn dtype(&self) -> Dtype {
+        to_safetensors_dtype(self.dtype)
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        std::borrow::Cow::Borrowed(&self.bytes)
+    }
+    fn data_len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+/// A checkpoint read from a file: its tensors (sorted by name) and its metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    path: String,
+    tensors: Vec<CheckpointTensor>,
+    meta: CheckpointMeta,
+}
+
+impl Checkpoint {
+    /// The file it was read from.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The tensors, sorted by name.
+    pub fn tensors(&self) -> &[CheckpointTensor] {
+        &self.tensors
+    }
+
+    /// The tensor called `name`.
+    pub fn tensor(&self, name: &str) -> Option<&CheckpointTensor> {
+        self.tensors
+            .binary_search_by(|t| t.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.tensors[i])
+    }
+
+    /// The metadata.
+    pub fn meta(&self) -> &CheckpointMeta {
+        &self.meta
+    }
+
+    /// A printable summary.
+    pub fn info(&self) -> CheckpointInfo {
+        CheckpointInfo {
+            path: self.path.clone(),
+            tensors: self
+                .tensors
+                .iter()
+                .map(|t| (t.name.clone(), t.dtype, t.shape.clone()))
+                .collect(),
+            meta: self.meta.clone(),
+        }
+    }
+}
+
+/// Saves `model`'s variables and `meta` to `path` as safetensors, atomically.
+///
+/// Each variable is stored under its [`Module`] name in the policy's variable type. The file is
+/// first written in full to `.<name>.tmp-<pid>-<n>` beside `path`, synced, then renamed over
+/// `path`; on any error the temporary file is removed and an existing `path` is left as it was.
+///
+/// ```
+/// use mixprec::prelude::*;
+/// use mixprec::io::{checkpoint, CheckpointMeta};
+/// let dir = std::env::temp_dir().join(format!("mixprec-doc-save-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// let path = dir.join("mlp.safetensors");
+/// let model = vec![Dense::<MixedBf16>::new(4, 8), Dense::<MixedBf16>::new(8, 3)];
+/// let meta = CheckpointMeta::new(DTypePolicy::MixedBFloat16).with_architecture("[4, 8, 3]");
+/// checkpoint::save(&model, &path, &meta)?;
+///
+/// let mut other = vec![Dense::<F32>::new(4, 8).with_seed(9), Dense::<F32>::new(8, 3)];
+/// let ckpt = checkpoint::read(&path)?;
+/// checkpoint::load_into(&mut other, &ckpt)?;       // f32 variables into an f32 model
+/// assert_eq!(other[0].kernel(), model[0].kernel());
+/// assert_eq!(ckpt.meta().architecture, "[4, 8, 3]");
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// # Ok::<(), mixprec::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// [`Error::CheckpointPolicyMismatch`] when `meta.policy` is not the model's policy;
+/// [`Error::InvalidArgument`] when an extra key is one of the `mixprec.*` keys;
+/// [`Error::Io`] (naming `path`) when the file cannot be written or renamed.
+pub fn save<M: Module>(model: &M, path: &Path, meta: &CheckpointMeta) -> Result<()> {
+    let policy = <M::Policy as Policy>::RUNTIME;
+    if meta.policy != policy {
+        return Err(Error::CheckpointPolicyMismatch {
+            found: meta.policy,
+            expected: policy,
+        });
+    }
+    let map = meta.to_map()?;
+    let mut tensors = Vec::new();
+    model.visit_params("", &mut |name, p: &Param<M::Policy>| {
+        tensors.push(CheckpointTensor {
+            name: name.to_string(),
+            dtype: <M::Policy as Policy>::VARIABLE_DTYPE,
+            shape: p.shape().to_vec(),
+            bytes: le_bytes(p.value().as_slice()),
+        });
+    });
+    let bytes = safetensors::serialize(tensors.iter().map(|t| (t.name.as_str(), t)), Some(map))
+        .map_err(|source| Error::InvalidCheckpoint {
+            path: path.display().to_string(),
+            source,
+        })?;
+    atomic::write_atomic(path, &bytes)
+}
+
+/// Reads a checkpoint written by [`save`] (or any safetensors file with mixprec's metadata and
+/// float tensors).
+///
+/// # Errors
+///
+/// [`Error::Io`] when the file cannot be read; [`Error::InvalidCheckpoint`] when it is not a
+/// well-formed safetensors file (truncated, corrupted header); [`Error::UnsupportedTensorDType`]
+/// for a tensor that is not F16, BF16, F32 or F64; [`Error::MissingMetadata`] /
+/// [`Error::InvalidMetadata`] naming the key for metadata that is absent or unreadable.
+pub fn read(path: &Path) -> Result<Checkpoint> {
+    let shown = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: shown.clone(),
+        source,
+    })?;
+    let (header_len, header) =
+        SafeTensors::read_metadata(&bytes).map_err(|source| Error::InvalidCheckpoint {
+            path: shown.clone(),
+            source,
+        })?;
+    let empty = HashMap::new();
+    let meta = CheckpointMeta::from_map(&shown, header.metadata().as_ref().unwrap_or(&empty))?;
+    // `read_metadata` has checked that the offsets tile the data exactly and match each shape.
+    let data = &bytes[8 + header_len..];
+    let mut tensors = Vec::new();
+    for (name, info) in header.tensors() {
+        let dtype =
+            from_safetensors_dtype(info.dtype).ok_or_else(|| Error::UnsupportedTensorDType {
+                path: shown.clone(),
+                tensor: name.clone(),
+                found: info.dtype.to_string(),
+            })?;
+        let (start, end) = info.data_offsets;
+        tensors.push(CheckpointTensor {
+            name,
+            dtype,
+            shape: info.shape.clone(),
+            bytes: data[start..end].to_vec(),
+        });
+    }
+    tensors.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Checkpoint {
+        path: shown,
+        tensors,
+        meta,
+    })
+}
+
+/// Sets every variable of `model` from `ckpt`, cast from the stored type to the model's variable
+/// type. All or nothing: every check passes before any variable changes.
+///
+/// # Errors
+///
+/// [`Error::MissingTensor`] for a model variable the checkpoint lacks;
+/// [`Error::TensorShapeMismatch`] for a tensor of another shape; [`Error::UnexpectedTensors`]
+/// listing the tensors the model has no variable for. The model is then unchanged.
+pub fn load_into<M: Module>(model: &mut M, ckpt: &Checkpoint) -> Result<()> {
+    let mut wanted: Vec<(String, Vec<usize>)> = Vec::new();
+    model.visit_params("", &mut |name, p| {
+        wanted.push((name.to_string(), p.shape().to_vec()))
+    });
+    let mut values = Vec::with_capacity(wanted.len());
+    for (name, shape) in &wanted {
+        let t = ckpt.tensor(name).ok_or_else(|| Error::MissingTensor {
+            path: ckpt.path.clone(),
+            tensor: name.clone(),
+            expected: shape.clone(),
+        })?;
+        if t.shape != *shape {
+            return Err(Error::TensorShapeMismatch {
+                path: ckpt.path.clone(),
+                tensor: name.clone(),
+                expected: shape.clone(),
+                found: t.shape.clone(),
+            });
+        }
+        values.push(t);
+    }
+    let unexpected: Vec<String> = ckpt
+        .tensors
+        .iter()
+        .filter(|t| !wanted.iter().any(|(n, _)| *n == t.name))
+        .map(|t| t.name.clone())
+        .collect();
+    if !unexpected.is_empty() {
+        let names: Vec<&str> = wanted.iter().map(|(n, _)| n.as_str()).collect();
+        return Err(Error::UnexpectedTensors {
+            path: ckpt.path.clone(),
+            found: unexpected,
+            expected: names.join(", "),
+        });
+    }
+    let mut decoded = values
+        .into_iter()
+        .map(CheckpointTensor::to_tensor::<<M::Policy as Policy>::Variable>);
+    model.visit_params_mut(&mut |p| {
+        let v = decoded.next().expect("one tensor per variable");
+        p.set(v).expect("shapes were checked above");
+    });
+    Ok(())
+}
+
+/// Reads `path` and summarises it: tensors, policy, architecture, loss scale.
+///
+/// # Errors
+///
+/// As [`read`].
+pub fn inspect(path: &Path) -> Result<CheckpointInfo> {
+    Ok(read(path)?.info())
+}
+
+/// A checkpoint's summary, printed by `mixprec inspect`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckpointInfo {
+    /// The file.
+    pub path: String,
+    /// Name, stored type and shape of each tensor, sorted by name.
+    pub tensors: Vec<(String, DType, Vec<usize>)>,
+    /// The metadata.
+    pub meta: CheckpointMeta,
+}
+
+impl fmt::Display for CheckpointInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = self.meta.policy;
+        let scalars: usize = self
+            .tensors
+            .iter()
+            .map(|t| t.2.iter().product::<usize>())
+            .sum();
+        writeln!(f, "checkpoint    {}", self.path)?;
+        writeln!(
+            f,
+            "policy        {p} (compute {}, variables {})",
+            p.compute_dtype(),
+            p.variable_dtype()
+        )?;
+        writeln!(f, "architecture  {}", self.meta.architecture)?;
+        match &self.meta.loss_scale {
+            Some(ls) => writeln!(
+                f,
+                "loss scale    {} ({} good steps)",
+                ls.scale, ls.good_steps
+            )?,
+            None => writeln!(f, "loss scale    none")?,
+        }
+        writeln!(f, "iterations    {}", self.meta.iterations)?;
+        for (k, v) in &self.meta.extra {
+            writeln!(f, "{k:<13} {v}")?;
+        }
+        write!(
+            f,
+            "tensors       {} ({scalars} scalars)",
+            self.tensors.len()
+        )?;
+        let width = self.tensors.iter().map(|t| t.0.len()).max().unwrap_or(0);
+        for (name, dtype, shape) in &self.tensors {
+            let st = to_safetensors_dtype(*dtype);
+            write!(f, "\n  {name:<width$}  {:<4}  {shape:?}", st.to_string())?;
+        }
+        Ok(())
+    }
+}

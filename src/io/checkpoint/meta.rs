@@ -1,0 +1,207 @@
+//! A checkpoint's metadata: the `mixprec.*` keys, [`CheckpointMeta`] and [`LossScaleState`],
+//! and their conversion to and from safetensors' `__metadata__` string map. The tensors are in
+//! the parent module.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::error::{Error, Result};
+use crate::DTypePolicy;
+
+/// The value of `mixprec.format` this version writes and reads.
+pub const FORMAT_VERSION: &str = "1";
+
+/// Metadata key: format version.
+pub const KEY_FORMAT: &str = "mixprec.format";
+/// Metadata key: the policy, Keras JSON.
+pub const KEY_POLICY: &str = "mixprec.policy";
+/// Metadata key: the caller's architecture string.
+pub const KEY_ARCHITECTURE: &str = "mixprec.architecture";
+/// Metadata key: the loss-scale state, JSON.
+pub const KEY_LOSS_SCALE: &str = "mixprec.loss_scale";
+/// Metadata key: optimizer iterations.
+pub const KEY_ITERATIONS: &str = "mixprec.iterations";
+
+const RESERVED: [&str; 5] = [
+    KEY_FORMAT,
+    KEY_POLICY,
+    KEY_ARCHITECTURE,
+    KEY_LOSS_SCALE,
+    KEY_ITERATIONS,
+];
+
+/// The dynamic loss scale's state, so float16 training resumes exactly where it stopped.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LossScaleState {
+    /// The current loss scale (finite, positive).
+    pub scale: f32,
+    /// Consecutive finite steps since the scale last changed.
+    pub good_steps: u64,
+}
+
+/// What a checkpoint records besides the variables.
+///
+/// ```
+/// use mixprec::io::{CheckpointMeta, LossScaleState};
+/// use mixprec::DTypePolicy;
+/// let meta = CheckpointMeta::new(DTypePolicy::MixedFloat16)
+///     .with_architecture(r#"{"hidden":[32]}"#)
+///     .with_loss_scale(LossScaleState { scale: 1024.0, good_steps: 7 })
+///     .with_iterations(300)
+///     .with_extra("dataset", "digits");
+/// assert_eq!(meta.extra["dataset"], "digits");
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckpointMeta {
+    /// The model's policy (must be the saved model's).
+    pub policy: DTypePolicy,
+    /// The architecture, as the caller describes it (JSON by convention; stored as given).
+    pub architecture: String,
+    /// The loss-scale state, for float16 training.
+    pub loss_scale: Option<LossScaleState>,
+    /// Optimizer steps taken.
+    pub iterations: u64,
+    /// Further pairs, stored under their own keys (not one of the `mixprec.*` keys above).
+    pub extra: BTreeMap<String, String>,
+}
+
+impl CheckpointMeta {
+    /// Metadata for `policy`, with an empty architecture, no loss scale and no iterations.
+    pub fn new(policy: DTypePolicy) -> Self {
+        CheckpointMeta {
+            policy,
+            architecture: String::new(),
+            loss_scale: None,
+            iterations: 0,
+            extra: BTreeMap::new(),
+        }
+    }
+
+    /// Sets the architecture string.
+    pub fn with_architecture(self, architecture: impl Into<String>) -> Self {
+        CheckpointMeta {
+            architecture: architecture.into(),
+            ..self
+        }
+    }
+
+    /// Sets the loss-scale state.
+    pub fn with_loss_scale(self, state: LossScaleState) -> Self {
+        CheckpointMeta {
+            loss_scale: Some(state),
+            ..self
+        }
+    }
+
+    /// Sets the iteration count.
+    pub fn with_iterations(self, iterations: u64) -> Self {
+        CheckpointMeta { iterations, ..self }
+    }
+
+    /// Adds an extra metadata pair.
+    pub fn with_extra(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.extra.insert(key.into(), value.into());
+        self
+    }
+
+    pub(super) fn to_map(&self) -> Result<HashMap<String, String>> {
+        let mut map = HashMap::new();
+        for (k, v) in &self.extra {
+            if RESERVED.contains(&k.as_str()) {
+                return Err(Error::InvalidArgument {
+                    what: "extra checkpoint metadata key",
+                    found: format!("{k:?}"),
+                    expected: "a key other than mixprec.format, mixprec.policy, \
+                               mixprec.architecture, mixprec.loss_scale, mixprec.iterations",
+                });
+            }
+            map.insert(k.clone(), v.clone());
+        }
+        map.insert(KEY_FORMAT.into(), FORMAT_VERSION.into());
+        map.insert(KEY_POLICY.into(), self.policy.to_keras_json());
+        map.insert(KEY_ARCHITECTURE.into(), self.architecture.clone());
+        map.insert(KEY_ITERATIONS.into(), self.iterations.to_string());
+        if let Some(ls) = &self.loss_scale {
+            let json = serde_json::to_string(ls).expect("a LossScaleState always serializes");
+            map.insert(KEY_LOSS_SCALE.into(), json);
+        }
+        Ok(map)
+    }
+
+    pub(super) fn from_map(path: &str, map: &HashMap<String, String>) -> Result<Self> {
+        let get = |key: &'static str, expected: &'static str| {
+            map.get(key).ok_or_else(|| Error::MissingMetadata {
+                path: path.to_string(),
+                key,
+                expected,
+            })
+        };
+        let invalid = |key, found: &str, expected, source| Error::InvalidMetadata {
+            path: path.to_string(),
+            key,
+            found: shorten(found),
+            expected,
+            source,
+        };
+        let format = get(KEY_FORMAT, "\"1\"")?;
+        if format != FORMAT_VERSION {
+            return Err(invalid(KEY_FORMAT, format, "\"1\"", None));
+        }
+        let policy_json = get(KEY_POLICY, "a Keras DTypePolicy JSON config")?;
+        let policy = DTypePolicy::from_keras_json(policy_json).map_err(|e| {
+            invalid(
+                KEY_POLICY,
+                policy_json,
+                "a Keras DTypePolicy JSON config",
+                Some(Box::new(e)),
+            )
+        })?;
+        let architecture = get(KEY_ARCHITECTURE, "the architecture string")?.clone();
+        let it = get(KEY_ITERATIONS, "an unsigned integer")?;
+        let iterations = it
+            .parse()
+            .map_err(|e| invalid(KEY_ITERATIONS, it, "an unsigned integer", Some(Box::new(e))))?;
+        let loss_scale = match map.get(KEY_LOSS_SCALE) {
+            None => None,
+            Some(json) => Some(parse_loss_scale(json).map_err(|e| {
+                invalid(
+                    KEY_LOSS_SCALE,
+                    json,
+                    "{\"scale\": finite positive f32, \"good_steps\": u64}",
+                    e,
+                )
+            })?),
+        };
+        let extra = map
+            .iter()
+            .filter(|(k, _)| !RESERVED.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Ok(CheckpointMeta {
+            policy,
+            architecture,
+            loss_scale,
+            iterations,
+            extra,
+        })
+    }
+}
+
+type BoxedCause = Option<Box<dyn std::error::Error + Send + Sync>>;
+
+fn parse_loss_scale(json: &str) -> std::result::Result<LossScaleState, BoxedCause> {
+    let state: LossScaleState = serde_json::from_str(json).map_err(|e| Some(e.into()))?;
+    if state.scale.is_finite() && state.scale > 0.0 {
+        Ok(state)
+    } else {
+        Err(None)
+    }
+}
+
+/// A value quoted back in an error, cut to 80 characters so the error stays one line.
+fn shorten(s: &str) -> String {
+    match s.char_indices().nth(80) {
+        Some((cut, _)) => format!("{}…", &s[..cut]),
+        None => s.to_string(),
+    }
+}

@@ -1,0 +1,608 @@
+//! Safetensors checkpoints: round trips in every policy, casts between policies, the byte layout
+//! (parsed here by hand, standing in for Python's loader), atomic writes, and one error per kind
+//! of bad file.
+#![cfg(feature = "serde")]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use mixprec::io::checkpoint::{self, CheckpointMeta, LossScaleState};
+use mixprec::policy::{Bf16, MixedBf16, MixedF16, Policy, F16, F32, F64};
+use mixprec::prelude::*;
+use serde_json::Value;
+
+fn mlp<P: Policy>(seed: u64) -> Vec<Dense<P>> {
+    vec![
+        Dense::<P>::new(5, 4).with_seed(seed),
+        Dense::<P>::new(4, 3).with_seed(seed + 1),
+    ]
+}
+
+/// Non-zero biases too, so a bias that is not loaded shows.
+fn trained<P: Policy>(seed: u64) -> Vec<Dense<P>> {
+    let mut m = mlp::<P>(seed);
+    let mut k = 0.0f32;
+    m.visit_params_mut(&mut |p| {
+        p.update(|v| {
+            for x in v.iter_mut() {
+                k += 0.37;
+                *x = *x + mixprec::Element::from_f32_rne(k.sin() / 8.0);
+            }
+        })
+    });
+    m
+}
+
+fn meta<P: Policy>() -> CheckpointMeta {
+    CheckpointMeta::new(P::RUNTIME)
+        .with_architecture(r#"{"layers":[5,4,3],"activation":"linear"}"#)
+        .with_iterations(1234)
+}
+
+fn save_tmp<P: Policy>(dir: &Path, model: &Vec<Dense<P>>) -> PathBuf {
+    let path = dir.join("model.safetensors");
+    checkpoint::save(model, &path, &meta::<P>()).unwrap();
+    path
+}
+
+fn values<P: Policy>(m: &Vec<Dense<P>>) -> Vec<(String, Vec<f64>)> {
+    let mut out = Vec::new();
+    m.visit_params("", &mut |n, p| {
+        out.push((n.to_string(), p.value().to_f64_vec()))
+    });
+    out
+}
+
+fn round_trip<P: Policy>() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = trained::<P>(1);
+    let path = save_tmp(dir.path(), &model);
+    let mut fresh = mlp::<P>(99);
+    assert_ne!(fresh, model);
+    checkpoint::load_into(&mut fresh, &checkpoint::read(&path).unwrap()).unwrap();
+    // Bit for bit: compare the stored bytes through f64 (exact widening) and with PartialEq.
+    assert_eq!(values(&fresh), values(&model), "{}", P::NAME);
+    assert!(fresh == model);
+}
+
+#[test]
+fn round_trip_is_exact_in_every_policy() {
+    round_trip::<F32>();
+    round_trip::<F64>();
+    round_trip::<F16>();
+    round_trip::<Bf16>();
+    round_trip::<MixedF16>();
+    round_trip::<MixedBf16>();
+}
+
+#[test]
+fn variables_are_stored_in_the_variable_type() {
+    fn stored<P: Policy>() -> Vec<DType> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = save_tmp(dir.path(), &mlp::<P>(1));
+        let c = checkpoint::read(&path).unwrap();
+        c.tensors().iter().map(|t| t.dtype()).collect()
+    }
+    assert_eq!(stored::<MixedF16>(), [DType::Float32; 4]);
+    assert_eq!(stored::<MixedBf16>(), [DType::Float32; 4]);
+    assert_eq!(stored::<F16>(), [DType::Float16; 4]);
+    assert_eq!(stored::<Bf16>(), [DType::BFloat16; 4]);
+    assert_eq!(stored::<F64>(), [DType::Float64; 4]);
+}
+
+#[test]
+fn mixed_float16_checkpoint_loads_into_float32_model_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = trained::<MixedF16>(3);
+    let path = save_tmp(dir.path(), &model);
+    let mut f32_model = mlp::<F32>(50);
+    checkpoint::load_into(&mut f32_model, &checkpoint::read(&path).unwrap()).unwrap();
+    assert_eq!(values(&f32_model), values(&model));
+}
+
+#[test]
+fn float32_checkpoint_loads_into_bfloat16_rounding_to_nearest_even() {
+    let dir = tempfile::tempdir().unwrap();
+    // 1 + 2^-8 is halfway between bf16 1.0 and 1 + 2^-7: ties to even gives 1.0.
+    // 1 + 3·2^-8 is halfway between 1 + 2^-7 and 1 + 2^-6: ties to even gives 1 + 2^-6.
+    let tie_down = 1.0 + 2f32.powi(-8);
+    let tie_up = 1.0 + 3.0 * 2f32.powi(-8);
+    let kernel = Tensor::from_vec(vec![1, 3], vec![tie_down, tie_up, 0.1]).unwrap();
+    let model = vec![Dense::<F32>::from_weights(kernel, None).unwrap()];
+    let path = save_tmp(dir.path(), &model);
+    let mut bf = vec![Dense::<Bf16>::new(1, 3).with_bias(false)];
+    checkpoint::load_into(&mut bf, &checkpoint::read(&path).unwrap()).unwrap();
+    let k = bf[0].kernel().as_slice();
+    assert_eq!(k[0], bf16::from_f32(1.0));
+    assert_eq!(k[1], bf16::from_f32(1.0 + 2f32.powi(-6)));
+    assert_eq!(k[2].to_bits(), 0x3dcd); // 0.1 rounded to nearest: 0.10009765625
+}
+
+#[test]
+fn metadata_round_trips_with_keras_policy_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.safetensors");
+    let meta = meta::<MixedF16>()
+        .with_loss_scale(LossScaleState {
+            scale: 8192.0,
+            good_steps: 17,
+        })
+        .with_extra("dataset", "digits");
+    checkpoint::save(&mlp::<MixedF16>(1), &path, &meta).unwrap();
+    let back = checkpoint::read(&path).unwrap();
+    assert_eq!(back.meta(), &meta);
+
+    let (header, _) = parse_header(&std::fs::read(&path).unwrap());
+    let md = &header["__metadata__"];
+    let policy: Value = serde_json::from_str(md["mixprec.policy"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        policy,
+        serde_json::json!({"module": "keras", "class_name": "DTypePolicy",
+            "config": {"name": "mixed_float16"}, "registered_name": null})
+    );
+    let ls: Value = serde_json::from_str(md["mixprec.loss_scale"].as_str().unwrap()).unwrap();
+    assert_eq!(ls, serde_json::json!({"scale": 8192.0, "good_steps": 17}));
+    assert_eq!(md["mixprec.format"], "1");
+    assert_eq!(md["mixprec.iterations"], "1234");
+    assert_eq!(
+        md["mixprec.architecture"],
+        r#"{"layers":[5,4,3],"activation":"linear"}"#
+    );
+    assert_eq!(md["dataset"], "digits");
+}
+
+#[test]
+fn save_rejects_metadata_for_another_policy_or_a_reserved_extra_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.safetensors");
+    let err = checkpoint::save(&mlp::<MixedF16>(1), &path, &meta::<F32>()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "checkpoint metadata names policy \"float32\" but the model's policy is \"mixed_float16\""
+    );
+    let bad = meta::<F32>().with_extra("mixprec.policy", "x");
+    let err = checkpoint::save(&mlp::<F32>(1), &path, &bad).unwrap_err();
+    assert!(err.to_string().contains("\"mixprec.policy\""), "{err}");
+    assert!(!path.exists());
+}
+
+#[test]
+fn inspect_summarises_tensors_and_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.safetensors");
+    let meta = meta::<MixedF16>().with_loss_scale(LossScaleState {
+        scale: 512.0,
+        good_steps: 3,
+    });
+    checkpoint::save(&mlp::<MixedF16>(1), &path, &meta).unwrap();
+    let info = checkpoint::inspect(&path).unwrap();
+    assert_eq!(info.tensors[0], ("0.bias".into(), DType::Float32, vec![4]));
+    assert_eq!(info.tensors.len(), 4);
+    let text = info.to_string();
+    for want in [
+        "policy        mixed_float16 (compute float16, variables float32)",
+        "loss scale    512 (3 good steps)",
+        "iterations    1234",
+        "tensors       4 (39 scalars)",
+        "  0.kernel  F32   [5, 4]",
+        r#"architecture  {"layers":[5,4,3],"activation":"linear"}"#,
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+}
+
+// ---- The layout, parsed by hand as any safetensors reader (Python's included) does. ----
+
+fn parse_header(bytes: &[u8]) -> (Value, usize) {
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    (header, 8 + n)
+}
+
+fn layout_matches<P: Policy>(dtype: &str, encode: fn(f64) -> Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let model = trained::<P>(4);
+    let path = save_tmp(dir.path(), &model);
+    let bytes = std::fs::read(&path).unwrap();
+    let (header, data_start) = parse_header(&bytes);
+    let data = &bytes[data_start..];
+    let mut spans = Vec::new();
+    let expected: HashMap<String, Vec<f64>> = values(&model).into_iter().collect();
+    let shapes: HashMap<String, Vec<usize>> = {
+        let mut s = HashMap::new();
+        model.visit_params("", &mut |n, p| {
+            s.insert(n.to_string(), p.shape().to_vec());
+        });
+        s
+    };
+    for (name, entry) in header.as_object().unwrap() {
+        if name == "__metadata__" {
+            continue;
+        }
+        assert_eq!(entry["dtype"], dtype, "{name}");
+        let shape: Vec<usize> = serde_json::from_value(entry["shape"].clone()).unwrap();
+        assert_eq!(shape, shapes[name], "{name}");
+        let [start, end]: [usize; 2] =
+            serde_json::from_value(entry["data_offsets"].clone()).unwrap();
+        let le: Vec<u8> = expected[name].iter().flat_map(|&v| encode(v)).collect();
+        assert_eq!(&data[start..end], le.as_slice(), "{name} bytes");
+        spans.push((start, end));
+    }
+    assert_eq!(spans.len(), 4);
+    spans.sort();
+    assert_eq!(spans[0].0, 0);
+    assert!(spans.windows(2).all(|w| w[0].1 == w[1].0), "contiguous");
+    assert_eq!(spans.last().unwrap().1, data.len(), "data ends the file");
+    assert!(data_start.is_multiple_of(8), "header padded to 8 bytes");
+}
+
+#[test]
+fn layout_is_standard_safetensors_in_every_variable_type() {
+    layout_matches::<F32>("F32", |v| (v as f32).to_le_bytes().to_vec());
+    layout_matches::<MixedF16>("F32", |v| (v as f32).to_le_bytes().to_vec());
+    layout_matches::<MixedBf16>("F32", |v| (v as f32).to_le_bytes().to_vec());
+    layout_matches::<F64>("F64", |v| v.to_le_bytes().to_vec());
+    layout_matches::<F16>("F16", |v| f16::from_f64(v).to_le_bytes().to_vec());
+    layout_matches::<Bf16>("BF16", |v| bf16::from_f64(v).to_le_bytes().to_vec());
+}
+
+/// Runs Python's own safetensors loader when it is installed; otherwise says so and passes.
+/// Values are compared as bit patterns (numpy has no bfloat16, so F32, F64 and F16 files).
+#[test]
+fn python_safetensors_reads_the_same_values() {
+    let probe = std::process::Command::new("python3")
+        .args(["-c", "import safetensors, numpy"])
+        .output();
+    if !matches!(&probe, Ok(o) if o.status.success()) {
+        eprintln!("skipped: python3 with the safetensors and numpy modules is not available");
+        return;
+    }
+    python_reads::<F32>("float32", |v| u64::from((v as f32).to_bits()));
+    python_reads::<F64>("float64", f64::to_bits);
+    python_reads::<F16>("float16", |v| u64::from(f16::from_f64(v).to_bits()));
+}
+
+fn python_reads<P: Policy>(dtype: &str, bits: fn(f64) -> u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let model = trained::<P>(6);
+    let path = save_tmp(dir.path(), &model);
+    let script = "import sys, json; from safetensors.numpy import load_file; \
+                  t = load_file(sys.argv[1]); \
+                  u = {2: '<u2', 4: '<u4', 8: '<u8'}; \
+                  print(json.dumps({k: [str(v.dtype), list(v.shape), \
+                      [int(b) for b in v.view(u[v.itemsize]).flatten()]] for k, v in t.items()}))";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: HashMap<String, (String, Vec<usize>, Vec<u64>)> =
+        serde_json::from_slice(&out.stdout).unwrap();
+    let mut want = HashMap::new();
+    model.visit_params("", &mut |n, p| {
+        let b = p.value().to_f64_vec().into_iter().map(bits).collect();
+        want.insert(n.to_string(), (dtype.to_string(), p.shape().to_vec(), b));
+    });
+    assert_eq!(got, want);
+}
+
+// ---- Atomic writes. ----
+
+fn dir_entries(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn save_leaves_no_temporary_file_and_overwrites_atomically() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = save_tmp(dir.path(), &mlp::<F32>(1));
+    let first = std::fs::read(&path).unwrap();
+    save_tmp(dir.path(), &trained::<F32>(2));
+    assert_ne!(std::fs::read(&path).unwrap(), first);
+    assert_eq!(dir_entries(dir.path()), ["model.safetensors"]);
+}
+
+#[test]
+fn failed_save_into_missing_directory_reports_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("no-such-dir").join("m.safetensors");
+    let err = checkpoint::save(&mlp::<F32>(1), &path, &meta::<F32>()).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with(&format!("cannot access {}: ", path.display())),
+        "{err}"
+    );
+    assert!(dir_entries(dir.path()).is_empty());
+}
+
+#[test]
+fn failed_rename_leaves_no_partial_file() {
+    // The target is a directory: the temporary file is written in full, then the rename fails.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.safetensors");
+    std::fs::create_dir(&path).unwrap();
+    let err = checkpoint::save(&mlp::<F32>(1), &path, &meta::<F32>()).unwrap_err();
+    assert!(matches!(err, Error::Io { .. }), "{err}");
+    assert_eq!(dir_entries(dir.path()), ["m.safetensors"]);
+    assert!(path.is_dir());
+}
+
+#[test]
+fn failed_save_leaves_the_previous_checkpoint_byte_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = save_tmp(dir.path(), &trained::<F32>(1));
+    let before = std::fs::read(&path).unwrap();
+    // Rejected metadata: nothing is written.
+    let bad = meta::<F32>().with_extra("mixprec.format", "2");
+    assert!(checkpoint::save(&mlp::<F32>(5), &path, &bad).is_err());
+    // A read-only directory: the temporary file cannot be created.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let perms = |mode| std::fs::Permissions::from_mode(mode);
+        std::fs::set_permissions(dir.path(), perms(0o555)).unwrap();
+        let writable = std::fs::File::create(dir.path().join("probe")).is_ok();
+        if writable {
+            let _ = std::fs::remove_file(dir.path().join("probe"));
+            eprintln!(
+                "read-only case skipped: this user (root?) writes into read-only directories"
+            );
+        } else {
+            let err = checkpoint::save(&mlp::<F32>(5), &path, &meta::<F32>()).unwrap_err();
+            assert!(matches!(err, Error::Io { .. }), "{err}");
+        }
+        std::fs::set_permissions(dir.path(), perms(0o755)).unwrap();
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    assert_eq!(dir_entries(dir.path()), ["model.safetensors"]);
+}
+
+// ---- Bad files. ----
+
+fn err_of(path: &Path) -> String {
+    checkpoint::read(path).unwrap_err().to_string()
+}
+
+#[test]
+fn missing_file_is_an_io_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("absent.safetensors");
+    let msg = err_of(&path);
+    assert!(
+        msg.starts_with(&format!("cannot access {}:", path.display())),
+        "{msg}"
+    );
+}
+
+#[test]
+fn truncated_files_are_rejected_at_every_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = save_tmp(dir.path(), &trained::<F32>(1));
+    let bytes = std::fs::read(&path).unwrap();
+    let (_, data_start) = parse_header(&bytes);
+    let cut_path = dir.path().join("cut.safetensors");
+    for cut in [
+        0,
+        3,
+        8,
+        20,
+        data_start - 1,
+        data_start,
+        data_start + 5,
+        bytes.len() - 1,
+    ] {
+        std::fs::write(&cut_path, &bytes[..cut]).unwrap();
+        let err = checkpoint::read(&cut_path).unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidCheckpoint { .. }),
+            "cut {cut}: {err}"
+        );
+        let prefix = format!(
+            "{} is not a valid safetensors checkpoint: ",
+            cut_path.display()
+        );
+        assert!(err.to_string().starts_with(&prefix), "cut {cut}: {err}");
+        assert!(std::error::Error::source(&err).is_some());
+    }
+}
+
+#[test]
+fn corrupted_header_bytes_are_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = save_tmp(dir.path(), &trained::<F32>(1));
+    let bytes = std::fs::read(&path).unwrap();
+    let bad = dir.path().join("bad.safetensors");
+    for at in [0, 7, 8, 9, 30, 60] {
+        let mut b = bytes.clone();
+        b[at] ^= 0xff;
+        std::fs::write(&bad, &b).unwrap();
+        let msg = err_of(&bad);
+        assert!(
+            msg.contains("is not a valid safetensors checkpoint"),
+            "byte {at}: {msg}"
+        );
+    }
+}
+
+#[test]
+fn wrong_shape_names_tensor_and_both_shapes_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = save_tmp(dir.path(), &trained::<F32>(1));
+    let ckpt = checkpoint::read(&path).unwrap();
+    let mut other = vec![Dense::<F32>::new(5, 4), Dense::<F32>::new(4, 6)];
+    let before = other.clone();
+    let err = checkpoint::load_into(&mut other, &ckpt).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "checkpoint {}: tensor \"1.kernel\" has shape [4, 3], the model expects [4, 6]",
+            path.display()
+        )
+    );
+    assert!(other == before, "a failed load must not change the model");
+}
+
+#[test]
+fn missing_and_extra_tensors_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = save_tmp(dir.path(), &trained::<F32>(1));
+    let ckpt = checkpoint::read(&path).unwrap();
+
+    let mut deeper = mlp::<F32>(1);
+    deeper.push(Dense::<F32>::new(3, 2));
+    let err = checkpoint::load_into(&mut deeper, &ckpt).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "checkpoint {}: tensor \"2.kernel\" is missing (the model expects it with shape [3, 2])",
+            path.display()
+        )
+    );
+
+    let mut shallow = vec![Dense::<F32>::new(5, 4)];
+    let before = shallow.clone();
+    let err = checkpoint::load_into(&mut shallow, &ckpt).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "checkpoint {}: tensors [\"1.bias\", \"1.kernel\"] are not variables of the model \
+             (expected only: 0.kernel, 0.bias)",
+            path.display()
+        )
+    );
+    assert!(shallow == before);
+}
+
+/// Writes a safetensors file by hand: `(name, dtype, shape, bytes)` and metadata.
+fn write_raw(path: &Path, tensors: &[(&str, &str, Vec<usize>, Vec<u8>)], md: &[(&str, &str)]) {
+    let mut header = serde_json::Map::new();
+    let mut data = Vec::new();
+    for (name, dtype, shape, bytes) in tensors {
+        let start = data.len();
+        data.extend_from_slice(bytes);
+        header.insert(
+            name.to_string(),
+            serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [start, data.len()]}),
+        );
+    }
+    let md: serde_json::Map<String, Value> = md
+        .iter()
+        .map(|(k, v)| (k.to_string(), Value::from(*v)))
+        .collect();
+    header.insert("__metadata__".into(), Value::Object(md));
+    let mut h = serde_json::to_vec(&Value::Object(header)).unwrap();
+    while !h.len().is_multiple_of(8) {
+        h.push(b' ');
+    }
+    let mut out = (h.len() as u64).to_le_bytes().to_vec();
+    out.extend(h);
+    out.extend(data);
+    std::fs::write(path, out).unwrap();
+}
+
+fn good_md(policy: &'static str) -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("mixprec.format", "1"),
+        ("mixprec.policy", policy),
+        ("mixprec.architecture", "{}"),
+        ("mixprec.iterations", "0"),
+    ]
+}
+
+const F32_POLICY: &str = r#"{"module":"keras","class_name":"DTypePolicy","config":{"name":"float32"},"registered_name":null}"#;
+
+#[test]
+fn integer_tensor_is_an_unsupported_dtype() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("i32.safetensors");
+    write_raw(
+        &path,
+        &[("0.kernel", "I32", vec![2], vec![1, 0, 0, 0, 2, 0, 0, 0])],
+        &good_md(F32_POLICY),
+    );
+    assert_eq!(
+        err_of(&path),
+        format!(
+            "checkpoint {}: tensor \"0.kernel\" has dtype I32 (expected one of: F16, BF16, F32, F64)",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn hand_written_file_loads_and_casts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f64.safetensors");
+    let k: Vec<u8> = [0.5f64, -2.0]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    write_raw(
+        &path,
+        &[("0.kernel", "F64", vec![1, 2], k)],
+        &good_md(F32_POLICY),
+    );
+    let mut m = vec![Dense::<MixedBf16>::new(1, 2).with_bias(false)];
+    checkpoint::load_into(&mut m, &checkpoint::read(&path).unwrap()).unwrap();
+    assert_eq!(m[0].kernel().as_slice(), &[0.5f32, -2.0]);
+}
+
+#[test]
+fn missing_or_invalid_metadata_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("md.safetensors");
+    let t = [("0.bias", "F32", vec![1], vec![0, 0, 0, 0])];
+    let shown = path.display().to_string();
+    for (drop, key) in [
+        (0, "mixprec.format"),
+        (1, "mixprec.policy"),
+        (2, "mixprec.architecture"),
+        (3, "mixprec.iterations"),
+    ] {
+        let mut md = good_md(F32_POLICY);
+        md.remove(drop);
+        write_raw(&path, &t, &md);
+        let msg = err_of(&path);
+        assert!(
+            msg.starts_with(&format!(
+                "checkpoint {shown}: metadata key \"{key}\" is missing"
+            )),
+            "{msg}"
+        );
+    }
+    let cases = [
+        ("mixprec.format", "2", "(expected \"1\")"),
+        (
+            "mixprec.policy",
+            "\"mixed_fp16\"",
+            "(expected a Keras DTypePolicy JSON config)",
+        ),
+        ("mixprec.iterations", "-1", "(expected an unsigned integer)"),
+        (
+            "mixprec.loss_scale",
+            r#"{"scale": 0, "good_steps": 1}"#,
+            "finite positive",
+        ),
+        ("mixprec.loss_scale", r#"{"scale": 2}"#, "good_steps"),
+    ];
+    for (key, value, want) in cases {
+        let mut md: Vec<(&str, &str)> = good_md(F32_POLICY)
+            .into_iter()
+            .filter(|(k, _)| *k != key)
+            .collect();
+        md.push((key, value));
+        write_raw(&path, &t, &md);
+        let msg = err_of(&path);
+        let prefix = format!("checkpoint {shown}: metadata key \"{key}\" holds {value:?}");
+        assert!(msg.starts_with(&prefix) && msg.contains(want), "{msg}");
+    }
+}
