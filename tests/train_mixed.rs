@@ -51,47 +51,93 @@ fn data(seed: u64) -> Dataset {
     let x: Vec<f32> = (0..64 * 16)
         .map(|i| (((i as u64 * 2654435761 + seed) % 1000) as f32 / 500.0) - 1.0)
         .collect();
-    let labels = (0..64).map(|i| ((i as u64 + seed) % 4) as u32).collect();
+    // Learnable labels (the largest of the first four features), so the batch's gradients point
+    // the same way instead of cancelling as random labels would.
+    let labels = x
+        .chunks_exact(16)
+        .map(|r| (0..4).fold(0, |b, j| if r[j] > r[b] { j } else { b }) as u32)
+        .collect();
     Dataset::classification(Tensor::from_vec(vec![64, 16], x).unwrap(), labels, 4).unwrap()
 }
 
-/// Relative error of the total weight change of a mixed run against the f32 run:
-/// `‖ΔW_mixed − ΔW_f32‖ / ‖ΔW_f32‖`.
+/// Error of the total weight change of a run in policy `P` against the same run in float64, in
+/// units of `P`'s compute unit roundoff: `‖ΔW_P − ΔW_f64‖ / (‖ΔW_f64‖ · u_P)`.
+/// `P` trains with the optimizer Keras would use for it (loss-scaled for f16).
 fn update_error<P: Policy>(seed: u64, steps: usize) -> f64 {
     let d = data(seed);
-    let start = weights(&mlp::<F32>(seed));
-    let f32_run = train(&mut mlp::<F32>(seed), &mut Sgd::new(0.05), &d, steps);
-    let mixed = train(
+    let start = weights(&mlp::<F64>(seed));
+    let exact = train(&mut mlp::<F64>(seed), &mut Sgd::new(0.05), &d, steps);
+    let run = train(
         &mut mlp::<P>(seed),
-        &mut LossScaleOptimizer::new(Sgd::new(0.05)),
+        &mut P::auto_optimizer(Sgd::new(0.05)),
         &d,
         steps,
     );
-    let diff = norm(mixed.iter().zip(&f32_run).map(|(a, b)| a - b));
-    let change = norm(f32_run.iter().zip(&start).map(|(a, b)| a - b));
-    diff / change
+    let diff = norm(run.iter().zip(&exact).map(|(a, b)| a - b));
+    let change = norm(exact.iter().zip(&start).map(|(a, b)| a - b));
+    diff / change / P::COMPUTE_DTYPE.unit_roundoff()
 }
 
-// The bound: each step's gradient passes through about 2L + 2 = 8 roundings of relative size u
-// (L = 3 layers: the forward output of each layer, and dz and dx of each layer in backward, plus
-// the input cast); over a few steps the errors add rather than compound because the learning rate
-// is small. We allow 4x headroom for conditioning: ‖ΔW_mixed − ΔW_f32‖ ≤ 32·u·‖ΔW_f32‖.
-const C: f64 = 32.0;
+// The bound. A gradient is a sum over the batch whose terms partly cancel, and each step goes
+// through some 8 roundings (forward and backward of 3 layers, loss), so the relative error of the
+// update is about κ·u, with κ the condition number of the whole computation; here κ is 24–37,
+// so a bound of the form c·u with a small constant c cannot hold. The float32 run measures κ for
+// each problem (its error against float64 in units of 2^-24), and a mixed run, which goes through
+// the same computation with a larger u, must stay within C·κ units of its own u. Over 200 seeds
+// the measured ratio err/κ stays below 0.12 (bf16) and 0.54 (f16); C = 2 leaves 3.7x headroom.
+// (With random labels κ reaches 100+, which is why the data has learnable labels.)
+const C: f64 = 2.0;
+
+fn check_tracks_f32<P: Policy>(seed: u64) -> Result<(), TestCaseError> {
+    let kappa = update_error::<F32>(seed, 5).max(1.0);
+    let err = update_error::<P>(seed, 5);
+    prop_assert!(
+        err <= C * kappa,
+        "{}: error {err:.1}u > {C}·κ = {:.1}u",
+        P::NAME,
+        C * kappa
+    );
+    Ok(())
+}
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 8, ..ProptestConfig::default() })]
 
     #[test]
-    fn prop_mixed_bf16_training_tracks_f32(seed in 0u64..1000) {
-        let err = update_error::<MixedBf16>(seed, 5);
-        prop_assert!(err <= C * 2f64.powi(-8), "relative update error {err:e}");
+    fn prop_mixed_bf16_training_tracks_f32(seed in 0u64..100_000) {
+        check_tracks_f32::<MixedBf16>(seed)?;
     }
 
     #[test]
-    fn prop_mixed_f16_training_tracks_f32(seed in 0u64..1000) {
-        let err = update_error::<MixedF16>(seed, 5);
-        prop_assert!(err <= C * 2f64.powi(-11), "relative update error {err:e}");
+    fn prop_mixed_f16_training_tracks_f32(seed in 0u64..100_000) {
+        check_tracks_f32::<MixedF16>(seed)?;
     }
+}
+
+#[test]
+fn update_error_bound_is_not_vacuous() {
+    // Seeds that once came close to an earlier, looser form of the bound.
+    for seed in [92u64, 668] {
+        check_tracks_f32::<MixedF16>(seed).unwrap();
+        check_tracks_f32::<MixedBf16>(seed).unwrap();
+    }
+    // Mixed runs really differ from float64 by a few of their own u (the test measures
+    // something), and a float64 run has no error against itself.
+    assert!(update_error::<MixedBf16>(7, 5) > 0.5 && update_error::<MixedF16>(7, 5) > 0.5);
+    assert_eq!(update_error::<F64>(7, 5), 0.0);
+    // A run that skipped one of its five steps (what an undetected overflow would do) is far
+    // outside the bound: compare 4 steps of f32 against 5 of f64.
+    let d = data(7);
+    let start = weights(&mlp::<F64>(7));
+    let exact = train(&mut mlp::<F64>(7), &mut Sgd::new(0.05), &d, 5);
+    let short = train(&mut mlp::<F32>(7), &mut Sgd::new(0.05), &d, 4);
+    let diff = norm(short.iter().zip(&exact).map(|(a, b)| a - b));
+    let change = norm(exact.iter().zip(&start).map(|(a, b)| a - b));
+    let kappa = update_error::<F32>(7, 5).max(1.0);
+    assert!(
+        diff / change / 2f64.powi(-11) > C * kappa,
+        "a skipped step must violate the f16 bound"
+    );
 }
 
 /// A deep sigmoid stack: every layer multiplies the gradient by at most 1/4 · ‖W‖.
@@ -183,20 +229,4 @@ fn mixed_policies_save_half_the_activation_bytes() {
     );
     assert_eq!(bf16_var, f32_var, "mixed policies keep f32 master weights");
     println!("activation bytes per batch: float32 {f32_act}, mixed_bfloat16 {bf16_act}, mixed_float16 {f16_act}; variable bytes {f32_var}");
-}
-
-#[test]
-fn update_error_is_of_the_order_of_unit_roundoff() {
-    // The bound above is not vacuous: the measured error is within a small factor of u, and an
-    // f32 run compared with itself shows no error at all.
-    let bf16 = update_error::<MixedBf16>(7, 5) / 2f64.powi(-8);
-    let f16 = update_error::<MixedF16>(7, 5) / 2f64.powi(-11);
-    println!(
-        "relative update error in units of u: mixed_bfloat16 {bf16:.2}, mixed_float16 {f16:.2}"
-    );
-    assert!(
-        bf16 > 0.1 && f16 > 0.1,
-        "mixed runs must differ from f32 by about u"
-    );
-    assert_eq!(update_error::<F32>(7, 5), 0.0);
 }
