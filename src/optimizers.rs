@@ -10,7 +10,7 @@ mod loss_scale;
 mod sgd;
 
 pub use adam::Adam;
-pub use loss_scale::LossScaleOptimizer;
+pub use loss_scale::{LossScaleOptimizer, LossScaleState};
 pub use sgd::Sgd;
 
 use num_traits::{Float, Zero};
@@ -82,6 +82,20 @@ pub trait Optimizer {
     /// Steps skipped because a gradient was not finite (0 unless the loss is scaled).
     fn skipped_steps(&self) -> u64 {
         0
+    }
+
+    /// The loss scale's state, for optimizers that scale the loss.
+    fn loss_scale_state(&self) -> Option<LossScaleState> {
+        None
+    }
+
+    /// Restores a saved loss-scale state; a no-op for optimizers that do not scale the loss.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a scale that is not finite and positive.
+    fn restore_loss_scale_state(&mut self, _state: LossScaleState) -> Result<()> {
+        Ok(())
     }
 }
 

@@ -207,3 +207,94 @@ fn bad_plot_name_fails_and_leaves_existing_file() {
     assert_fails_with(&o, "ending in .svg or .png");
     assert_eq!(std::fs::read_to_string(&plot).unwrap(), "precious");
 }
+
+#[test]
+fn train_save_then_inspect_and_predict() {
+    let file = tmp("mlp.safetensors");
+    let _ = std::fs::remove_file(&file);
+    let f = file.to_str().unwrap();
+    let o = mixprec(&[
+        "train",
+        "--policy",
+        "mixed_float16",
+        "--epochs",
+        "2",
+        "--hidden",
+        "32",
+        "--save",
+        f,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("saved"), "{}", stdout(&o));
+
+    let o = mixprec(&["inspect", f]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for needle in [
+        "mixed_float16",
+        "0.kernel  F32   [64, 32]",
+        "1.bias    F32   [10]",
+        "\"hidden\":[32]",
+        "loss scale    32768",
+    ] {
+        assert!(out.contains(needle), "{needle:?} missing in {out}");
+    }
+
+    let o = mixprec(&["predict", "--model", f, "--show", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("accuracy") && stdout(&o).contains("row     1: predicted"),
+        "{}",
+        stdout(&o)
+    );
+    let o = mixprec(&[
+        "predict", "--model", f, "--policy", "float64", "--show", "0",
+    ]);
+    assert!(
+        o.status.success() && stdout(&o).contains("run as float64"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn corrupt_checkpoint_and_unwritable_save_path_are_errors() {
+    let file = tmp("corrupt.safetensors");
+    std::fs::write(&file, b"\x08\x00\x00\x00\x00\x00\x00\x00{bad}").unwrap();
+    let o = mixprec(&["inspect", file.to_str().unwrap()]);
+    assert_fails_with(&o, "is not a valid safetensors checkpoint");
+    let o = mixprec(&["predict", "--model", "/nonexistent.safetensors"]);
+    assert_fails_with(&o, "cannot access /nonexistent.safetensors");
+
+    // A save into a missing directory fails before training starts.
+    let o = mixprec(&[
+        "train",
+        "--epochs",
+        "1",
+        "--hidden",
+        "8",
+        "--save",
+        "/nonexistent-dir/m.safetensors",
+    ]);
+    assert_fails_with(&o, "directory /nonexistent-dir does not exist");
+    assert!(
+        stdout(&o).is_empty(),
+        "training must not start: {}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn predict_rejects_data_of_the_wrong_width() {
+    let file = tmp("width.safetensors");
+    let f = file.to_str().unwrap();
+    assert!(
+        mixprec(&["train", "--epochs", "1", "--hidden", "8", "--save", f])
+            .status
+            .success()
+    );
+    let csv = tmp("narrow.csv");
+    std::fs::write(&csv, "0.5,1.0,0\n0.25,0.75,1\n").unwrap();
+    let o = mixprec(&["predict", "--model", f, "--data", csv.to_str().unwrap()]);
+    assert_fails_with(&o, "expected [rows, 64]");
+}

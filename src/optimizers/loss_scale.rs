@@ -12,6 +12,18 @@ use crate::error::{Error, Result};
 use crate::module::Module;
 use crate::optimizers::{check_positive, grads_are_finite, Optimizer, StepOutcome};
 
+/// The dynamic loss scale's state, so float16 training resumes exactly where it stopped (stored
+/// in checkpoints as `mixprec.loss_scale`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
+pub struct LossScaleState {
+    /// The current loss scale (finite, positive).
+    pub scale: f32,
+    /// Consecutive finite steps since the scale last changed.
+    pub good_steps: u64,
+}
+
 /// Wraps an optimizer with dynamic loss scaling (Keras's `LossScaleOptimizer`).
 ///
 /// ```
@@ -117,6 +129,26 @@ impl<O: Optimizer> LossScaleOptimizer<O> {
         self.good_steps
     }
 
+    /// The scale and the count of good steps, for a checkpoint.
+    pub fn state(&self) -> LossScaleState {
+        LossScaleState {
+            scale: self.scale,
+            good_steps: self.good_steps,
+        }
+    }
+
+    /// Restores [`state`](Self::state) (clamped to the scale bounds, if any).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] unless the scale is finite and positive.
+    pub fn restore_state(&mut self, state: LossScaleState) -> Result<()> {
+        let scale = check_positive("loss scale", state.scale)?;
+        self.scale = self.clamp(scale);
+        self.good_steps = state.good_steps;
+        Ok(())
+    }
+
     /// The wrapped optimizer.
     pub fn inner(&self) -> &O {
         &self.inner
@@ -173,5 +205,13 @@ impl<O: Optimizer> Optimizer for LossScaleOptimizer<O> {
 
     fn skipped_steps(&self) -> u64 {
         self.skipped
+    }
+
+    fn loss_scale_state(&self) -> Option<LossScaleState> {
+        Some(self.state())
+    }
+
+    fn restore_loss_scale_state(&mut self, state: LossScaleState) -> Result<()> {
+        self.restore_state(state)
     }
 }

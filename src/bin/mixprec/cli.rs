@@ -21,8 +21,37 @@ pub enum Command {
     Compare(CompareArgs),
     /// Dense forward and backward throughput per policy, side by side.
     Bench(BenchArgs),
+    /// Run a saved model on data and report its accuracy.
+    Predict(PredictArgs),
+    /// List a checkpoint's tensors, dtypes, shapes, policy and architecture.
+    Inspect {
+        /// The checkpoint (.safetensors).
+        file: PathBuf,
+    },
     /// The CPU's 16-bit features and what each policy will run on.
     Info,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PredictArgs {
+    /// The checkpoint written by `train --save`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// `digits`, a CSV file or IDX images (with --labels), as for `train`.
+    #[arg(long, default_value = "digits")]
+    pub data: String,
+    /// The label column of a CSV file: `last`, `first` or a 0-based index.
+    #[arg(long, default_value = "last")]
+    pub label_column: String,
+    /// The labels file for IDX images.
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    /// Run in another policy than the stored one (the variables are cast explicitly).
+    #[arg(long)]
+    pub policy: Option<DTypePolicy>,
+    /// How many predictions to print.
+    #[arg(long, default_value_t = 10)]
+    pub show: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -73,6 +102,9 @@ pub struct TrainArgs {
     /// (default: the global policy, float32 unless a default-policy feature says otherwise).
     #[arg(long, env = "MIXPREC_POLICY")]
     pub policy: Option<DTypePolicy>,
+    /// Save the trained model (safetensors, written atomically).
+    #[arg(long)]
+    pub save: Option<PathBuf>,
     #[command(flatten)]
     pub training: TrainingArgs,
 }

@@ -10,34 +10,30 @@ use crate::cli::TrainingArgs;
 
 /// The data set `args.data` names, split into (train, test) with `args.seed`.
 pub fn load_split(args: &TrainingArgs) -> Result<(Dataset, Dataset, String)> {
-    let (data, name) = load(args)?;
+    let (data, name) = load(&args.data, &args.label_column, args.labels.as_deref())?;
     let (train, test) = data.shuffle_split(args.test_split, args.seed)?;
     Ok((train, test, name))
 }
 
-fn load(args: &TrainingArgs) -> Result<(Dataset, String)> {
-    if args.data == "digits" {
+/// The data set `data` names (`digits`, a CSV file, or IDX images with `labels`).
+pub fn load(data: &str, label_column: &str, labels: Option<&Path>) -> Result<(Dataset, String)> {
+    if data == "digits" {
         return Ok((
             mixprec::io::digits()?,
             "digits (embedded, 1797 8x8 images)".to_string(),
         ));
     }
-    let path = Path::new(&args.data);
+    let path = Path::new(data);
     let name = path.display().to_string();
     if name.contains("idx") {
-        let labels = args.labels.as_deref().ok_or(Error::InvalidArgument {
+        let labels = labels.ok_or(Error::InvalidArgument {
             what: "--labels",
             found: "missing".into(),
             expected: "the IDX labels file that goes with the images",
         })?;
-        let _ = labels;
-        return Err(Error::InvalidArgument {
-            what: "--data",
-            found: name,
-            expected: "digits or a CSV file (IDX support is being added)",
-        });
+        return Ok((mixprec::io::read_idx_dataset(path, labels)?, name));
     }
-    let label_column = match args.label_column.as_str() {
+    let label_column = match label_column {
         "last" => LabelColumn::Last,
         "first" => LabelColumn::First,
         other => LabelColumn::Index(other.parse().map_err(|_| Error::InvalidArgument {

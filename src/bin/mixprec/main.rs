@@ -9,6 +9,7 @@ mod cli;
 mod data;
 mod info;
 mod plot;
+mod predict;
 mod progress;
 mod run;
 
@@ -24,6 +25,8 @@ fn main() -> ExitCode {
         Command::Train(args) => run::train(&args),
         Command::Compare(args) => run::compare(&args),
         Command::Bench(args) => bench::bench(&args),
+        Command::Predict(args) => predict::predict(&args),
+        Command::Inspect { file } => predict::inspect(&file),
         Command::Info => info::info(),
     };
     match result {

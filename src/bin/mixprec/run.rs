@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use mixprec::data::Dataset;
+use mixprec::io::{checkpoint, CheckpointMeta};
 use mixprec::models::MlpSpec;
 use mixprec::optimizers::{Adam, OptimizerFor, Sgd};
 use mixprec::policy::Policy;
@@ -31,6 +32,7 @@ pub struct Report {
 
 /// A training run for a policy chosen at run time.
 struct Run<'a> {
+    save: Option<&'a std::path::Path>,
     spec: &'a MlpSpec,
     train: &'a Dataset,
     test: &'a Dataset,
@@ -71,6 +73,15 @@ impl Run<'_> {
         let seconds = start.elapsed().as_secs_f64();
         self.progress.finish();
         let test = evaluate(&model, self.test, 256, None)?;
+        if let Some(path) = self.save {
+            let mut meta = CheckpointMeta::new(P::RUNTIME)
+                .with_architecture(self.spec.to_json())
+                .with_iterations(optimizer.iterations());
+            if let Some(state) = optimizer.loss_scale_state() {
+                meta = meta.with_loss_scale(state);
+            }
+            checkpoint::save(&model, path, &meta)?;
+        }
         let trained: usize = history
             .epochs
             .iter()
@@ -111,6 +122,9 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     if let Some(p) = args.policy {
         set_global_policy(p)?;
     }
+    if let Some(path) = &args.save {
+        check_writable_dir(path)?;
+    }
     // Read once: whatever is built below keeps this policy.
     let policy = global_policy();
     let t = &args.training;
@@ -125,6 +139,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         test.len()
     );
     let run = Run {
+        save: args.save.as_deref(),
         spec: &spec,
         train: &train,
         test: &test,
@@ -154,6 +169,9 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             r.skipped_steps
         );
     }
+    if let Some(path) = &args.save {
+        println!("saved           {}", path.display());
+    }
     Ok(())
 }
 
@@ -179,6 +197,7 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
     let mut reports = Vec::new();
     for policy in policies {
         let run = Run {
+            save: None,
             spec: &spec,
             train: &train,
             test: &test,
@@ -225,5 +244,24 @@ pub fn bytes(n: usize) -> String {
         n if n >= 1 << 20 => format!("{:.2} MiB", n as f64 / f64::from(1 << 20)),
         n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
         n => format!("{n} B"),
+    }
+}
+
+/// Fails early (before training) when `path`'s directory does not exist.
+fn check_writable_dir(path: &std::path::Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    if dir.is_dir() {
+        Ok(())
+    } else {
+        Err(Error::Io {
+            path: path.display().to_string(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("directory {} does not exist", dir.display()),
+            ),
+        })
     }
 }

@@ -29,15 +29,7 @@ const RESERVED: [&str; 5] = [
     KEY_ITERATIONS,
 ];
 
-/// The dynamic loss scale's state, so float16 training resumes exactly where it stopped.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LossScaleState {
-    /// The current loss scale (finite, positive).
-    pub scale: f32,
-    /// Consecutive finite steps since the scale last changed.
-    pub good_steps: u64,
-}
+pub use crate::optimizers::LossScaleState;
 
 /// What a checkpoint records besides the variables.
 ///
