@@ -7,7 +7,7 @@ use crate::dtype::{cast_cow, cast_slice, cast_vec, Element};
 use crate::error::{fmt_shape, Error, Result};
 use crate::init::glorot_uniform;
 use crate::kernels::{gemm, MatRef};
-use crate::layers::{Activation, Layer};
+use crate::layers::Activation;
 use crate::param::Param;
 use crate::policy::dispatch::{ByPolicy, FamilyBuilder, PolicyFamily};
 use crate::policy::{DefaultPolicy, Policy};
@@ -17,6 +17,8 @@ use crate::{global_policy, DTypePolicy};
 
 /// The accumulator type of policy `P`: f32, or f64 for `F64`.
 type AccOf<P> = <<P as Policy>::Compute as Element>::Acc;
+
+mod train;
 
 /// The seed [`Dense::new`] initialises with; [`Dense::with_seed`] picks another.
 pub const DEFAULT_SEED: u64 = 0;
@@ -311,126 +313,6 @@ impl<P: Policy> Dense<P> {
         self.activation.apply_slice(&mut acc);
         acc
     }
-
-    /// `dz = dy ⊙ activation'(y)`, formed in the accumulator type and rounded once.
-    fn pre_activation_grad(
-        &self,
-        dy: Tensor<P::Compute>,
-        y: Option<&Tensor<P::Compute>>,
-    ) -> Vec<P::Compute> {
-        let (Some(y), false) = (y, self.activation == Activation::Linear) else {
-            return dy.into_vec();
-        };
-        let act = self.activation;
-        let n = self.units();
-        let mut dz = dy.into_vec();
-        let (mut d_acc, mut y_acc) = (
-            vec![AccOf::<P>::default(); n],
-            vec![AccOf::<P>::default(); n],
-        );
-        for (d_row, y_row) in dz.chunks_exact_mut(n).zip(y.as_slice().chunks_exact(n)) {
-            cast_slice(d_row, &mut d_acc);
-            cast_slice(y_row, &mut y_acc);
-            d_acc
-                .iter_mut()
-                .zip(&y_acc)
-                .for_each(|(d, &y)| *d = *d * act.derivative_from_output(y));
-            cast_slice(&d_acc, d_row);
-        }
-        dz
-    }
-}
-
-impl<P: Policy> Layer for Dense<P> {
-    type Input = P::Compute;
-    type Output = P::Compute;
-
-    fn infer(&self, x: &Tensor<P::Compute>) -> Result<Tensor<P::Compute>> {
-        self.try_forward(x)
-    }
-
-    fn train_forward(&mut self, x: Tensor<P::Compute>) -> Result<Tensor<P::Compute>> {
-        let y = self.try_forward(&x)?;
-        let keep_y = self.activation != Activation::Linear;
-        let rows = x.len() / self.input_dim();
-        let x = x.reshape(vec![rows, self.input_dim()])?;
-        self.saved = Some(Saved {
-            x,
-            y: keep_y.then(|| y.clone()),
-        });
-        Ok(y)
-    }
-
-    fn backward(
-        &mut self,
-        dy: Tensor<P::Compute>,
-        need_input_grad: bool,
-    ) -> Result<Option<Tensor<P::Compute>>> {
-        let saved = self
-            .saved
-            .take()
-            .ok_or(Error::BackwardWithoutForward { layer: "Dense" })?;
-        let (rows, k, n) = (saved.x.shape()[0], self.input_dim(), self.units());
-        if dy.len() != rows * n || dy.shape().last() != Some(&n) {
-            return Err(Error::shape(
-                "dense output gradient",
-                format!("[{rows}, {n}]"),
-                dy.shape(),
-            ));
-        }
-        let in_shape = {
-            let mut s = dy.shape().to_vec();
-            *s.last_mut().expect("checked") = k;
-            s
-        };
-        let dz = self.pre_activation_grad(dy, saved.y.as_ref());
-        let dz_m = MatRef::row_major(&dz, rows, n);
-        // dW = xᵀ·dz, summed in f32 from compute-type operands.
-        let mut dw = vec![AccOf::<P>::default(); k * n];
-        gemm(
-            MatRef::row_major(saved.x.as_slice(), rows, k).t(),
-            dz_m,
-            &mut dw,
-            false,
-        );
-        self.kernel.set_grad_from_acc(dw);
-        if let Some(b) = &mut self.bias {
-            let mut db = vec![AccOf::<P>::default(); n];
-            let mut row = vec![AccOf::<P>::default(); n];
-            for r in dz.chunks_exact(n) {
-                cast_slice(r, &mut row);
-                db.iter_mut().zip(&row).for_each(|(s, v)| *s = *s + *v);
-            }
-            b.set_grad_from_acc(db);
-        }
-        if !need_input_grad {
-            return Ok(None);
-        }
-        // dx = dz·Wᵀ, summed in f32, rounded once.
-        let mut dx = vec![AccOf::<P>::default(); rows * k];
-        gemm(
-            dz_m,
-            MatRef::row_major(self.kernel.compute(), k, n).t(),
-            &mut dx,
-            false,
-        );
-        Ok(Some(Tensor::from_parts(in_shape, cast_vec(dx))))
-    }
-
-    fn saved_bytes(&self) -> usize {
-        let elem = P::COMPUTE_DTYPE.size_of();
-        self.saved.as_ref().map_or(0, |s| {
-            (s.x.len() + s.y.as_ref().map_or(0, Tensor::len)) * elem
-        })
-    }
-
-    fn clear_saved(&mut self) {
-        self.saved = None;
-    }
-
-    fn output_dim(&self, input: usize) -> Option<usize> {
-        (input == self.input_dim()).then_some(self.units())
-    }
 }
 
 /// The family `P ↦ Dense<P>`, for [`ByPolicy`].
@@ -565,82 +447,5 @@ mod tests {
         let x = Tensor::from_vec(vec![1, 1], vec![bf16::ONE]).unwrap();
         // f32 sum 1 + 2^-9, rounded once to bf16: 1 (a tie would go to even; this is below it).
         assert_eq!(d.forward(&x).as_slice(), &[bf16::ONE]);
-    }
-
-    /// Loss L = Σ c ⊙ y with fixed c, so dL/dy = c; compare backward with central differences.
-    #[test]
-    fn backward_matches_finite_differences_in_f64() {
-        for act in Activation::ALL {
-            let mut d = Dense::<F64>::new(3, 4).with_seed(5).with_activation(act);
-            // A non-zero bias so relu sees both signs.
-            d.bias
-                .as_mut()
-                .unwrap()
-                .update(|b| b.copy_from_slice(&[0.1, -0.2, 0.3, -0.05]));
-            let x = Tensor::from_vec(vec![2, 3], vec![0.5, -1.0, 0.25, 1.5, 0.3, -0.7]).unwrap();
-            let c: Vec<f64> = (0..8).map(|i| (i as f64 - 3.5) / 4.0).collect();
-            let loss = |d: &Dense<F64>, x: &Tensor<f64>| -> f64 {
-                d.forward(x)
-                    .as_slice()
-                    .iter()
-                    .zip(&c)
-                    .map(|(y, c)| y * c)
-                    .sum()
-            };
-            d.train_forward(x.clone()).unwrap();
-            let dy = Tensor::from_vec(vec![2, 4], c.clone()).unwrap();
-            let dx = d.backward(dy, true).unwrap().unwrap();
-            let h = 1e-6;
-            let grad_w = d.kernel.grad().unwrap().as_slice().to_vec();
-            for i in 0..12 {
-                let (mut p, mut m) = (d.clone(), d.clone());
-                p.kernel.update(|w| w[i] += h);
-                m.kernel.update(|w| w[i] -= h);
-                let fd = (loss(&p, &x) - loss(&m, &x)) / (2.0 * h);
-                assert!(
-                    (fd - grad_w[i]).abs() < 1e-6,
-                    "{act} dW[{i}]: {fd} vs {}",
-                    grad_w[i]
-                );
-            }
-            let grad_b = d.bias.as_ref().unwrap().grad().unwrap().as_slice().to_vec();
-            for i in 0..4 {
-                let (mut p, mut m) = (d.clone(), d.clone());
-                p.bias.as_mut().unwrap().update(|b| b[i] += h);
-                m.bias.as_mut().unwrap().update(|b| b[i] -= h);
-                let fd = (loss(&p, &x) - loss(&m, &x)) / (2.0 * h);
-                assert!(
-                    (fd - grad_b[i]).abs() < 1e-6,
-                    "{act} db[{i}]: {fd} vs {}",
-                    grad_b[i]
-                );
-            }
-            for i in 0..6 {
-                let (mut xp, mut xm) = (x.clone(), x.clone());
-                xp.as_mut_slice()[i] += h;
-                xm.as_mut_slice()[i] -= h;
-                let fd = (loss(&d, &xp) - loss(&d, &xm)) / (2.0 * h);
-                let g = dx.as_slice()[i];
-                assert!((fd - g).abs() < 1e-6, "{act} dx[{i}]: {fd} vs {g}");
-            }
-        }
-    }
-
-    #[test]
-    fn backward_without_forward_is_an_error() {
-        let mut d = Dense::<F32>::new(2, 2);
-        let dy = Tensor::<f32>::zeros(vec![1, 2]).unwrap();
-        assert!(matches!(
-            d.backward(dy, true),
-            Err(Error::BackwardWithoutForward { .. })
-        ));
-    }
-
-    #[test]
-    fn training_pass_saves_compute_type_bytes() {
-        let x = Tensor::<bf16>::zeros(vec![8, 4]).unwrap();
-        let mut d = Dense::<MixedBf16>::new(4, 3).with_activation(Activation::Relu);
-        d.train_forward(x).unwrap();
-        assert_eq!(d.saved_bytes(), (8 * 4 + 8 * 3) * 2);
     }
 }
