@@ -1,0 +1,141 @@
+//! Bad input to training is an error naming the bad value, and a diverging run stops before it
+//! writes NaN into the weights.
+
+use mixprec::prelude::*;
+
+fn digits() -> Dataset {
+    mixprec::io::digits().unwrap()
+}
+
+#[test]
+fn diverging_f32_run_stops_with_a_clear_error_and_finite_weights() {
+    let mut model = (
+        Dense::<F32>::new(64, 32).with_activation(Activation::Relu),
+        Dense::<F32>::new(32, 10),
+    );
+    let options = FitOptions {
+        epochs: 5,
+        ..Default::default()
+    };
+    let err = fit(&mut model, &mut Sgd::new(1e30), &digits(), &options).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.starts_with("non-finite "), "{msg}");
+    assert!(
+        msg.contains("training stopped before it wrote NaN into the weights"),
+        "{msg}"
+    );
+    let mut finite = true;
+    model.visit_params("", &mut |_, p| {
+        finite &= p.value().as_slice().iter().all(|w| w.is_finite())
+    });
+    assert!(finite, "weights must stay finite");
+}
+
+#[test]
+fn model_that_does_not_fit_the_data_is_rejected() {
+    let mut model = (
+        Dense::<MixedBf16>::new(32, 16),
+        Dense::<MixedBf16>::new(16, 10),
+    );
+    let err = fit(
+        &mut model,
+        &mut Adam::new(1e-3),
+        &digits(),
+        &FitOptions::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("model input"), "{err}");
+
+    let mut narrow = (
+        Dense::<MixedBf16>::new(64, 16),
+        Dense::<MixedBf16>::new(16, 7),
+    );
+    let err = fit(
+        &mut narrow,
+        &mut Adam::new(1e-3),
+        &digits(),
+        &FitOptions::default(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "shape mismatch in model output: expected [batch, 10] for 10 classes, found [7]"
+    );
+}
+
+#[test]
+fn mismatched_widths_between_layers_are_an_error() {
+    let mut model = (Dense::<F32>::new(64, 16), Dense::<F32>::new(15, 10));
+    let err = fit(
+        &mut model,
+        &mut Adam::new(1e-3),
+        &digits(),
+        &FitOptions::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("model input"), "{err}");
+    let x = Tensor::<f32>::zeros(vec![2, 64]).unwrap();
+    let err = model.infer(&x).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "shape mismatch in dense input: expected [.., 15], found [2, 16]"
+    );
+}
+
+#[test]
+fn invalid_options_and_optimizer_settings_are_errors() {
+    let mut model = (Dense::<F32>::new(64, 16), Dense::<F32>::new(16, 10));
+    let zero_epochs = FitOptions {
+        epochs: 0,
+        ..Default::default()
+    };
+    let err = fit(&mut model, &mut Adam::new(1e-3), &digits(), &zero_epochs).unwrap_err();
+    assert_eq!(err.to_string(), "invalid epochs: 0 (at least 1)");
+    let bad_split = FitOptions {
+        validation_split: 1.5,
+        ..Default::default()
+    };
+    assert!(fit(&mut model, &mut Adam::new(1e-3), &digits(), &bad_split).is_err());
+    assert_eq!(
+        Adam::try_new(-1.0).unwrap_err().to_string(),
+        "invalid learning_rate: -1 (a finite number > 0)"
+    );
+    assert!(Adam::try_new(f32::NAN).is_err());
+    assert!(Sgd::new(0.1).with_momentum(-0.5).is_err());
+    assert!(Adam::new(1e-3).with_weight_decay(2.0).is_err());
+}
+
+#[test]
+fn empty_and_malformed_data_sets_are_errors() {
+    let empty = Tensor::<f32>::zeros(vec![0, 4]).unwrap();
+    let err = Dataset::classification(empty, vec![], 2).unwrap_err();
+    assert_eq!(err.to_string(), "empty data set: it has no rows");
+    let x = Tensor::from_vec(vec![2, 2], vec![0.0f32; 4]).unwrap();
+    let err = Dataset::classification(x.clone(), vec![0, 5], 3).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "label 5 is out of range for 3 classes (expected 0..=2)"
+    );
+    let err = Dataset::classification(x, vec![0], 3).unwrap_err();
+    assert!(err.to_string().contains("labels"), "{err}");
+}
+
+#[test]
+fn validation_split_reports_validation_metrics() {
+    let mut model = (
+        Dense::<MixedBf16>::new(64, 32).with_activation(Activation::Relu),
+        Dense::<MixedBf16>::new(32, 10),
+    );
+    let options = FitOptions {
+        epochs: 2,
+        validation_split: 0.25,
+        ..Default::default()
+    };
+    let history = fit(&mut model, &mut Adam::new(1e-3), &digits(), &options).unwrap();
+    let last = history.last().unwrap();
+    assert!(
+        last.val_loss.unwrap().is_finite() && last.val_accuracy.unwrap() > 0.5,
+        "{last:?}"
+    );
+    assert!(last.loss < history.epochs[0].loss + 1.0);
+}
