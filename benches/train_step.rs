@@ -42,7 +42,7 @@ fn bench_policy<P: Policy>(c: &mut Criterion) {
                     .loss_and_grad(&logits, Targets::Classes(&labels), opt.loss_scale())
                     .expect("labels fit");
                 model.backward(out.grad, false).expect("saved forward");
-                black_box(opt.step(&mut model).expect("gradients present"));
+                let _ = black_box(opt.step(&mut model).expect("gradients present"));
             })
         },
     );
