@@ -189,6 +189,8 @@ pub trait Element:
     fn view_mut(s: &mut [Self]) -> SliceMut<'_>;
     /// Reinterprets a [`SliceRef`] as `&[Self]` when it holds this type.
     fn from_view(s: SliceRef<'_>) -> Option<&[Self]>;
+    /// Reinterprets a [`SliceMut`] as `&mut [Self]` when it holds this type.
+    fn from_view_mut(s: SliceMut<'_>) -> Option<&mut [Self]>;
     /// Wraps a vector as a [`VecOf`].
     fn into_vec_of(v: Vec<Self>) -> VecOf;
     /// Unwraps a [`VecOf`] holding this type, or gives it back.
@@ -206,6 +208,12 @@ macro_rules! impl_views {
         fn from_view(s: SliceRef<'_>) -> Option<&[Self]> {
             match s {
                 SliceRef::$variant(s) => Some(s),
+                _ => None,
+            }
+        }
+        fn from_view_mut(s: SliceMut<'_>) -> Option<&mut [Self]> {
+            match s {
+                SliceMut::$variant(s) => Some(s),
                 _ => None,
             }
         }

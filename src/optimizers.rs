@@ -19,7 +19,6 @@ use typenum::B0;
 use crate::dtype::{cast_slice, Element, VecOf};
 use crate::error::{Error, Result};
 use crate::module::Module;
-use crate::param::Param;
 use crate::policy::{Bf16, MixedBf16, Policy, F32, F64};
 
 /// What an optimizer step did.
@@ -180,34 +179,57 @@ impl Slots {
     }
 }
 
-/// Runs `update(index, param, grad_in_acc)` for every variable of `model`, with the gradient
-/// widened to the accumulator type and multiplied by `inv_scale`; errors if a gradient is missing.
+/// Runs `update(index, weights, grads)` for every variable of `model`, both in the accumulator
+/// type of the variables, the gradient multiplied by `inv_scale`. When the variable type is its
+/// own accumulator type (f32, f64) and there is nothing to unscale, both are the variable's own
+/// memory (no copy); otherwise each is converted once into a scratch buffer reused across
+/// variables, and the weights are rounded back after the update. Errors if a gradient is missing.
 pub(crate) fn for_each_grad<M: Module>(
     model: &mut M,
     inv_scale: f32,
-    mut update: impl FnMut(usize, &mut Param<M::Policy>, &[VarAcc<M>]) -> Result<()>,
+    mut update: impl FnMut(usize, &mut [VarAcc<M>], &[VarAcc<M>]) -> Result<()>,
 ) -> Result<()> {
-    let mut index = 0;
-    let mut result = Ok(());
-    let mut g = Vec::new();
+    type V<M> = <<M as Module>::Policy as Policy>::Variable;
+    let (mut index, mut result) = (0, Ok(()));
+    let (mut g_buf, mut w_buf) = (Vec::new(), Vec::new());
     let s = VarAcc::<M>::from_f32_rne(inv_scale);
     model.visit_params_mut(&mut |p| {
         if result.is_err() {
             return;
         }
-        result = match p.grad() {
-            None => Err(Error::InvalidArgument {
+        let (value, grad) = p.value_and_grad_mut();
+        let Some(grad) = grad else {
+            result = Err(Error::InvalidArgument {
                 what: "gradient",
                 found: format!("none for variable #{index}"),
                 expected: "a backward pass before the optimizer step",
-            }),
-            Some(grad) => {
-                g.resize(grad.len(), VarAcc::<M>::zero());
-                cast_slice(grad.as_slice(), &mut g);
+            });
+            return;
+        };
+        let borrowed = if inv_scale == 1.0 {
+            VarAcc::<M>::from_view(V::<M>::view(grad))
+        } else {
+            None
+        };
+        let g: &[VarAcc<M>] = match borrowed {
+            Some(same) => same,
+            None => {
+                g_buf.resize(grad.len(), VarAcc::<M>::zero());
+                cast_slice(grad, &mut g_buf);
                 if inv_scale != 1.0 {
-                    g.iter_mut().for_each(|x| *x = *x * s);
+                    g_buf.iter_mut().for_each(|x| *x = *x * s);
                 }
-                update(index, p, &g)
+                &g_buf
+            }
+        };
+        result = match VarAcc::<M>::from_view_mut(V::<M>::view_mut(value)) {
+            Some(w) => update(index, w, g),
+            None => {
+                w_buf.resize(value.len(), VarAcc::<M>::zero());
+                cast_slice(value, &mut w_buf);
+                let r = update(index, &mut w_buf, g);
+                cast_slice(&w_buf, value);
+                r
             }
         };
         index += 1;

@@ -1,9 +1,9 @@
 //! [`Adam`] (Keras's `Adam`, same defaults) and AdamW's decoupled weight decay
 //! ([`Adam::with_weight_decay`], [`Adam::adamw`]).
 
-use num_traits::{Float, Zero};
+use num_traits::Float;
 
-use crate::dtype::{cast_slice, Element};
+use crate::dtype::Element;
 use crate::error::Result;
 use crate::module::Module;
 use crate::optimizers::{
@@ -129,14 +129,11 @@ impl Optimizer for Adam {
         let decay = f64::from(self.learning_rate) * f64::from(self.weight_decay);
         let eps = self.epsilon;
         let slots = &mut self.slots;
-        for_each_grad(model, inv_scale, |index, param, g| {
+        for_each_grad(model, inv_scale, |index, w, g| {
             type A<M> = VarAcc<M>;
             let c = |x: f64| A::<M>::from_f64_rne(x);
             let (alpha, decay, eps) = (c(alpha), c(decay), A::<M>::from_f32_rne(eps));
             let (one_b1, one_b2) = (c(1.0 - b1), c(1.0 - b2));
-            let (value, _) = param.value_and_grad_mut();
-            let mut w = vec![A::<M>::zero(); value.len()];
-            cast_slice(value, &mut w);
             let mut state = slots.get::<A<M>>(index, w.len(), 2)?;
             let (m, v) = state.split_at_mut(1);
             for (((w, m), v), &g) in w
@@ -151,7 +148,6 @@ impl Optimizer for Adam {
                 *w = *w - alpha * *m / (v.sqrt() + eps);
             }
             slots.put(index, state);
-            cast_slice(&w, value);
             Ok(())
         })?;
         self.iterations += 1;

@@ -3,7 +3,7 @@
 
 use num_traits::Zero;
 
-use crate::dtype::{cast_slice, Element};
+use crate::dtype::Element;
 use crate::error::Result;
 use crate::module::Module;
 use crate::optimizers::{
@@ -86,12 +86,9 @@ impl Optimizer for Sgd {
     fn step_unscaled<M: Module>(&mut self, model: &mut M, inv_scale: f32) -> Result<StepOutcome> {
         let (lr, mu, nesterov) = (self.learning_rate, self.momentum, self.nesterov);
         let slots = &mut self.slots;
-        for_each_grad(model, inv_scale, |index, param, g| {
+        for_each_grad(model, inv_scale, |index, w, g| {
             let lr = VarAcc::<M>::from_f32_rne(lr);
             let mu = VarAcc::<M>::from_f32_rne(mu);
-            let (value, _) = param.value_and_grad_mut();
-            let mut w = vec![VarAcc::<M>::zero(); value.len()];
-            cast_slice(value, &mut w);
             if mu == VarAcc::<M>::zero() {
                 w.iter_mut().zip(g).for_each(|(w, &g)| *w = *w - lr * g);
             } else {
@@ -106,7 +103,6 @@ impl Optimizer for Sgd {
                 }
                 slots.put(index, state);
             }
-            cast_slice(&w, value);
             Ok(())
         })?;
         self.iterations += 1;
