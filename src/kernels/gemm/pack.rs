@@ -92,6 +92,9 @@ pub(super) fn pack_a<S: ToBf16Bits>(a: MatRef<'_, S>) -> PackedA {
     let mut data = vec![0u16; strips * kc * A_CHUNK];
     for_each_strip(&mut data, kc * A_CHUNK, |s, strip| {
         let rows = m.saturating_sub(s * STRIP).min(STRIP);
+        if rows == 0 {
+            return; // a padding strip: all zeros
+        }
         if a.col_stride == 1 {
             // Row-major A: each row of the strip is a contiguous run of k elements.
             for r in 0..rows {
@@ -135,6 +138,9 @@ pub(super) fn pack_b_vnni<S: ToBf16Bits>(b: MatRef<'_, S>) -> PackedVnni {
     let mut data = vec![0u32; strips * kc * B_CHUNK];
     for_each_strip(&mut data, kc * B_CHUNK, |s, strip| {
         let cols = n.saturating_sub(s * STRIP).min(STRIP);
+        if cols == 0 {
+            return; // a padding strip: all zeros
+        }
         if b.col_stride == 1 {
             // Row-major B: rows p and p + 1 of the strip are contiguous runs of `cols`.
             let mut p = 0;
