@@ -1,0 +1,78 @@
+//! Run: `cargo bench --bench gemm` (add `-- 'bf16'` to filter; `MIXPREC_KERNEL=portable` to force
+//! the portable paths). Throughput is reported in elements/s where one element is one FLOP
+//! (2·m·k·n per product), so "Gelem/s" reads as GFLOP/s.
+//!
+//! Each shape `(m, k, n)` is a Dense forward `x[m×k] · W[k×n]`. Names: `<policy-dtype>/<what>`:
+//! - `f32/sgemm`: the F32 policy, straight to matrixmultiply.
+//! - `bf16/packed`: MixedBf16 with the weight pre-packed once ([`PackedB`], the cached path).
+//! - `bf16/pack_from_f32+gemm`: MixedBf16 packing its f32 variable on every call (no cache).
+//! - `bf16/gemm`: bf16 operands, packed inside every call.
+//! - `f16/packed`, `f16/gemm`: the same for f16.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use half::{bf16, f16};
+use mixprec::kernels::{gemm, gemm_packed, pack_b, pack_b_from_f32, MatRef};
+use std::hint::black_box;
+use std::time::Duration;
+
+const SHAPES: [(usize, usize, usize); 3] =
+    [(256, 1024, 1024), (1024, 1024, 1024), (64, 4096, 4096)];
+
+fn values(len: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s % 2001) as f32 / 1000.0 - 1.0
+        })
+        .collect()
+}
+
+fn gemm_shapes(c: &mut Criterion) {
+    for (m, k, n) in SHAPES {
+        let mut g = c.benchmark_group(format!("gemm_{m}x{k}x{n}"));
+        g.sample_size(10)
+            .warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_secs(3))
+            .throughput(Throughput::Elements((2 * m * k * n) as u64));
+        let (x32, w32) = (values(m * k, 1), values(k * n, 2));
+        let xb: Vec<bf16> = x32.iter().map(|&v| bf16::from_f32(v)).collect();
+        let wb: Vec<bf16> = w32.iter().map(|&v| bf16::from_f32(v)).collect();
+        let xh: Vec<f16> = x32.iter().map(|&v| f16::from_f32(v)).collect();
+        let wh: Vec<f16> = w32.iter().map(|&v| f16::from_f32(v)).collect();
+        let mut out = vec![0f32; m * n];
+        let id = |name: &str| BenchmarkId::new(name, format!("{m}x{k}x{n}"));
+        g.bench_function(id("f32/sgemm"), |bch| {
+            let (x, w) = (MatRef::row_major(&x32, m, k), MatRef::row_major(&w32, k, n));
+            bch.iter(|| gemm(x, w, black_box(&mut out), false))
+        });
+        let pb = pack_b_from_f32::<bf16>(MatRef::row_major(&w32, k, n));
+        g.bench_function(id("bf16/packed"), |bch| {
+            let x = MatRef::row_major(&xb, m, k);
+            bch.iter(|| gemm_packed(x, &pb, black_box(&mut out), false))
+        });
+        g.bench_function(id("bf16/pack_from_f32+gemm"), |bch| {
+            let (x, w) = (MatRef::row_major(&xb, m, k), MatRef::row_major(&w32, k, n));
+            bch.iter(|| gemm_packed(x, &pack_b_from_f32::<bf16>(w), black_box(&mut out), false))
+        });
+        g.bench_function(id("bf16/gemm"), |bch| {
+            let (x, w) = (MatRef::row_major(&xb, m, k), MatRef::row_major(&wb, k, n));
+            bch.iter(|| gemm(x, w, black_box(&mut out), false))
+        });
+        let ph = pack_b(MatRef::row_major(&wh, k, n));
+        g.bench_function(id("f16/packed"), |bch| {
+            let x = MatRef::row_major(&xh, m, k);
+            bch.iter(|| gemm_packed(x, &ph, black_box(&mut out), false))
+        });
+        g.bench_function(id("f16/gemm"), |bch| {
+            let (x, w) = (MatRef::row_major(&xh, m, k), MatRef::row_major(&wh, k, n));
+            bch.iter(|| gemm(x, w, black_box(&mut out), false))
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(benches, gemm_shapes);
+criterion_main!(benches);
