@@ -8,11 +8,13 @@
 //! that `half` uses through F16C.
 
 #[cfg(target_arch = "x86_64")]
-mod avx512;
+pub(crate) mod avx512;
 pub mod portable;
 
 use half::{bf16, f16};
 
+#[cfg(target_arch = "x86_64")]
+pub(crate) use avx512::round_bf16_lanes;
 pub(crate) use portable::f32_to_bf16_bits;
 
 #[cfg(target_arch = "x86_64")]

@@ -16,7 +16,7 @@ use half::{bf16, f16};
 /// `f32 -> bf16` bits in the low 16 bits of each 32-bit lane (round to nearest even, NaN quiet).
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-pub(in crate::kernels) fn round_bf16_lanes(b: __m512i) -> __m512i {
+pub(crate) fn round_bf16_lanes(b: __m512i) -> __m512i {
     let lsb = _mm512_and_si512(_mm512_srli_epi32::<16>(b), _mm512_set1_epi32(1));
     let bias = _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff));
     let rounded = _mm512_srli_epi32::<16>(_mm512_add_epi32(b, bias));

@@ -14,11 +14,15 @@
 //! sides, which adds exact zeros. Strided and transposed views are packed directly (the transpose
 //! of a row-major matrix reads contiguous runs along the other axis); nothing else is copied.
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+
 use half::bf16;
 use rayon::prelude::*;
 
 use super::MatRef;
 use crate::kernels::cast::f32_to_bf16_bits;
+use crate::kernels::isa::isa;
 
 /// Rows of A (and columns of B) per strip.
 pub(super) const STRIP: usize = 16;
@@ -28,6 +32,8 @@ pub(super) const KCHUNK: usize = 32;
 pub(super) const A_CHUNK: usize = STRIP * KCHUNK;
 /// 32-bit words per B chunk (16 pair-rows × 16 columns).
 pub(super) const B_CHUNK: usize = (KCHUNK / 2) * STRIP;
+/// B strips per packing task.
+const GROUP: usize = 8;
 /// Below this many elements, pack on the calling thread.
 const PAR_MIN: usize = 1 << 16;
 
@@ -35,6 +41,14 @@ const PAR_MIN: usize = 1 << 16;
 pub(super) trait ToBf16Bits: Copy + Send + Sync {
     /// The bf16 bit pattern.
     fn bf16_bits(self) -> u16;
+
+    /// Packs strips `s0..` of a row-major `b` into `group` with AVX-512 (see [`avx512`]).
+    ///
+    /// # Safety
+    ///
+    /// The CPU must support AVX-512 F, BW and VL.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn pack_rows_avx512(b: MatRef<'_, Self>, s0: usize, kc: usize, group: &mut [u32]);
 }
 
 impl ToBf16Bits for bf16 {
@@ -42,12 +56,26 @@ impl ToBf16Bits for bf16 {
     fn bf16_bits(self) -> u16 {
         self.to_bits()
     }
+
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn pack_rows_avx512(b: MatRef<'_, Self>, s0: usize, kc: usize, group: &mut [u32]) {
+        let (d, rs, k, n) = (b.data, b.row_stride, b.rows, b.cols);
+        // SAFETY: forwarded contract (the CPU supports AVX-512 F/BW/VL).
+        unsafe { avx512::pack_b_rows_bf16_avx512(d, rs, k, n, s0, kc, group) }
+    }
 }
 
 impl ToBf16Bits for f32 {
     #[inline(always)]
     fn bf16_bits(self) -> u16 {
         f32_to_bf16_bits(self)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn pack_rows_avx512(b: MatRef<'_, Self>, s0: usize, kc: usize, group: &mut [u32]) {
+        let (d, rs, k, n) = (b.data, b.row_stride, b.rows, b.cols);
+        // SAFETY: forwarded contract (the CPU supports AVX-512 F/BW/VL).
+        unsafe { avx512::pack_b_rows_f32_avx512(d, rs, k, n, s0, kc, group) }
     }
 }
 
@@ -96,11 +124,15 @@ pub(super) fn pack_a<S: ToBf16Bits>(a: MatRef<'_, S>) -> PackedA {
             return; // a padding strip: all zeros
         }
         if a.col_stride == 1 {
-            // Row-major A: each row of the strip is a contiguous run of k elements.
+            // Row-major A: each row of the strip is a contiguous run of k elements, copied
+            // one 32-wide chunk at a time.
             for r in 0..rows {
-                let start = (s * STRIP + r) * a.row_stride;
-                for (p, x) in a.data[start..start + k].iter().enumerate() {
-                    strip[(p / KCHUNK) * A_CHUNK + r * KCHUNK + p % KCHUNK] = x.bf16_bits();
+                let row = &a.data[(s * STRIP + r) * a.row_stride..][..k];
+                for (c, seg) in row.chunks(KCHUNK).enumerate() {
+                    let dst = &mut strip[c * A_CHUNK + r * KCHUNK..][..seg.len()];
+                    dst.iter_mut()
+                        .zip(seg)
+                        .for_each(|(d, x)| *d = x.bf16_bits());
                 }
             }
         } else if a.row_stride == 1 {
@@ -136,49 +168,65 @@ pub(super) fn pack_b_vnni<S: ToBf16Bits>(b: MatRef<'_, S>) -> PackedVnni {
     let (k, n) = (b.rows, b.cols);
     let (strips, kc) = (strips_for(n), k.div_ceil(KCHUNK));
     let mut data = vec![0u32; strips * kc * B_CHUNK];
-    for_each_strip(&mut data, kc * B_CHUNK, |s, strip| {
-        let cols = n.saturating_sub(s * STRIP).min(STRIP);
-        if cols == 0 {
-            return; // a padding strip: all zeros
+    let strip_len = kc * B_CHUNK;
+    let simd = cfg!(target_arch = "x86_64") && b.col_stride == 1 && isa().avx512;
+    // Tasks of GROUP strips, so a row-major B is read in runs of 16·GROUP elements.
+    for_each_strip(&mut data, GROUP * strip_len, |g, group| {
+        #[cfg(target_arch = "x86_64")]
+        if simd {
+            // SAFETY: AVX-512 F/BW/VL were detected (`isa`).
+            return unsafe { S::pack_rows_avx512(b, g * GROUP, kc, group) };
         }
-        if b.col_stride == 1 {
-            // Row-major B: rows p and p + 1 of the strip are contiguous runs of `cols`.
-            let mut p = 0;
-            while p < k {
-                let lo = &b.data[p * b.row_stride + s * STRIP..][..cols];
-                let (slot, _) = vnni_slot(p, 0);
-                let out = &mut strip[slot..slot + cols];
-                if p + 1 < k {
-                    let hi = &b.data[(p + 1) * b.row_stride + s * STRIP..][..cols];
-                    for ((o, l), h) in out.iter_mut().zip(lo).zip(hi) {
-                        *o = l.bf16_bits() as u32 | (h.bf16_bits() as u32) << 16;
-                    }
-                } else {
-                    for (o, l) in out.iter_mut().zip(lo) {
-                        *o = l.bf16_bits() as u32;
-                    }
-                }
-                p += 2;
-            }
-        } else if b.row_stride == 1 {
-            // Transposed view (B = Wᵀ, W row-major): column j is a contiguous run of k.
-            for j in 0..cols {
-                let start = (s * STRIP + j) * b.col_stride;
-                for (p, x) in b.data[start..start + k].iter().enumerate() {
-                    let (slot, shift) = vnni_slot(p, j);
-                    strip[slot] |= (x.bf16_bits() as u32) << shift;
-                }
-            }
-        } else {
-            for p in 0..k {
-                for j in 0..cols {
-                    let (slot, shift) = vnni_slot(p, j);
-                    strip[slot] |= (b.at(p, s * STRIP + j).bf16_bits() as u32) << shift;
-                }
-            }
+        for (ls, strip) in group.chunks_mut(strip_len).enumerate() {
+            pack_b_strip(b, g * GROUP + ls, strip);
         }
     });
     PackedVnni { data, strips, kc }
+}
+
+/// Packs strip `s` of B (portable).
+fn pack_b_strip<S: ToBf16Bits>(b: MatRef<'_, S>, s: usize, strip: &mut [u32]) {
+    let (k, n) = (b.rows, b.cols);
+    let cols = n.saturating_sub(s * STRIP).min(STRIP);
+    if cols == 0 {
+        return; // a padding strip: all zeros
+    }
+    if b.col_stride == 1 {
+        // Row-major B: rows p and p + 1 of the strip are contiguous runs of `cols`.
+        let mut p = 0;
+        while p < k {
+            let lo = &b.data[p * b.row_stride + s * STRIP..][..cols];
+            let (slot, _) = vnni_slot(p, 0);
+            let out = &mut strip[slot..slot + cols];
+            if p + 1 < k {
+                let hi = &b.data[(p + 1) * b.row_stride + s * STRIP..][..cols];
+                for ((o, l), h) in out.iter_mut().zip(lo).zip(hi) {
+                    *o = l.bf16_bits() as u32 | (h.bf16_bits() as u32) << 16;
+                }
+            } else {
+                for (o, l) in out.iter_mut().zip(lo) {
+                    *o = l.bf16_bits() as u32;
+                }
+            }
+            p += 2;
+        }
+    } else if b.row_stride == 1 {
+        // Transposed view (B = Wᵀ, W row-major): column j is a contiguous run of k.
+        for j in 0..cols {
+            let start = (s * STRIP + j) * b.col_stride;
+            for (p, x) in b.data[start..start + k].iter().enumerate() {
+                let (slot, shift) = vnni_slot(p, j);
+                strip[slot] |= (x.bf16_bits() as u32) << shift;
+            }
+        }
+    } else {
+        for p in 0..k {
+            for j in 0..cols {
+                let (slot, shift) = vnni_slot(p, j);
+                strip[slot] |= (b.at(p, s * STRIP + j).bf16_bits() as u32) << shift;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
