@@ -32,7 +32,7 @@ pub(super) const KCHUNK: usize = 32;
 pub(super) const A_CHUNK: usize = STRIP * KCHUNK;
 /// 32-bit words per B chunk (16 pair-rows × 16 columns).
 pub(super) const B_CHUNK: usize = (KCHUNK / 2) * STRIP;
-/// B strips per packing task.
+/// Fewest B strips per packing task.
 const GROUP: usize = 8;
 /// Below this many elements, pack on the calling thread.
 const PAR_MIN: usize = 1 << 16;
@@ -170,15 +170,17 @@ pub(super) fn pack_b_vnni<S: ToBf16Bits>(b: MatRef<'_, S>) -> PackedVnni {
     let mut data = vec![0u32; strips * kc * B_CHUNK];
     let strip_len = kc * B_CHUNK;
     let simd = cfg!(target_arch = "x86_64") && b.col_stride == 1 && isa().avx512;
-    // Tasks of GROUP strips, so a row-major B is read in runs of 16·GROUP elements.
-    for_each_strip(&mut data, GROUP * strip_len, |g, group| {
+    // About two tasks per thread, of at least GROUP strips each, so a row-major B is read in long
+    // runs (a task reads 16·group contiguous elements of each row).
+    let group = strips.div_ceil(2 * rayon::current_num_threads()).max(GROUP);
+    for_each_strip(&mut data, group * strip_len, |g, chunk| {
         #[cfg(target_arch = "x86_64")]
         if simd {
             // SAFETY: AVX-512 F/BW/VL were detected (`isa`).
-            return unsafe { S::pack_rows_avx512(b, g * GROUP, kc, group) };
+            return unsafe { S::pack_rows_avx512(b, g * group, kc, chunk) };
         }
-        for (ls, strip) in group.chunks_mut(strip_len).enumerate() {
-            pack_b_strip(b, g * GROUP + ls, strip);
+        for (ls, strip) in chunk.chunks_mut(strip_len).enumerate() {
+            pack_b_strip(b, g * group + ls, strip);
         }
     });
     PackedVnni { data, strips, kc }
