@@ -3,10 +3,10 @@
 //! shapes and strides first, and every SIMD path is chosen at run time by CPU detection with a
 //! portable fallback that computes the same function.
 //!
-//! - [`gemm`]: `C = A·B` with operands in any [`Element`](crate::Element) and accumulation in its
+//! - [`gemm`](mod@gemm): `C = A·B` with operands in any [`Element`](crate::Element) and accumulation in its
 //!   [`Acc`](crate::Element::Acc) type (f32 for the 16-bit types), plus the pre-packed weight API
 //!   ([`PackedB`], [`pack_b`], [`pack_b_from_f32`], [`gemm_packed`]).
-//! - [`cast`]: slice conversions between the 16-bit types and f32.
+//! - [`cast`](mod@cast): slice conversions between the 16-bit types and f32.
 //! - [`isa`]: which instruction sets this CPU (and `MIXPREC_KERNEL`) allows, detected once.
 //!
 //! # Choosing a path: `MIXPREC_KERNEL`

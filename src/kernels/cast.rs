@@ -1,7 +1,7 @@
 //! Bulk casts between the 16-bit types and f32: round to nearest, ties to even; NaN stays NaN
 //! (quiet, sign kept); overflow gives ±inf; subnormals are kept (never flushed).
 //!
-//! Each function checks lengths, then runs the AVX-512 version ([`avx512`], chosen once per
+//! Each function checks lengths, then runs the AVX-512 version (`avx512.rs`, chosen once per
 //! process by [`isa`](super::isa::isa)) or the [`portable`] one. Both compute the same bits: the
 //! AVX-512 bf16 code is the portable integer rounding written in 512-bit lanes (not
 //! `vcvtneps2bf16`, which flushes subnormals), and the f16 code uses the same hardware conversion

@@ -1,10 +1,10 @@
 //! Matrix products `C = A·B` (or `C += A·B`) for every [`Element`], accumulated in
 //! [`Element::Acc`]: f32 for f16, bf16 and f32; f64 for f64.
 //!
-//! - f32 and f64 go straight to matrixmultiply's `sgemm` / `dgemm` ([`mm`]), strides and all, so
+//! - f32 and f64 go straight to matrixmultiply's `sgemm` / `dgemm` (`gemm/mm.rs`), strides and all, so
 //!   a transposed operand ([`MatRef::t`]) costs nothing.
-//! - bf16 runs on the AMX tiles ([`amx`]) when the CPU has them: both operands are packed into the
-//!   tile layouts ([`pack`]), converting strided or transposed views while packing.
+//! - bf16 runs on the AMX tiles (`gemm/amx.rs`) when the CPU has them: both operands are packed into the
+//!   tile layouts (`gemm/pack.rs`), converting strided or transposed views while packing.
 //! - Otherwise the 16-bit types take the portable path: each operand is widened to f32 once per
 //!   call (exact), then `sgemm` multiplies and accumulates in f32. A product of two 16-bit values
 //!   is exact in f32, so this is the same function as a native 16-bit-operand, f32-accumulate unit.
