@@ -8,8 +8,13 @@
 //! - `bf16/pack_from_f32+gemm`: MixedBf16 packing its f32 variable on every call (no cache).
 //! - `bf16/gemm`: bf16 operands, packed inside every call.
 //! - `f16/packed`, `f16/gemm`: the same for f16.
+//!
+//! `MIXPREC_BENCH_CLOCK=cpu` measures process CPU time (all threads) instead of wall time: on a
+//! shared machine, where other jobs steal the cores, ratios of CPU time stay meaningful
+//! (throughputs then read as GFLOP per CPU-second).
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::{BenchmarkId, Criterion, Throughput};
 use half::{bf16, f16};
 use mixprec::kernels::{gemm, gemm_packed, pack_b, pack_b_from_f32, MatRef};
 use std::hint::black_box;
@@ -30,7 +35,46 @@ fn values(len: usize, seed: u32) -> Vec<f32> {
         .collect()
 }
 
-fn gemm_shapes(c: &mut Criterion) {
+/// Process CPU time (Linux `CLOCK_PROCESS_CPUTIME_ID`), formatted like wall time.
+struct CpuTime;
+
+impl CpuTime {
+    fn now() -> Duration {
+        let mut t = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes one timespec through a valid pointer.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
+        assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID) failed");
+        Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+    }
+}
+
+impl Measurement for CpuTime {
+    type Intermediate = Duration;
+    type Value = Duration;
+    fn start(&self) -> Duration {
+        CpuTime::now()
+    }
+    fn end(&self, start: Duration) -> Duration {
+        CpuTime::now().saturating_sub(start)
+    }
+    fn add(&self, a: &Duration, b: &Duration) -> Duration {
+        *a + *b
+    }
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+    fn to_f64(&self, v: &Duration) -> f64 {
+        v.as_nanos() as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        WallTime.formatter()
+    }
+}
+
+fn gemm_shapes<M: Measurement>(c: &mut Criterion<M>) {
     for (m, k, n) in SHAPES {
         let mut g = c.benchmark_group(format!("gemm_{m}x{k}x{n}"));
         g.sample_size(10)
@@ -74,5 +118,15 @@ fn gemm_shapes(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, gemm_shapes);
-criterion_main!(benches);
+fn main() {
+    if std::env::var("MIXPREC_BENCH_CLOCK").as_deref() == Ok("cpu") {
+        gemm_shapes(
+            &mut Criterion::default()
+                .with_measurement(CpuTime)
+                .configure_from_args(),
+        );
+    } else {
+        gemm_shapes(&mut Criterion::default().configure_from_args());
+    }
+    Criterion::default().configure_from_args().final_summary();
+}
