@@ -134,10 +134,23 @@ fn check<T: Element<Acc = f32>>(cs: &Case) -> Result<(), TestCaseError> {
                 bound
             );
         }
-        // The pre-packed path computes the same bits as the direct one.
+        // The pre-packed path is within the same bound; for the 16-bit types, where `gemm`
+        // itself packs B the same way, it computes the same bits. (f32 `gemm` calls
+        // matrixmultiply directly, while a packed f32 B feeds the AVX-512 FMA kernel.)
         let mut cp = cs.c0.clone();
         gemm_packed(av, &pack_b_with(path, bv), &mut cp, cs.accumulate);
-        prop_assert_eq!(&cp, &c, "{:?} {:?}: gemm_packed differs", T::DTYPE, path);
+        if T::DTYPE == mixprec::DType::Float32 {
+            for (idx, (&got, &(r, bound))) in cp.iter().zip(&want).enumerate() {
+                prop_assert!(
+                    (got as f64 - r).abs() <= bound,
+                    "{:?} packed C[{}]",
+                    path,
+                    idx
+                );
+            }
+        } else {
+            prop_assert_eq!(&cp, &c, "{:?} {:?}: gemm_packed differs", T::DTYPE, path);
+        }
         match &portable {
             None => portable = Some(c),
             Some(p) => {

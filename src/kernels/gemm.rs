@@ -31,8 +31,12 @@
 //! ```
 
 mod amx;
+#[cfg(target_arch = "x86_64")]
+mod fma;
 mod mm;
 mod pack;
+#[cfg(target_arch = "x86_64")]
+mod panels;
 
 use std::marker::PhantomData;
 
@@ -156,6 +160,12 @@ pub struct PackedB<T> {
 enum Repr {
     /// AMX tiles (bf16 only).
     Vnni(pack::PackedVnni),
+    /// AVX-512 FMA panels in f32 (f32 only).
+    #[cfg(target_arch = "x86_64")]
+    Panels32(fma::Panels<f32>),
+    /// AVX-512 FMA panels kept in f16, widened in the kernel (f16 only).
+    #[cfg(target_arch = "x86_64")]
+    Panels16(fma::Panels<half::f16>),
     /// Row-major `k × n`, already rounded to `T` and widened (exact) to f32.
     F32(Vec<f32>),
     /// Row-major `k × n` (f64 only).
@@ -173,10 +183,13 @@ impl<T: Element> PackedB<T> {
         self.n
     }
 
-    /// The kernel family this packing feeds: [`KernelChoice::Amx`] or [`KernelChoice::Portable`].
+    /// The kernel family this packing feeds: [`KernelChoice::Amx`] (bf16 tiles),
+    /// [`KernelChoice::Avx512`] (f32 FMA panels, for f32 and f16) or [`KernelChoice::Portable`].
     pub fn kernel(&self) -> KernelChoice {
         match self.repr {
             Repr::Vnni(_) => KernelChoice::Amx,
+            #[cfg(target_arch = "x86_64")]
+            Repr::Panels32(_) | Repr::Panels16(_) => KernelChoice::Avx512,
             _ => KernelChoice::Portable,
         }
     }
@@ -235,6 +248,10 @@ fn pack_b_isa<T: Element>(isa: Isa, b: MatRef<'_, T>) -> PackedB<T> {
     assert!(b.in_bounds(), "pack_b: strides reach outside the data");
     let repr = match T::view(b.data) {
         SliceRef::Bf16(d) if isa.amx_bf16 => Repr::Vnni(pack::pack_b_vnni(with_data(b, d))),
+        #[cfg(target_arch = "x86_64")]
+        SliceRef::F16(d) if isa.avx512 => Repr::Panels16(panels::pack_b_panels(with_data(b, d))),
+        #[cfg(target_arch = "x86_64")]
+        SliceRef::F32(d) if isa.avx512 => Repr::Panels32(panels::pack_b_panels(with_data(b, d))),
         SliceRef::F64(d) => Repr::F64(with_data(b, d).to_row_major()),
         _ => Repr::F32(b.to_row_major()),
     };
@@ -248,6 +265,10 @@ fn pack_b_from_f32_isa<T: Element>(isa: Isa, b: MatRef<'_, f32>) -> PackedB<T> {
     );
     let repr = match T::DTYPE {
         DType::BFloat16 if isa.amx_bf16 => Repr::Vnni(pack::pack_b_vnni(b)),
+        #[cfg(target_arch = "x86_64")]
+        DType::Float16 if isa.avx512 => Repr::Panels16(panels::pack_b_panels(b)),
+        #[cfg(target_arch = "x86_64")]
+        DType::Float32 if isa.avx512 => Repr::Panels32(panels::pack_b_panels(b)),
         DType::Float64 => Repr::F64(b.to_row_major()),
         DType::Float32 => Repr::F32(b.to_row_major()),
         DType::BFloat16 | DType::Float16 => {
@@ -319,7 +340,7 @@ fn gemm_isa<T: Element>(
         (SliceRef::F64(ad), SliceRef::F64(bd), SliceMut::F64(c)) => {
             mm_checked(with_data(a, ad), with_data(b, bd), c, accumulate)
         }
-        (_, _, c) if !isa.amx_bf16 || T::DTYPE != DType::BFloat16 => {
+        (_, _, c) if !fast_16bit::<T>(isa) => {
             let SliceMut::F32(c) = c else {
                 unreachable!("16-bit types accumulate in f32")
             };
@@ -356,14 +377,29 @@ pub fn gemm_packed<T: Element>(
     if m == 0 || n == 0 {
         return;
     }
+    let tiled = b.kernel() != KernelChoice::Portable;
+    if k == 0 && tiled {
+        if !accumulate {
+            c.fill(T::Acc::default());
+        }
+        return;
+    }
     match (&b.repr, T::view(a.data), T::Acc::view_mut(c)) {
+        #[cfg(target_arch = "x86_64")]
+        (Repr::Panels32(pb), _, SliceMut::F32(c)) => {
+            let pa = panels::pack_a_strips(a);
+            assert!(cpu_isa().avx512, "FMA panels without AVX-512");
+            // SAFETY: AVX-512F was detected; shapes are checked inside.
+            unsafe { fma::gemm_f32_avx512(&pa, m, k, pb, n, c, accumulate) }
+        }
+        #[cfg(target_arch = "x86_64")]
+        (Repr::Panels16(pb), _, SliceMut::F32(c)) => {
+            let pa = panels::pack_a_strips(a);
+            assert!(cpu_isa().avx512, "FMA panels without AVX-512");
+            // SAFETY: AVX-512F was detected; shapes are checked inside.
+            unsafe { fma::gemm_f32_avx512(&pa, m, k, pb, n, c, accumulate) }
+        }
         (Repr::Vnni(pb), SliceRef::Bf16(ad), SliceMut::F32(c)) => {
-            if k == 0 {
-                if !accumulate {
-                    c.fill(0.0);
-                }
-                return;
-            }
             let pa = pack::pack_a(with_data(a, ad));
             assert!(
                 cpu_isa().amx_bf16 && cpu_isa().avx512,
@@ -389,6 +425,15 @@ pub fn gemm_packed<T: Element>(
             mm_checked(with_data(a, ad), MatRef::row_major(bd, k, n), c, accumulate)
         }
         _ => unreachable!("a PackedB<T> is packed for T's kernels"),
+    }
+}
+
+/// True when a 16-bit `T` has a packed fast path on `isa` (AMX for bf16, FMA panels for f16).
+fn fast_16bit<T: Element>(isa: Isa) -> bool {
+    match T::DTYPE {
+        DType::BFloat16 => isa.amx_bf16,
+        DType::Float16 => isa.avx512 && cfg!(target_arch = "x86_64"),
+        _ => false,
     }
 }
 
