@@ -177,19 +177,18 @@ fn gemm_backward_views_match_reference() {
     }
 }
 
-#[test]
-fn gemm_propagates_nan_and_inf() {
+fn nan_and_inf_propagate<T: Element<Acc = f32>>() {
     let (m, k, n) = (17, 40, 18);
     for path in paths() {
-        let mut a = values::<bf16>(m * k, 6);
-        let mut b: Vec<bf16> = values::<bf16>(k * n, 7)
+        let mut a = values::<T>(m * k, 6);
+        // B strictly positive, so an infinite A entry gives an infinite row of C.
+        let b: Vec<T> = values::<T>(k * n, 7)
             .iter()
-            .map(|x| bf16::from_f32(x.to_f32().abs()))
+            .map(|x| T::from_f32_rne(x.as_f32().abs() + 0.5))
             .collect();
-        b.iter_mut().for_each(|x| *x += bf16::from_f32(0.5));
-        a[3 * k + 39] = bf16::NAN; // row 3, the last (partial) k chunk
-        a[5 * k] = bf16::INFINITY; // row 5 times positive B: +inf
-        a[16 * k + 2] = bf16::NEG_INFINITY;
+        a[3 * k + 39] = T::nan(); // row 3, the last (partial) k chunk
+        a[5 * k] = T::infinity(); // row 5 times positive B: +inf
+        a[16 * k + 2] = T::neg_infinity();
         let c = run(
             path,
             MatRef::row_major(&a, m, k),
@@ -204,8 +203,8 @@ fn gemm_propagates_nan_and_inf() {
             assert!(c[4 * n + j].is_finite(), "{path:?}: (4,{j}) polluted");
         }
         // inf · 0 is NaN in every path.
-        let z = [bf16::ZERO; 2];
-        let inf = [bf16::INFINITY, bf16::ONE];
+        let z = [T::zero(); 2];
+        let inf = [T::infinity(), T::one()];
         let c = run(
             path,
             MatRef::row_major(&inf, 1, 2),
@@ -215,6 +214,13 @@ fn gemm_propagates_nan_and_inf() {
         );
         assert!(c[0].is_nan(), "{path:?}: inf·0 must be NaN");
     }
+}
+
+#[test]
+fn gemm_propagates_nan_and_inf_for_every_type() {
+    nan_and_inf_propagate::<bf16>();
+    nan_and_inf_propagate::<f16>();
+    nan_and_inf_propagate::<f32>();
 }
 
 #[test]

@@ -191,6 +191,12 @@ proptest! {
     }
 
     #[test]
+    fn prop_gemm_f16_f32_large_k_and_edges_within_bound(cs in case(130, 1100)) {
+        check::<f16>(&cs)?;
+        check::<f32>(&cs)?;
+    }
+
+    #[test]
     fn prop_pack_from_f32_equals_pack_of_rounded(
         k in dim(70), n in dim(70), t in any::<bool>(), seed in any::<u32>()
     ) {
