@@ -4,6 +4,7 @@
 //!
 //! Each shape `(m, k, n)` is a Dense forward `x[m×k] · W[k×n]`. Names: `<policy-dtype>/<what>`:
 //! - `f32/sgemm`: the F32 policy, straight to matrixmultiply.
+//! - `f32/packed`: f32 with the weight pre-packed (AVX-512 FMA panels where present).
 //! - `bf16/packed`: MixedBf16 with the weight pre-packed once ([`PackedB`], the cached path).
 //! - `bf16/pack_from_f32+gemm`: MixedBf16 packing its f32 variable on every call (no cache).
 //! - `bf16/gemm`: bf16 operands, packed inside every call.
@@ -91,6 +92,11 @@ fn gemm_shapes<M: Measurement>(c: &mut Criterion<M>) {
         g.bench_function(id("f32/sgemm"), |bch| {
             let (x, w) = (MatRef::row_major(&x32, m, k), MatRef::row_major(&w32, k, n));
             bch.iter(|| gemm(x, w, black_box(&mut out), false))
+        });
+        let p32 = pack_b(MatRef::row_major(&w32, k, n));
+        g.bench_function(id("f32/packed"), |bch| {
+            let x = MatRef::row_major(&x32, m, k);
+            bch.iter(|| gemm_packed(x, &p32, black_box(&mut out), false))
         });
         let pb = pack_b_from_f32::<bf16>(MatRef::row_major(&w32, k, n));
         g.bench_function(id("bf16/packed"), |bch| {
