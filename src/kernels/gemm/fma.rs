@@ -1,9 +1,10 @@
 //! AVX-512 f32 FMA matrix product on pre-packed B panels, for f32 and f16 operands.
 //!
 //! B is packed once into panels of [`NR`] = 32 columns ([`Panels`]: panel `s` holds
-//! `B[p][32s + j]` at `[p][j]`, zero beyond n) in f32, or kept in **f16** and widened in the
-//! microkernel with `vcvtph2ps` (conversion fused into the product: half the bytes of B to read,
-//! one conversion per 16 lanes against 12 FMAs). A is packed per call into strips of [`MR`] = 12
+//! `B[p][32s + j]` at `[p][j]`, zero beyond n) in f32, or kept in **f16** and widened one
+//! `KC × 32` block at a time into an L1 buffer that up to [`MC`] strips of A then reuse
+//! (conversion fused into the blocked product: half the bytes of B to read, and no f32 copy of B;
+//! widening inside the microkernel instead cost ~8% of the FMA issue slots at large m). A is packed per call into strips of [`MR`] = 12
 //! rows, k-major (`[p][r]`), in f32, so each k step broadcasts 12 consecutive floats.
 //!
 //! The microkernel keeps a 12×32 block of C in 24 zmm registers; every product is one f32 FMA
@@ -40,31 +41,23 @@ pub(super) struct Panels<E> {
     pub strips: usize,
 }
 
-/// An element B panels can hold: f32, or f16 widened on load.
+/// An element B panels can hold: f32, or f16 widened one L1 block at a time.
 pub(super) trait PanelElem: Copy + Send + Sync + 'static {
-    /// Sixteen consecutive elements as f32.
-    ///
-    /// # Safety
-    ///
-    /// The CPU must support AVX-512F; `p` must be valid for 16 reads.
-    unsafe fn load16(p: *const Self) -> __m512;
+    /// The block `src` as f32: `src` itself, or its conversion written to `buf`.
+    fn as_f32_block<'a>(src: &'a [Self], buf: &'a mut [f32]) -> &'a [f32];
 }
 
 impl PanelElem for f32 {
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn load16(p: *const f32) -> __m512 {
-        // SAFETY: p is valid for 16 f32 (contract).
-        unsafe { _mm512_loadu_ps(p) }
+    fn as_f32_block<'a>(src: &'a [f32], _: &'a mut [f32]) -> &'a [f32] {
+        src
     }
 }
 
 impl PanelElem for f16 {
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn load16(p: *const f16) -> __m512 {
-        // SAFETY: p is valid for 16 f16 = 32 bytes (contract).
-        unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i)) }
+    fn as_f32_block<'a>(src: &'a [f16], buf: &'a mut [f32]) -> &'a [f32] {
+        let out = &mut buf[..src.len()];
+        crate::kernels::cast::f16_to_f32(src, out);
+        out
     }
 }
 
@@ -122,10 +115,13 @@ pub(super) unsafe fn gemm_f32_avx512<E: PanelElem>(
         let (ib, jb) = (t % mb, t / mb);
         let is = ib * MC..((ib + 1) * MC).min(ms);
         let js = jb * NG..((jb + 1) * NG).min(ns);
+        let mut buf = vec![0f32; KC * NR];
         for kb in (0..k).step_by(KC) {
             let kn = KC.min(k - kb);
             for j in js.clone() {
-                let bp = b.data[(j * k + kb) * NR..][..kn * NR].as_ptr();
+                // An f16 panel block is widened once here and reused by up to MC strips of A.
+                let bp = E::as_f32_block(&b.data[(j * k + kb) * NR..][..kn * NR], &mut buf);
+                let bp = bp.as_ptr();
                 for i in is.clone() {
                     let ap = a[(i * k + kb) * MR..][..kn * MR].as_ptr();
                     let (r0, c0) = (i * MR, j * NR);
@@ -153,10 +149,10 @@ pub(super) unsafe fn gemm_f32_avx512<E: PanelElem>(
 /// AVX-512F; `a`, `b` valid for `kn` steps; `c` addresses `mr` rows of `nr` f32 with pitch `ldc`.
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)] // a microkernel call: operands, C block and its edges
-unsafe fn block<E: PanelElem>(
+unsafe fn block(
     kn: usize,
     a: *const f32,
-    b: *const E,
+    b: *const f32,
     c: *mut f32,
     ldc: usize,
     mr: usize,
@@ -189,11 +185,11 @@ unsafe fn block<E: PanelElem>(
 /// As [`micro`], with `1 <= mr <= MR`.
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn dispatch<E: PanelElem>(
+unsafe fn dispatch(
     mr: usize,
     kn: usize,
     a: *const f32,
-    b: *const E,
+    b: *const f32,
     c: *mut f32,
     ldc: usize,
     load: bool,
@@ -202,7 +198,7 @@ unsafe fn dispatch<E: PanelElem>(
         ($($r:literal)*) => {
             match mr {
                 // SAFETY: forwarded contract, with M == mr.
-                $($r => unsafe { micro::<E, $r>(kn, a, b, c, ldc, load) },)*
+                $($r => unsafe { micro::<$r>(kn, a, b, c, ldc, load) },)*
                 _ => unreachable!("mr in 1..=MR"),
             }
         };
@@ -218,10 +214,10 @@ unsafe fn dispatch<E: PanelElem>(
 /// f32 with pitch `ldc` (read when `load`, always written).
 #[inline]
 #[target_feature(enable = "avx512f")]
-unsafe fn micro<E: PanelElem, const M: usize>(
+unsafe fn micro<const M: usize>(
     kn: usize,
     a: *const f32,
-    b: *const E,
+    b: *const f32,
     c: *mut f32,
     ldc: usize,
     load: bool,
@@ -239,8 +235,8 @@ unsafe fn micro<E: PanelElem, const M: usize>(
     for p in 0..kn {
         // SAFETY: p < kn, so the panel row p (32 elements) and A's step p (MR f32) are in range.
         unsafe {
-            let b0 = E::load16(b.add(p * NR));
-            let b1 = E::load16(b.add(p * NR + 16));
+            let b0 = _mm512_loadu_ps(b.add(p * NR));
+            let b1 = _mm512_loadu_ps(b.add(p * NR + 16));
             for (r, row) in acc.iter_mut().enumerate() {
                 let av = _mm512_set1_ps(*a.add(p * MR + r));
                 row[0] = _mm512_fmadd_ps(av, b0, row[0]);
