@@ -49,6 +49,14 @@ pub(super) trait ToBf16Bits: Copy + Send + Sync {
     /// The CPU must support AVX-512 F, BW and VL.
     #[cfg(target_arch = "x86_64")]
     unsafe fn pack_rows_avx512(b: MatRef<'_, Self>, s0: usize, kc: usize, group: &mut [u32]);
+
+    /// Packs strips `s0..` of a transposed `b` (row stride 1) into `group` with AVX-512.
+    ///
+    /// # Safety
+    ///
+    /// The CPU must support AVX-512 F, BW and VL.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn pack_cols_avx512(b: MatRef<'_, Self>, s0: usize, kc: usize, group: &mut [u32]);
 }
 
 impl ToBf16Bits for bf16 {
@@ -63,6 +71,13 @@ impl ToBf16Bits for bf16 {
         // SAFETY: forwarded contract (the CPU supports AVX-512 F/BW/VL).
         unsafe { avx512::pack_b_rows_bf16_avx512(d, rs, k, n, s0, kc, group) }
     }
+
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn pack_cols_avx512(b: MatRef<'_, Self>, s0: usize, kc: usize, group: &mut [u32]) {
+        let (d, cs, k, n) = (b.data, b.col_stride, b.rows, b.cols);
+        // SAFETY: forwarded contract (the CPU supports AVX-512 F/BW/VL).
+        unsafe { avx512::pack_b_cols_bf16_avx512(d, cs, k, n, s0, kc, group) }
+    }
 }
 
 impl ToBf16Bits for f32 {
@@ -76,6 +91,13 @@ impl ToBf16Bits for f32 {
         let (d, rs, k, n) = (b.data, b.row_stride, b.rows, b.cols);
         // SAFETY: forwarded contract (the CPU supports AVX-512 F/BW/VL).
         unsafe { avx512::pack_b_rows_f32_avx512(d, rs, k, n, s0, kc, group) }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn pack_cols_avx512(b: MatRef<'_, Self>, s0: usize, kc: usize, group: &mut [u32]) {
+        let (d, cs, k, n) = (b.data, b.col_stride, b.rows, b.cols);
+        // SAFETY: forwarded contract (the CPU supports AVX-512 F/BW/VL).
+        unsafe { avx512::pack_b_cols_f32_avx512(d, cs, k, n, s0, kc, group) }
     }
 }
 
@@ -169,15 +191,19 @@ pub(super) fn pack_b_vnni<S: ToBf16Bits>(b: MatRef<'_, S>) -> PackedVnni {
     let (strips, kc) = (strips_for(n), k.div_ceil(KCHUNK));
     let mut data = vec![0u32; strips * kc * B_CHUNK];
     let strip_len = kc * B_CHUNK;
-    let simd = cfg!(target_arch = "x86_64") && b.col_stride == 1 && isa().avx512;
+    let simd = cfg!(target_arch = "x86_64") && isa().avx512;
+    let (rows, cols) = (simd && b.col_stride == 1, simd && b.row_stride == 1);
     // About two tasks per thread, of at least GROUP strips each, so a row-major B is read in long
     // runs (a task reads 16·group contiguous elements of each row).
     let group = strips.div_ceil(2 * rayon::current_num_threads()).max(GROUP);
     for_each_strip(&mut data, group * strip_len, |g, chunk| {
         #[cfg(target_arch = "x86_64")]
-        if simd {
+        if rows {
             // SAFETY: AVX-512 F/BW/VL were detected (`isa`).
             return unsafe { S::pack_rows_avx512(b, g * group, kc, chunk) };
+        } else if cols {
+            // SAFETY: AVX-512 F/BW/VL were detected (`isa`).
+            return unsafe { S::pack_cols_avx512(b, g * group, kc, chunk) };
         }
         for (ls, strip) in chunk.chunks_mut(strip_len).enumerate() {
             pack_b_strip(b, g * group + ls, strip);
