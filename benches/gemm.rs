@@ -10,12 +10,12 @@
 //! - `bf16/gemm`: bf16 operands, packed inside every call.
 //! - `f16/packed`, `f16/gemm`: the same for f16.
 //!
-//! `MIXPREC_BENCH_CLOCK=cpu` measures process CPU time (all threads) instead of wall time: on a
-//! shared machine, where other jobs steal the cores, ratios of CPU time stay meaningful
-//! (throughputs then read as GFLOP per CPU-second).
+//! `MIXPREC_BENCH_CLOCK=cpu` measures process CPU time (all threads, Linux only) instead of wall
+//! time: on a shared machine, where other jobs steal the cores, ratios of CPU time stay
+//! meaningful (throughputs then read as GFLOP per CPU-second).
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
-use criterion::{BenchmarkId, Criterion, Throughput};
+use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use half::{bf16, f16};
 use mixprec::kernels::{gemm, gemm_packed, pack_b, pack_b_from_f32, MatRef};
 use std::hint::black_box;
@@ -36,19 +36,22 @@ fn values(len: usize, seed: u32) -> Vec<f32> {
         .collect()
 }
 
-/// Process CPU time (Linux `CLOCK_PROCESS_CPUTIME_ID`), formatted like wall time.
+/// Process CPU time, all threads (Linux `/proc/self/stat` utime + stime, in ticks of 1/100 s),
+/// formatted like wall time. Read without `unsafe` (the crate keeps `unsafe` in `src/kernels/`);
+/// the 10 ms resolution is why CPU-time runs use flat sampling with long samples.
 struct CpuTime;
 
 impl CpuTime {
     fn now() -> Duration {
-        let mut t = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: clock_gettime writes one timespec through a valid pointer.
-        let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
-        assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID) failed");
-        Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+        let stat = std::fs::read_to_string("/proc/self/stat").expect("read /proc/self/stat");
+        let after_comm = &stat[stat.rfind(')').expect("stat has (comm)") + 1..];
+        let ticks: u64 = after_comm
+            .split_whitespace()
+            .skip(11) // fields 3..=13; 14 is utime and 15 is stime
+            .take(2)
+            .map(|f| f.parse::<u64>().expect("numeric utime/stime"))
+            .sum();
+        Duration::from_millis(ticks * 10)
     }
 }
 
@@ -75,12 +78,13 @@ impl Measurement for CpuTime {
     }
 }
 
-fn gemm_shapes<M: Measurement>(c: &mut Criterion<M>) {
+fn gemm_shapes<M: Measurement>(c: &mut Criterion<M>, mode: SamplingMode, time: Duration) {
     for (m, k, n) in SHAPES {
         let mut g = c.benchmark_group(format!("gemm_{m}x{k}x{n}"));
         g.sample_size(10)
             .warm_up_time(Duration::from_millis(500))
-            .measurement_time(Duration::from_secs(3))
+            .sampling_mode(mode)
+            .measurement_time(time)
             .throughput(Throughput::Elements((2 * m * k * n) as u64));
         let (x32, w32) = (values(m * k, 1), values(k * n, 2));
         let xb: Vec<bf16> = x32.iter().map(|&v| bf16::from_f32(v)).collect();
@@ -126,13 +130,13 @@ fn gemm_shapes<M: Measurement>(c: &mut Criterion<M>) {
 
 fn main() {
     if std::env::var("MIXPREC_BENCH_CLOCK").as_deref() == Ok("cpu") {
-        gemm_shapes(
-            &mut Criterion::default()
-                .with_measurement(CpuTime)
-                .configure_from_args(),
-        );
+        let mut c = Criterion::default()
+            .with_measurement(CpuTime)
+            .configure_from_args();
+        gemm_shapes(&mut c, SamplingMode::Flat, Duration::from_secs(6));
     } else {
-        gemm_shapes(&mut Criterion::default().configure_from_args());
+        let mut c = Criterion::default().configure_from_args();
+        gemm_shapes(&mut c, SamplingMode::Auto, Duration::from_secs(3));
     }
     Criterion::default().configure_from_args().final_summary();
 }

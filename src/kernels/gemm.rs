@@ -30,6 +30,7 @@
 //! assert_eq!((packed_t.rows(), packed_t.cols()), (2, 3));
 //! ```
 
+#[cfg(target_arch = "x86_64")]
 mod amx;
 #[cfg(target_arch = "x86_64")]
 mod fma;
@@ -405,9 +406,17 @@ pub fn gemm_packed<T: Element>(
                 cpu_isa().amx_bf16 && cpu_isa().avx512,
                 "AMX packing without AMX"
             );
+            #[cfg(target_arch = "x86_64")]
             // SAFETY: AMX (with OS permission) and AVX-512F were detected; the packed shapes are
             // checked inside against m, n and c.
-            unsafe { amx::gemm_bf16_amx(&pa, pb, m, n, c, accumulate) }
+            unsafe {
+                amx::gemm_bf16_amx(&pa, pb, m, n, c, accumulate)
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            unreachable!(
+                "AMX tiles packed on {:?}",
+                (pa.kc, pb.kc, c.len(), accumulate)
+            )
         }
         (Repr::F32(bd), SliceRef::F32(ad), SliceMut::F32(c)) => {
             mm_checked(with_data(a, ad), MatRef::row_major(bd, k, n), c, accumulate)

@@ -205,6 +205,8 @@ pub(super) fn pack_b_vnni<S: ToBf16Bits>(b: MatRef<'_, S>) -> PackedVnni {
             // SAFETY: AVX-512 F/BW/VL were detected (`isa`).
             return unsafe { S::pack_cols_avx512(b, g * group, kc, chunk) };
         }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (rows, cols, g);
         for (ls, strip) in chunk.chunks_mut(strip_len).enumerate() {
             pack_b_strip(b, g * group + ls, strip);
         }
