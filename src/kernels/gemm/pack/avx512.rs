@@ -1,0 +1,241 @@
+//! AVX-512 packing of a row-major B (f32 or bf16 source) into the pairwise VNNI tile layout of
+//! [`super`]: for each pair of rows `p, p + 1` and each 16-column strip, one 512-bit store of
+//! sixteen words `bf16(B[p][j]) | bf16(B[p + 1][j]) << 16`. f32 is rounded with the same integer
+//! code as the casts ([`crate::kernels::cast`]), so packing from f32 equals rounding first.
+//!
+//! Reached only through [`super::pack_b_vnni`], which checks the CPU.
+
+use std::arch::x86_64::*;
+
+use half::bf16;
+
+use super::{B_CHUNK, KCHUNK, STRIP};
+use crate::kernels::cast::round_bf16_lanes;
+
+/// Lanes `0..w` set (`w <= 16`).
+#[inline]
+fn mask(w: usize) -> __mmask16 {
+    (((1u32 << w) - 1) & 0xffff) as __mmask16
+}
+
+macro_rules! pack_rows {
+    ($(#[$doc:meta])* $name:ident, $t:ty, $load:ident) => {
+        $(#[$doc])*
+        ///
+        /// `src` is `k × n` with row pitch `rs`; `group` receives strips `s0..` (each `kc`
+        /// chunks of [`B_CHUNK`] words), already zeroed.
+        ///
+        /// # Safety
+        ///
+        /// The CPU must support AVX-512 F, BW and VL. (Every slice access is bounds-checked.)
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+        #[allow(clippy::too_many_arguments)] // the shape of a strided matrix and a strip range
+        pub(in crate::kernels::gemm) unsafe fn $name(
+            src: &[$t],
+            rs: usize,
+            k: usize,
+            n: usize,
+            s0: usize,
+            kc: usize,
+            group: &mut [u32],
+        ) {
+            let strips = group.len() / (kc * B_CHUNK);
+            for p in (0..k).step_by(2) {
+                let chunk = (p / KCHUNK) * B_CHUNK + ((p % KCHUNK) / 2) * STRIP;
+                for ls in 0..strips {
+                    let col0 = (s0 + ls) * STRIP;
+                    if col0 >= n {
+                        break;
+                    }
+                    let w = (n - col0).min(STRIP);
+                    let lo = &src[p * rs + col0..][..w];
+                    let vlo = $load(lo);
+                    let vhi = if p + 1 < k {
+                        $load(&src[(p + 1) * rs + col0..][..w])
+                    } else {
+                        _mm512_setzero_si512()
+                    };
+                    let word = _mm512_or_si512(vlo, _mm512_slli_epi32::<16>(vhi));
+                    let dst = &mut group[ls * kc * B_CHUNK + chunk..][..STRIP];
+                    // SAFETY: dst holds exactly 16 u32.
+                    unsafe { _mm512_storeu_si512(dst.as_mut_ptr() as *mut __m512i, word) };
+                }
+            }
+        }
+    };
+}
+
+/// Up to 16 f32 (zero beyond the slice) rounded to bf16 bits in the low half of each lane.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+fn load_f32(s: &[f32]) -> __m512i {
+    // SAFETY: the mask covers exactly s.len() <= 16 elements of s.
+    let v = unsafe { _mm512_maskz_loadu_epi32(mask(s.len()), s.as_ptr() as *const i32) };
+    round_bf16_lanes(v)
+}
+
+/// Up to 16 bf16 (zero beyond the slice), zero-extended into 32-bit lanes.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+fn load_bf16(s: &[bf16]) -> __m512i {
+    // SAFETY: the mask covers exactly s.len() <= 16 elements of s.
+    let v = unsafe { _mm256_maskz_loadu_epi16(mask(s.len()), s.as_ptr() as *const i16) };
+    _mm512_cvtepu16_epi32(v)
+}
+
+pack_rows!(
+    /// Packs f32 rows, rounding to bf16 (nearest, ties to even, NaN quiet).
+    pack_b_rows_f32_avx512,
+    f32,
+    load_f32
+);
+pack_rows!(
+    /// Packs bf16 rows.
+    pack_b_rows_bf16_avx512,
+    bf16,
+    load_bf16
+);
+
+/// Transposes a 16 × 16 matrix of 32-bit words held as 16 rows: `out[j][i] = r[i][j]`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn transpose16(r: &[__m512i; 16]) -> [__m512i; 16] {
+    let mut t = [_mm512_setzero_si512(); 16];
+    for m in 0..8 {
+        t[2 * m] = _mm512_unpacklo_epi32(r[2 * m], r[2 * m + 1]);
+        t[2 * m + 1] = _mm512_unpackhi_epi32(r[2 * m], r[2 * m + 1]);
+    }
+    // u[4g + c], 128-bit lane L: column 4L + c, rows 4g..4g + 4.
+    let mut u = [_mm512_setzero_si512(); 16];
+    for g in 0..4 {
+        u[4 * g] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
+        u[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
+        u[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
+        u[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
+    }
+    let mut out = [_mm512_setzero_si512(); 16];
+    for c in 0..4 {
+        let x = _mm512_shuffle_i32x4::<0x44>(u[c], u[4 + c]);
+        let y = _mm512_shuffle_i32x4::<0xee>(u[c], u[4 + c]);
+        let x2 = _mm512_shuffle_i32x4::<0x44>(u[8 + c], u[12 + c]);
+        let y2 = _mm512_shuffle_i32x4::<0xee>(u[8 + c], u[12 + c]);
+        out[c] = _mm512_shuffle_i32x4::<0x88>(x, x2);
+        out[4 + c] = _mm512_shuffle_i32x4::<0xdd>(x, x2);
+        out[8 + c] = _mm512_shuffle_i32x4::<0x88>(y, y2);
+        out[12 + c] = _mm512_shuffle_i32x4::<0xdd>(y, y2);
+    }
+    out
+}
+
+/// Up to 32 consecutive bf16 along k (zero beyond the slice): 16 k-pair words.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+fn pairs_bf16(s: &[bf16]) -> __m512i {
+    let k: __mmask32 = if s.len() >= 32 {
+        !0
+    } else {
+        (1u32 << s.len()) - 1
+    };
+    // SAFETY: the mask covers exactly s.len() <= 32 elements of s.
+    unsafe { _mm512_maskz_loadu_epi16(k, s.as_ptr() as *const i16) }
+}
+
+/// Up to 32 consecutive f32 along k (zero beyond the slice), rounded: 16 k-pair words.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+fn pairs_f32(s: &[f32]) -> __m512i {
+    let (lo, hi) = s.split_at(s.len().min(16));
+    let lo = _mm512_cvtepi32_epi16(load_f32(lo));
+    let hi = _mm512_cvtepi32_epi16(load_f32(&hi[..hi.len().min(16)]));
+    _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
+}
+
+macro_rules! pack_cols {
+    ($(#[$doc:meta])* $name:ident, $t:ty, $pairs:ident) => {
+        $(#[$doc])*
+        ///
+        /// `src` holds B's columns contiguously (B = Wᵀ of a row-major W): `B[p][j]` is
+        /// `src[j * cs + p]`, `k × n`. `group` receives strips `s0..`, already zeroed. Each tile
+        /// is sixteen column runs of 32 k values, transposed in registers.
+        ///
+        /// # Safety
+        ///
+        /// The CPU must support AVX-512 F, BW and VL. (Every slice access is bounds-checked.)
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+        #[allow(clippy::too_many_arguments)] // the shape of a strided matrix and a strip range
+        pub(in crate::kernels::gemm) unsafe fn $name(
+            src: &[$t],
+            cs: usize,
+            k: usize,
+            n: usize,
+            s0: usize,
+            kc: usize,
+            group: &mut [u32],
+        ) {
+            let strips = group.len() / (kc * B_CHUNK);
+            for ls in 0..strips {
+                let col0 = (s0 + ls) * STRIP;
+                if col0 >= n {
+                    break;
+                }
+                let w = (n - col0).min(STRIP);
+                for c in 0..kc {
+                    let (p0, kn) = (c * KCHUNK, (k - c * KCHUNK).min(KCHUNK));
+                    let mut cols = [_mm512_setzero_si512(); 16];
+                    for (j, col) in cols.iter_mut().enumerate().take(w) {
+                        *col = $pairs(&src[(col0 + j) * cs + p0..][..kn]);
+                    }
+                    let rows = transpose16(&cols);
+                    let dst = &mut group[(ls * kc + c) * B_CHUNK..][..B_CHUNK];
+                    for (q, row) in rows.iter().enumerate() {
+                        let d = &mut dst[q * STRIP..][..STRIP];
+                        // SAFETY: d holds exactly 16 u32.
+                        unsafe { _mm512_storeu_si512(d.as_mut_ptr() as *mut __m512i, *row) };
+                    }
+                }
+            }
+        }
+    };
+}
+
+pack_cols!(
+    /// Packs a transposed f32 view, rounding to bf16 (nearest, ties to even, NaN quiet).
+    pack_b_cols_f32_avx512,
+    f32,
+    pairs_f32
+);
+pack_cols!(
+    /// Packs a transposed bf16 view.
+    pack_b_cols_bf16_avx512,
+    bf16,
+    pairs_bf16
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transpose16_transposes() {
+        if !crate::kernels::isa::cpu_isa().avx512 {
+            eprintln!("skip: CPU lacks AVX-512");
+            return;
+        }
+        let m: Vec<u32> = (0..256).collect();
+        let mut r = [[0u32; 16]; 16];
+        // SAFETY: AVX-512 is present (checked above); arrays are 64 bytes each.
+        unsafe {
+            let rows: [__m512i; 16] =
+                std::array::from_fn(|i| _mm512_loadu_si512(m[16 * i..].as_ptr() as *const __m512i));
+            let t = transpose16(&rows);
+            for (i, row) in r.iter_mut().enumerate() {
+                _mm512_storeu_si512(row.as_mut_ptr() as *mut __m512i, t[i]);
+            }
+        }
+        for (i, row) in r.iter().enumerate() {
+            for (j, &x) in row.iter().enumerate() {
+                assert_eq!(x, (16 * j + i) as u32, "({i}, {j})");
+            }
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Packing for the AVX-512 FMA kernel ([`super::fma`]), in safe Rust: A into f32 strips of
+//! [`MR`] rows (`[p][r]`), B into panels of [`NR`] columns (`[p][j]`) in f32 or f16, converting
+//! while packing through the vectorized slice casts ([`crate::dtype::cast_slice`]). Everything
+//! outside the matrix is zero. Row-major and transposed views read contiguous runs; any other
+//! stride goes element by element.
+
+use rayon::prelude::*;
+
+use super::fma::{Panels, MR, NR};
+use super::MatRef;
+use crate::dtype::{cast_slice, Element};
+
+/// Below this many elements, pack on the calling thread.
+const PAR_MIN: usize = 1 << 16;
+/// Fewest B panels per packing task.
+const GROUP: usize = 4;
+
+fn for_each_chunk<E: Send>(data: &mut [E], len: usize, f: impl Fn(usize, &mut [E]) + Sync) {
+    if len == 0 {
+        return;
+    }
+    if data.len() >= PAR_MIN {
+        data.par_chunks_mut(len)
+            .enumerate()
+            .for_each(|(i, d)| f(i, d));
+    } else {
+        data.chunks_mut(len).enumerate().for_each(|(i, d)| f(i, d));
+    }
+}
+
+/// A (`m × k`, any strides) as f32 strips of `k × MR`.
+pub(super) fn pack_a_strips<T: Element>(a: MatRef<'_, T>) -> Vec<f32> {
+    let (m, k) = (a.rows, a.cols);
+    let mut data = vec![0f32; m.div_ceil(MR) * k * MR];
+    for_each_chunk(&mut data, k * MR, |s, strip| {
+        let rows = (m - s * MR).min(MR);
+        if a.col_stride == 1 {
+            let mut row = vec![0f32; k];
+            for r in 0..rows {
+                cast_slice(&a.data[(s * MR + r) * a.row_stride..][..k], &mut row);
+                for (p, &x) in row.iter().enumerate() {
+                    strip[p * MR + r] = x;
+                }
+            }
+        } else if a.row_stride == 1 {
+            for p in 0..k {
+                let src = &a.data[p * a.col_stride + s * MR..][..rows];
+                cast_slice(src, &mut strip[p * MR..][..rows]);
+            }
+        } else {
+            for r in 0..rows {
+                for p in 0..k {
+                    strip[p * MR + r] = a.at(s * MR + r, p).as_f32();
+                }
+            }
+        }
+    });
+    data
+}
+
+/// B (`k × n`, any strides) as panels of `k × NR` in `E`, each element rounded to `E`.
+pub(super) fn pack_b_panels<T: Element, E: Element>(b: MatRef<'_, T>) -> Panels<E> {
+    let (k, n) = (b.rows, b.cols);
+    let strips = n.div_ceil(NR);
+    let mut data = vec![E::default(); strips * k * NR];
+    let group = strips.div_ceil(2 * rayon::current_num_threads()).max(GROUP);
+    for_each_chunk(&mut data, group * k * NR, |g, chunk| {
+        let s0 = g * group;
+        let c0 = s0 * NR;
+        let width = n.saturating_sub(c0).min(group * NR);
+        if width == 0 {
+            return;
+        }
+        if b.col_stride == 1 {
+            // One conversion per row for the whole group, then a copy into each panel.
+            let mut row = vec![E::default(); width];
+            for p in 0..k {
+                cast_slice(&b.data[p * b.row_stride + c0..][..width], &mut row);
+                for (ls, seg) in row.chunks(NR).enumerate() {
+                    chunk[(ls * k + p) * NR..][..seg.len()].copy_from_slice(seg);
+                }
+            }
+        } else if b.row_stride == 1 {
+            // Transposed view: column j is a contiguous run of k.
+            let mut col = vec![E::default(); k];
+            for j in 0..width {
+                cast_slice(&b.data[(c0 + j) * b.col_stride..][..k], &mut col);
+                let (ls, jj) = (j / NR, j % NR);
+                for (p, &x) in col.iter().enumerate() {
+                    chunk[(ls * k + p) * NR + jj] = x;
+                }
+            }
+        } else {
+            for p in 0..k {
+                for j in 0..width {
+                    let x = E::from_f32_rne(b.at(p, c0 + j).as_f32());
+                    chunk[((j / NR) * k + p) * NR + j % NR] = x;
+                }
+            }
+        }
+    });
+    Panels { data, strips }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use half::f16;
+
+    #[test]
+    fn panels_match_for_row_major_and_transposed_views() {
+        let (k, n) = (5, 70);
+        let b: Vec<f32> = (0..k * n).map(|i| i as f32 * 0.5).collect();
+        let t: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+        let row: Panels<f16> = pack_b_panels(MatRef::row_major(&b, k, n));
+        let tr: Panels<f16> = pack_b_panels(MatRef::row_major(&t, n, k).t());
+        assert_eq!(row.strips, 3);
+        assert_eq!(row.data, tr.data);
+        // B[4][69] sits in panel 2, row 4, column 5; column 6 of that panel is padding.
+        assert_eq!(row.data[(2 * k + 4) * NR + 5], f16::from_f32(b[4 * n + 69]));
+        assert_eq!(row.data[(2 * k + 4) * NR + 6], f16::ZERO);
+    }
+
+    #[test]
+    fn a_strips_match_for_row_major_and_transposed_views() {
+        let (m, k) = (14, 3);
+        let a: Vec<f32> = (0..m * k).map(|i| i as f32).collect();
+        let t: Vec<f32> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect();
+        let row = pack_a_strips(MatRef::row_major(&a, m, k));
+        let tr = pack_a_strips(MatRef::row_major(&t, k, m).t());
+        assert_eq!(row, tr);
+        assert_eq!(row[(k + 2) * MR + 1], a[13 * k + 2]); // strip 1, p = 2, row 13
+        assert_eq!(row[(k + 2) * MR + 2], 0.0);
+    }
+}
