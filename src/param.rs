@@ -5,6 +5,7 @@
 use std::sync::OnceLock;
 
 use crate::dtype::{cast_to_vec, Element};
+use crate::kernels::{pack_b, pack_b_from_f32, MatRef, PackedB};
 use crate::policy::Policy;
 use crate::tensor::Tensor;
 
@@ -22,6 +23,9 @@ pub struct Param<P: Policy> {
     value: Tensor<P::Variable>,
     grad: Option<Tensor<P::Variable>>,
     compute: OnceLock<Vec<P::Compute>>,
+    /// The value as a packed matrix operand `B` for the selected kernel, as is (`[0]`) and
+    /// transposed (`[1]`); only 2-D variables (kernels) use it.
+    packed: [OnceLock<PackedB<P::Compute>>; 2],
 }
 
 impl<P: Policy> Param<P> {
@@ -31,6 +35,7 @@ impl<P: Policy> Param<P> {
             value,
             grad: None,
             compute: OnceLock::new(),
+            packed: Default::default(),
         }
     }
 
@@ -64,9 +69,45 @@ impl<P: Policy> Param<P> {
         }
     }
 
+    /// The 2-D value `[rows, cols]` as a packed right-hand operand in the compute type, as is or
+    /// transposed, converted and packed once and cached until the next mutation. Mixed policies
+    /// pack straight from the f32 master value (rounding while packing), with no compute copy.
+    ///
+    /// # Panics
+    ///
+    /// If the value is not 2-D (an internal contract: only kernels are packed).
+    pub(crate) fn packed(&self, transposed: bool) -> &PackedB<P::Compute> {
+        let (rows, cols) = match *self.value.shape() {
+            [r, c] => (r, c),
+            ref s => panic!("Param::packed: a 2-D variable, not {s:?}"),
+        };
+        self.packed[usize::from(transposed)].get_or_init(|| {
+            fn orient<T>(m: MatRef<'_, T>, transposed: bool) -> MatRef<'_, T> {
+                if transposed {
+                    m.t()
+                } else {
+                    m
+                }
+            }
+            match f32::from_view(P::Variable::view(self.value.as_slice())) {
+                Some(w) => pack_b_from_f32(orient(MatRef::row_major(w, rows, cols), transposed)),
+                None => pack_b(orient(
+                    MatRef::row_major(self.compute(), rows, cols),
+                    transposed,
+                )),
+            }
+        })
+    }
+
+    /// Drops every cached form of the value (before a mutation).
+    fn invalidate(&mut self) {
+        self.compute = OnceLock::new();
+        self.packed = Default::default();
+    }
+
     /// Mutates the master value in place and clears the cached compute copy.
     pub fn update(&mut self, f: impl FnOnce(&mut [P::Variable])) {
-        self.compute = OnceLock::new();
+        self.invalidate();
         f(self.value.as_mut_slice());
     }
 
@@ -83,7 +124,7 @@ impl<P: Policy> Param<P> {
                 value.shape(),
             ));
         }
-        self.compute = OnceLock::new();
+        self.invalidate();
         self.value = value;
         Ok(())
     }
@@ -93,9 +134,9 @@ impl<P: Policy> Param<P> {
         self.grad.as_ref()
     }
 
-    /// The value and the gradient together, the value mutable (for optimizers); clears the cache.
+    /// The value and the gradient together, the value mutable (for optimizers); clears the caches.
     pub fn value_and_grad_mut(&mut self) -> (&mut [P::Variable], Option<&[P::Variable]>) {
-        self.compute = OnceLock::new();
+        self.invalidate();
         (
             self.value.as_mut_slice(),
             self.grad.as_ref().map(Tensor::as_slice),
@@ -141,6 +182,7 @@ impl<P: Policy> Clone for Param<P> {
             value: self.value.clone(),
             grad: self.grad.clone(),
             compute: OnceLock::new(),
+            packed: Default::default(),
         }
     }
 }

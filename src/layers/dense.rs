@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 use crate::dtype::{cast_cow, cast_slice, cast_vec, Element};
 use crate::error::{fmt_shape, Error, Result};
 use crate::init::glorot_uniform;
-use crate::kernels::{gemm, MatRef};
+use crate::kernels::{gemm_packed, MatRef};
 use crate::layers::Activation;
 use crate::param::Param;
 use crate::policy::dispatch::{ByPolicy, FamilyBuilder, PolicyFamily};
@@ -308,8 +308,9 @@ impl<P: Policy> Dense<P> {
             }
             None => false,
         };
-        let w = MatRef::row_major(self.kernel.compute(), k, n);
-        gemm(MatRef::row_major(x, rows, k), w, &mut acc, accumulate);
+        // The kernel, packed once for the selected matrix kernel and cached until it changes.
+        let w = self.kernel.packed(false);
+        gemm_packed(MatRef::row_major(x, rows, k), w, &mut acc, accumulate);
         self.activation.apply_slice(&mut acc);
         acc
     }

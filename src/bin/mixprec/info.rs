@@ -18,10 +18,20 @@ pub fn info() -> Result<()> {
     println!("  F16C         {}", yes(has("f16c")));
     println!("  AMX-BF16     {}", yes(has("amx_bf16")));
     let isa = mixprec::kernels::isa::isa();
-    println!("  AMX granted  {} (the OS must allow the tile state: arch_prctl on Linux)", yes(isa.amx_bf16));
-    println!("\nkernels (MIXPREC_KERNEL={}):", std::env::var("MIXPREC_KERNEL").unwrap_or_else(|_| "auto".into()));
+    println!(
+        "  AMX granted  {} (the OS must allow the tile state: arch_prctl on Linux)",
+        yes(isa.amx_bf16)
+    );
+    println!(
+        "\nkernels (MIXPREC_KERNEL={}):",
+        std::env::var("MIXPREC_KERNEL").unwrap_or_else(|_| "auto".into())
+    );
     for p in DTypePolicy::ALL {
-        println!("  {:<15} {}", p.name(), mixprec::kernels::kernel_name(p.compute_dtype()));
+        println!(
+            "  {:<15} {}",
+            p.name(),
+            mixprec::kernels::kernel_name(p.compute_dtype())
+        );
     }
     println!();
     println!("{}", verdict(isa));

@@ -4,7 +4,7 @@
 use super::{AccOf, Dense, Saved};
 use crate::dtype::{cast_slice, cast_vec};
 use crate::error::{Error, Result};
-use crate::kernels::{gemm, MatRef};
+use crate::kernels::{gemm, gemm_packed, MatRef};
 use crate::layers::{Activation, Layer};
 use crate::policy::Policy;
 use crate::tensor::Tensor;
@@ -106,12 +106,7 @@ impl<P: Policy> Layer for Dense<P> {
         }
         // dx = dz·Wᵀ, summed in f32, rounded once.
         let mut dx = vec![AccOf::<P>::default(); rows * k];
-        gemm(
-            dz_m,
-            MatRef::row_major(self.kernel.compute(), k, n).t(),
-            &mut dx,
-            false,
-        );
+        gemm_packed(dz_m, self.kernel.packed(true), &mut dx, false);
         Ok(Some(Tensor::from_parts(in_shape, cast_vec(dx))))
     }
 
@@ -212,5 +207,50 @@ mod tests {
         let mut d = Dense::<MixedBf16>::new(4, 3).with_activation(Activation::Relu);
         d.train_forward(x).unwrap();
         assert_eq!(d.saved_bytes(), (8 * 4 + 8 * 3) * 2);
+    }
+
+    /// After an optimizer step the forward pass must use the new weights: the cached packed
+    /// kernel (and its transpose) are rebuilt, never stale.
+    fn packed_cache_follows_updates<P: Policy>() {
+        use crate::module::Module;
+        use crate::optimizers::{Optimizer, Sgd};
+        let mut d = Dense::<P>::new(5, 3)
+            .with_seed(9)
+            .with_activation(Activation::Tanh);
+        let x: Tensor<P::Compute> =
+            Tensor::from_vec(vec![2, 5], (0..10).map(|i| i as f32 / 10.0).collect())
+                .unwrap()
+                .cast();
+        let before = d.forward(&x); // builds the packed cache
+        let y = d.train_forward(x.clone()).unwrap();
+        d.backward(y, true).unwrap(); // builds the transposed cache
+        let _ = Sgd::new(0.5).step(&mut d).unwrap();
+        // A clone starts with empty caches, so it packs the current weights afresh.
+        let fresh = d.clone();
+        let after = d.forward(&x);
+        assert_ne!(before, after, "{}: the step changed nothing", P::NAME);
+        assert_eq!(after, fresh.forward(&x), "{}: stale packed kernel", P::NAME);
+        // The transposed cache too: the input gradients agree with a fresh layer's.
+        let mut fresh = fresh;
+        let (y1, y2) = (
+            d.train_forward(x.clone()).unwrap(),
+            fresh.train_forward(x).unwrap(),
+        );
+        assert_eq!(
+            d.backward(y1, true).unwrap(),
+            fresh.backward(y2, true).unwrap()
+        );
+        let _ = d.param_count();
+    }
+
+    #[test]
+    fn packed_cache_follows_updates_in_every_policy() {
+        use crate::policy::{Bf16, MixedF16, F16};
+        packed_cache_follows_updates::<F32>();
+        packed_cache_follows_updates::<F64>();
+        packed_cache_follows_updates::<F16>();
+        packed_cache_follows_updates::<Bf16>();
+        packed_cache_follows_updates::<MixedF16>();
+        packed_cache_follows_updates::<MixedBf16>();
     }
 }
