@@ -84,6 +84,25 @@ pub fn kernel_choice() -> KernelChoice {
     })
 }
 
+/// The matrix kernel a compute type runs on in this process (CPU features capped by
+/// `MIXPREC_KERNEL`), in words, for `mixprec info`.
+pub fn kernel_name(dtype: crate::DType) -> &'static str {
+    let isa = isa::isa();
+    match dtype {
+        crate::DType::BFloat16 if isa.amx_bf16 => "AMX-BF16 tiles (tdpbf16ps), f32 accumulation",
+        crate::DType::BFloat16 => "widened to f32 once per call, matrixmultiply sgemm",
+        crate::DType::Float16 if isa.avx512 => {
+            "AVX-512 FMA panels, f16 widened in the kernel (vcvtph2ps), f32 accumulation"
+        }
+        crate::DType::Float16 => "widened to f32 once per call, matrixmultiply sgemm",
+        crate::DType::Float32 if isa.avx512 => {
+            "matrixmultiply sgemm; AVX-512 FMA panels for cached layer weights"
+        }
+        crate::DType::Float32 => "matrixmultiply sgemm",
+        crate::DType::Float64 => "matrixmultiply dgemm",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,24 +129,5 @@ mod tests {
         assert!(!KernelChoice::Portable.allows_avx512());
         assert!(KernelChoice::Avx512.allows_avx512() && !KernelChoice::Avx512.allows_amx());
         assert!(KernelChoice::Amx.allows_amx() && KernelChoice::Auto.allows_amx());
-    }
-}
-
-/// The matrix kernel a compute type runs on in this process (CPU features capped by
-/// `MIXPREC_KERNEL`), in words, for `mixprec info`.
-pub fn kernel_name(dtype: crate::DType) -> &'static str {
-    let isa = isa::isa();
-    match dtype {
-        crate::DType::BFloat16 if isa.amx_bf16 => "AMX-BF16 tiles (tdpbf16ps), f32 accumulation",
-        crate::DType::BFloat16 => "widened to f32 once per call, matrixmultiply sgemm",
-        crate::DType::Float16 if isa.avx512 => {
-            "AVX-512 FMA panels, f16 widened in the kernel (vcvtph2ps), f32 accumulation"
-        }
-        crate::DType::Float16 => "widened to f32 once per call, matrixmultiply sgemm",
-        crate::DType::Float32 if isa.avx512 => {
-            "matrixmultiply sgemm; AVX-512 FMA panels for cached layer weights"
-        }
-        crate::DType::Float32 => "matrixmultiply sgemm",
-        crate::DType::Float64 => "matrixmultiply dgemm",
     }
 }
