@@ -76,7 +76,7 @@ impl<P: Policy> Param<P> {
     /// # Panics
     ///
     /// If the value is not 2-D (an internal contract: only kernels are packed).
-    pub(crate) fn packed(&self, transposed: bool) -> &PackedB<P::Compute> {
+    pub fn packed(&self, transposed: bool) -> &PackedB<P::Compute> {
         let (rows, cols) = match *self.value.shape() {
             [r, c] => (r, c),
             ref s => panic!("Param::packed: a 2-D variable, not {s:?}"),
