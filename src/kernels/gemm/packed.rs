@@ -104,6 +104,38 @@ pub fn pack_b_from_f32<T: Element>(b: MatRef<'_, f32>) -> PackedB<T> {
     pack_b_from_f32_isa(isa(), b)
 }
 
+/// Packs a `B` stored in any element type `V` as the operand of a `T` product, each element
+/// rounded to `T` (nearest, ties to even) once: [`pack_b_from_f32`] when `V` is f32, [`pack_b`]
+/// when `V` is `T`, otherwise one rounded copy first. A layer can call
+/// `pack_b_from::<P::Variable, P::Compute>(w)` whatever its policy.
+///
+/// # Panics
+///
+/// If the view's strides reach outside its slice.
+///
+/// ```
+/// use mixprec::kernels::gemm::pack_b_from;
+/// use mixprec::kernels::{gemm_packed, MatRef, PackedB};
+/// use half::{bf16, f16};
+/// let w = vec![bf16::from_f32(1.5); 4]; // a bf16 variable used by an f16 product
+/// let p: PackedB<f16> = pack_b_from(MatRef::row_major(&w, 2, 2));
+/// let x = vec![f16::ONE; 2];
+/// let mut y = [0f32; 2];
+/// gemm_packed(MatRef::row_major(&x, 1, 2), &p, &mut y, false);
+/// assert_eq!(y, [3.0, 3.0]);
+/// ```
+pub fn pack_b_from<V: Element, T: Element>(b: MatRef<'_, V>) -> PackedB<T> {
+    assert!(b.in_bounds(), "pack_b_from: strides reach outside the data");
+    if let SliceRef::F32(d) = V::view(b.data) {
+        return pack_b_from_f32(with_data(b, d));
+    }
+    if let Some(d) = T::from_view(V::view(b.data)) {
+        return pack_b(with_data(b, d));
+    }
+    let rounded: Vec<T> = b.to_row_major();
+    pack_b(MatRef::row_major(&rounded, b.rows, b.cols))
+}
+
 /// [`pack_b_from_f32`] for an explicit kernel ceiling (see [`pack_b_with`]).
 ///
 /// # Panics
