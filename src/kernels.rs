@@ -5,7 +5,7 @@
 //!
 //! - [`gemm`](mod@gemm): `C = A·B` with operands in any [`Element`](crate::Element) and accumulation in its
 //!   [`Acc`](crate::Element::Acc) type (f32 for the 16-bit types), plus the pre-packed weight API
-//!   ([`PackedB`], [`pack_b`], [`pack_b_from_f32`], [`gemm_packed`]).
+//!   ([`PackedB`], [`pack_b`], [`pack_b_from_f32`], [`pack_b_from`], [`gemm_packed`]).
 //! - [`cast`](mod@cast): slice conversions between the 16-bit types and f32.
 //! - [`isa`]: which instruction sets this CPU (and `MIXPREC_KERNEL`) allows, detected once.
 //!
@@ -27,7 +27,9 @@ pub mod cast;
 pub mod gemm;
 pub mod isa;
 
-pub use gemm::{gemm, gemm_packed, gemm_with, pack_b, pack_b_from_f32, MatRef, PackedB};
+pub use gemm::{
+    gemm, gemm_packed, gemm_with, pack_b, pack_b_from, pack_b_from_f32, MatRef, PackedB,
+};
 
 use std::sync::OnceLock;
 

@@ -34,252 +34,24 @@
 mod amx;
 #[cfg(target_arch = "x86_64")]
 mod fma;
+mod matref;
 mod mm;
 mod pack;
+mod packed;
 #[cfg(target_arch = "x86_64")]
 mod panels;
 
-use std::marker::PhantomData;
+pub use matref::MatRef;
+pub use packed::{
+    gemm_packed, pack_b, pack_b_from, pack_b_from_f32, pack_b_from_f32_with, pack_b_with, PackedB,
+};
 
 use super::isa::{cpu_isa, isa, Isa};
 use super::KernelChoice;
-use crate::dtype::{cast_slice, DType, Element, SliceMut, SliceRef};
+use crate::dtype::{DType, Element, SliceMut, SliceRef};
+use matref::with_data;
 use mm::mm_checked;
-
-/// A read-only strided matrix view: element `(i, j)` is `data[i * row_stride + j * col_stride]`.
-#[derive(Debug, Clone, Copy)]
-pub struct MatRef<'a, T> {
-    data: &'a [T],
-    rows: usize,
-    cols: usize,
-    row_stride: usize,
-    col_stride: usize,
-}
-
-impl<'a, T> MatRef<'a, T> {
-    /// A contiguous row-major `rows × cols` matrix.
-    ///
-    /// # Panics
-    ///
-    /// If `data.len() != rows * cols` (an internal contract; layers check shapes first).
-    pub fn row_major(data: &'a [T], rows: usize, cols: usize) -> Self {
-        assert_eq!(
-            data.len(),
-            rows * cols,
-            "MatRef::row_major: length mismatch"
-        );
-        MatRef {
-            data,
-            rows,
-            cols,
-            row_stride: cols,
-            col_stride: 1,
-        }
-    }
-
-    /// The transpose, as a view (no copy).
-    pub fn t(self) -> Self {
-        MatRef {
-            rows: self.cols,
-            cols: self.rows,
-            row_stride: self.col_stride,
-            col_stride: self.row_stride,
-            ..self
-        }
-    }
-
-    /// Number of rows.
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
-    /// Number of columns.
-    pub fn cols(&self) -> usize {
-        self.cols
-    }
-
-    /// Element `(i, j)`.
-    pub fn at(&self, i: usize, j: usize) -> T
-    where
-        T: Copy,
-    {
-        self.data[i * self.row_stride + j * self.col_stride]
-    }
-
-    /// True when every index the view can produce lies inside `data`.
-    fn in_bounds(&self) -> bool {
-        if self.rows == 0 || self.cols == 0 {
-            return true;
-        }
-        let last = (self.rows - 1).checked_mul(self.row_stride).and_then(|r| {
-            (self.cols - 1)
-                .checked_mul(self.col_stride)
-                .and_then(|c| r.checked_add(c))
-        });
-        matches!(last, Some(l) if l < self.data.len())
-            && isize::try_from(self.row_stride).is_ok()
-            && isize::try_from(self.col_stride).is_ok()
-    }
-
-    /// A contiguous row-major copy in type `U`, converted once.
-    fn to_row_major<U: Element>(self) -> Vec<U>
-    where
-        T: Element,
-    {
-        if self.col_stride == 1 && self.row_stride == self.cols {
-            let mut out = vec![U::default(); self.rows * self.cols];
-            cast_slice(&self.data[..self.rows * self.cols], &mut out);
-            return out;
-        }
-        // Strided: gather into a row-major buffer of T first, then one bulk conversion.
-        let mut gathered = Vec::with_capacity(self.rows * self.cols);
-        for i in 0..self.rows {
-            gathered.extend((0..self.cols).map(|j| self.at(i, j)));
-        }
-        let mut out = vec![U::default(); gathered.len()];
-        cast_slice(&gathered, &mut out);
-        out
-    }
-}
-
-/// A right-hand operand `B` (`k × n`) packed once for the kernel this process uses, so repeated
-/// products ([`gemm_packed`]) skip the conversion and packing. Build it with [`pack_b`] or
-/// [`pack_b_from_f32`]; it owns its data, so it can be cached in a layer until the weight changes.
-///
-/// What it holds depends on `T` and the CPU: the AMX pairwise-VNNI bf16 tiles for bf16 on AMX
-/// CPUs ([`PackedB::kernel`] is [`KernelChoice::Amx`]); otherwise a contiguous row-major copy in
-/// the accumulator type (f32, or f64 for f64), which `sgemm`/`dgemm` read directly.
-#[derive(Debug, Clone)]
-pub struct PackedB<T> {
-    k: usize,
-    n: usize,
-    repr: Repr,
-    _t: PhantomData<fn() -> T>,
-}
-
-#[derive(Debug, Clone)]
-enum Repr {
-    /// AMX tiles (bf16 only).
-    Vnni(pack::PackedVnni),
-    /// AVX-512 FMA panels in f32 (f32 only).
-    #[cfg(target_arch = "x86_64")]
-    Panels32(fma::Panels<f32>),
-    /// AVX-512 FMA panels kept in f16, widened in the kernel (f16 only).
-    #[cfg(target_arch = "x86_64")]
-    Panels16(fma::Panels<half::f16>),
-    /// Row-major `k × n`, already rounded to `T` and widened (exact) to f32.
-    F32(Vec<f32>),
-    /// Row-major `k × n` (f64 only).
-    F64(Vec<f64>),
-}
-
-impl<T: Element> PackedB<T> {
-    /// `k`, the rows of `B`.
-    pub fn rows(&self) -> usize {
-        self.k
-    }
-
-    /// `n`, the columns of `B`.
-    pub fn cols(&self) -> usize {
-        self.n
-    }
-
-    /// The kernel family this packing feeds: [`KernelChoice::Amx`] (bf16 tiles),
-    /// [`KernelChoice::Avx512`] (f32 FMA panels, for f32 and f16) or [`KernelChoice::Portable`].
-    pub fn kernel(&self) -> KernelChoice {
-        match self.repr {
-            Repr::Vnni(_) => KernelChoice::Amx,
-            #[cfg(target_arch = "x86_64")]
-            Repr::Panels32(_) | Repr::Panels16(_) => KernelChoice::Avx512,
-            _ => KernelChoice::Portable,
-        }
-    }
-
-    fn new(k: usize, n: usize, repr: Repr) -> Self {
-        PackedB {
-            k,
-            n,
-            repr,
-            _t: PhantomData,
-        }
-    }
-}
-
-/// Packs `B` (`k × n`, any strides, e.g. `W.t()`) for [`gemm_packed`], in the layout of the
-/// kernel selected for this process (`MIXPREC_KERNEL` and CPU detection).
-///
-/// # Panics
-///
-/// If the view's strides reach outside its slice.
-pub fn pack_b<T: Element>(b: MatRef<'_, T>) -> PackedB<T> {
-    pack_b_isa(isa(), b)
-}
-
-/// [`pack_b`] for an explicit kernel ceiling (capped by what the CPU has), ignoring
-/// `MIXPREC_KERNEL`: lets tests and benches compare paths in one process.
-///
-/// # Panics
-///
-/// If the view's strides reach outside its slice.
-pub fn pack_b_with<T: Element>(choice: KernelChoice, b: MatRef<'_, T>) -> PackedB<T> {
-    pack_b_isa(cpu_isa().capped(choice), b)
-}
-
-/// Packs an f32 `B` rounded to `T` (nearest, ties to even), in one pass: the same packed
-/// operand as `pack_b` of the rounded copy, without the copy. For a mixed policy this turns the
-/// f32 variable into the cached compute-type weight.
-///
-/// # Panics
-///
-/// If the view's strides reach outside its slice.
-pub fn pack_b_from_f32<T: Element>(b: MatRef<'_, f32>) -> PackedB<T> {
-    pack_b_from_f32_isa(isa(), b)
-}
-
-/// [`pack_b_from_f32`] for an explicit kernel ceiling (see [`pack_b_with`]).
-///
-/// # Panics
-///
-/// If the view's strides reach outside its slice.
-pub fn pack_b_from_f32_with<T: Element>(choice: KernelChoice, b: MatRef<'_, f32>) -> PackedB<T> {
-    pack_b_from_f32_isa(cpu_isa().capped(choice), b)
-}
-
-fn pack_b_isa<T: Element>(isa: Isa, b: MatRef<'_, T>) -> PackedB<T> {
-    assert!(b.in_bounds(), "pack_b: strides reach outside the data");
-    let repr = match T::view(b.data) {
-        SliceRef::Bf16(d) if isa.amx_bf16 => Repr::Vnni(pack::pack_b_vnni(with_data(b, d))),
-        #[cfg(target_arch = "x86_64")]
-        SliceRef::F16(d) if isa.avx512 => Repr::Panels16(panels::pack_b_panels(with_data(b, d))),
-        #[cfg(target_arch = "x86_64")]
-        SliceRef::F32(d) if isa.avx512 => Repr::Panels32(panels::pack_b_panels(with_data(b, d))),
-        SliceRef::F64(d) => Repr::F64(with_data(b, d).to_row_major()),
-        _ => Repr::F32(b.to_row_major()),
-    };
-    PackedB::new(b.rows, b.cols, repr)
-}
-
-fn pack_b_from_f32_isa<T: Element>(isa: Isa, b: MatRef<'_, f32>) -> PackedB<T> {
-    assert!(
-        b.in_bounds(),
-        "pack_b_from_f32: strides reach outside the data"
-    );
-    let repr = match T::DTYPE {
-        DType::BFloat16 if isa.amx_bf16 => Repr::Vnni(pack::pack_b_vnni(b)),
-        #[cfg(target_arch = "x86_64")]
-        DType::Float16 if isa.avx512 => Repr::Panels16(panels::pack_b_panels(b)),
-        #[cfg(target_arch = "x86_64")]
-        DType::Float32 if isa.avx512 => Repr::Panels32(panels::pack_b_panels(b)),
-        DType::Float64 => Repr::F64(b.to_row_major()),
-        DType::Float32 => Repr::F32(b.to_row_major()),
-        DType::BFloat16 | DType::Float16 => {
-            let mut v: Vec<f32> = b.to_row_major();
-            v.iter_mut().for_each(|x| *x = T::from_f32_rne(*x).as_f32());
-            Repr::F32(v)
-        }
-    };
-    PackedB::new(b.rows, b.cols, repr)
-}
+use packed::pack_b_isa;
 
 /// `C = A·B` (`accumulate == false`) or `C += A·B` (`accumulate == true`), with `C` a contiguous
 /// row-major `A.rows() × B.cols()` slice in the accumulator type.
@@ -358,101 +130,12 @@ fn gemm_isa<T: Element>(
     }
 }
 
-/// `C = A·B` or `C += A·B` with a pre-packed `B` ([`pack_b`], [`pack_b_from_f32`]): the same
-/// function as [`gemm`] on the matrix that was packed.
-///
-/// # Panics
-///
-/// If `A.cols() != B.rows()`, `c.len() != A.rows() * B.cols()`, or A's strides reach outside
-/// its slice.
-pub fn gemm_packed<T: Element>(
-    a: MatRef<'_, T>,
-    b: &PackedB<T>,
-    c: &mut [T::Acc],
-    accumulate: bool,
-) {
-    assert_eq!(a.cols, b.k, "gemm_packed: inner dimensions differ");
-    assert_eq!(c.len(), a.rows * b.n, "gemm_packed: output length mismatch");
-    assert!(a.in_bounds(), "gemm_packed: strides reach outside the data");
-    let (m, k, n) = (a.rows, b.k, b.n);
-    if m == 0 || n == 0 {
-        return;
-    }
-    let tiled = b.kernel() != KernelChoice::Portable;
-    if k == 0 && tiled {
-        if !accumulate {
-            c.fill(T::Acc::default());
-        }
-        return;
-    }
-    match (&b.repr, T::view(a.data), T::Acc::view_mut(c)) {
-        #[cfg(target_arch = "x86_64")]
-        (Repr::Panels32(pb), _, SliceMut::F32(c)) => {
-            let pa = panels::pack_a_strips(a);
-            assert!(cpu_isa().avx512, "FMA panels without AVX-512");
-            // SAFETY: AVX-512F was detected; shapes are checked inside.
-            unsafe { fma::gemm_f32_avx512(&pa, m, k, pb, n, c, accumulate) }
-        }
-        #[cfg(target_arch = "x86_64")]
-        (Repr::Panels16(pb), _, SliceMut::F32(c)) => {
-            let pa = panels::pack_a_strips(a);
-            assert!(cpu_isa().avx512, "FMA panels without AVX-512");
-            // SAFETY: AVX-512F was detected; shapes are checked inside.
-            unsafe { fma::gemm_f32_avx512(&pa, m, k, pb, n, c, accumulate) }
-        }
-        (Repr::Vnni(pb), SliceRef::Bf16(ad), SliceMut::F32(c)) => {
-            let pa = pack::pack_a(with_data(a, ad));
-            assert!(
-                cpu_isa().amx_bf16 && cpu_isa().avx512,
-                "AMX packing without AMX"
-            );
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: AMX (with OS permission) and AVX-512F were detected; the packed shapes are
-            // checked inside against m, n and c.
-            unsafe {
-                amx::gemm_bf16_amx(&pa, pb, m, n, c, accumulate)
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            unreachable!(
-                "AMX tiles packed on {:?}",
-                (pa.kc, pb.kc, c.len(), accumulate)
-            )
-        }
-        (Repr::F32(bd), SliceRef::F32(ad), SliceMut::F32(c)) => {
-            mm_checked(with_data(a, ad), MatRef::row_major(bd, k, n), c, accumulate)
-        }
-        (Repr::F32(bd), _, SliceMut::F32(c)) => {
-            let a32: Vec<f32> = a.to_row_major();
-            mm_checked(
-                MatRef::row_major(&a32, m, k),
-                MatRef::row_major(bd, k, n),
-                c,
-                accumulate,
-            )
-        }
-        (Repr::F64(bd), SliceRef::F64(ad), SliceMut::F64(c)) => {
-            mm_checked(with_data(a, ad), MatRef::row_major(bd, k, n), c, accumulate)
-        }
-        _ => unreachable!("a PackedB<T> is packed for T's kernels"),
-    }
-}
-
 /// True when a 16-bit `T` has a packed fast path on `isa` (AMX for bf16, FMA panels for f16).
 fn fast_16bit<T: Element>(isa: Isa) -> bool {
     match T::DTYPE {
         DType::BFloat16 => isa.amx_bf16,
         DType::Float16 => isa.avx512 && cfg!(target_arch = "x86_64"),
         _ => false,
-    }
-}
-
-fn with_data<'a, T, U>(m: MatRef<'_, T>, data: &'a [U]) -> MatRef<'a, U> {
-    MatRef {
-        data,
-        rows: m.rows,
-        cols: m.cols,
-        row_stride: m.row_stride,
-        col_stride: m.col_stride,
     }
 }
 

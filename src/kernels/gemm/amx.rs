@@ -21,6 +21,7 @@
 //! instructions are written with `asm!` and the CPU check lives in [`crate::kernels::isa`].
 
 use std::arch::asm;
+use std::arch::x86_64::{_mm_prefetch, _MM_HINT_ET0};
 
 use rayon::prelude::*;
 
@@ -156,6 +157,13 @@ impl Job<'_> {
                 unsafe {
                     if mr == 32 && nr == 32 {
                         let cp = out.0.add(r0 * self.n + c0);
+                        // Ask for the block's 64 lines of C now, for writing: the tile stores
+                        // at the end of the k loop otherwise wait for each line's RFO miss.
+                        for r in 0..32 {
+                            let row = cp.add(r * self.n) as *const i8;
+                            _mm_prefetch::<_MM_HINT_ET0>(row);
+                            _mm_prefetch::<_MM_HINT_ET0>(row.add(64));
+                        }
                         tile_2x2(a0, a1, b0, b1, kc, cp, 4 * self.n, self.accumulate);
                     } else {
                         let mut s = Scratch([0.0; 1024]);

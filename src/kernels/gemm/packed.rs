@@ -1,0 +1,261 @@
+//! [`PackedB`]: a weight packed once for the kernel this process selected, and
+//! [`gemm_packed`], the product that reads it. See the [`gemm`](super) module docs for an example.
+
+use std::marker::PhantomData;
+
+#[cfg(target_arch = "x86_64")]
+use super::{amx, fma, panels};
+use super::{mm::mm_checked, pack, with_data, MatRef};
+use crate::dtype::{DType, Element, SliceMut, SliceRef};
+use crate::kernels::isa::{cpu_isa, isa, Isa};
+use crate::kernels::KernelChoice;
+
+/// A right-hand operand `B` (`k × n`) packed once for the kernel this process uses, so repeated
+/// products ([`gemm_packed`]) skip the conversion and packing. Build it with [`pack_b`] or
+/// [`pack_b_from_f32`]; it owns its data, so it can be cached in a layer until the weight changes.
+///
+/// What it holds depends on `T` and the CPU: the AMX pairwise-VNNI bf16 tiles for bf16 on AMX
+/// CPUs ([`PackedB::kernel`] is [`KernelChoice::Amx`]); otherwise a contiguous row-major copy in
+/// the accumulator type (f32, or f64 for f64), which `sgemm`/`dgemm` read directly.
+#[derive(Debug, Clone)]
+pub struct PackedB<T> {
+    k: usize,
+    n: usize,
+    repr: Repr,
+    _t: PhantomData<fn() -> T>,
+}
+
+#[derive(Debug, Clone)]
+enum Repr {
+    /// AMX tiles (bf16 only).
+    Vnni(pack::PackedVnni),
+    /// AVX-512 FMA panels in f32 (f32 only).
+    #[cfg(target_arch = "x86_64")]
+    Panels32(fma::Panels<f32>),
+    /// AVX-512 FMA panels kept in f16, widened in the kernel (f16 only).
+    #[cfg(target_arch = "x86_64")]
+    Panels16(fma::Panels<half::f16>),
+    /// Row-major `k × n`, already rounded to `T` and widened (exact) to f32.
+    F32(Vec<f32>),
+    /// Row-major `k × n` (f64 only).
+    F64(Vec<f64>),
+}
+
+impl<T: Element> PackedB<T> {
+    /// `k`, the rows of `B`.
+    pub fn rows(&self) -> usize {
+        self.k
+    }
+
+    /// `n`, the columns of `B`.
+    pub fn cols(&self) -> usize {
+        self.n
+    }
+
+    /// The kernel family this packing feeds: [`KernelChoice::Amx`] (bf16 tiles),
+    /// [`KernelChoice::Avx512`] (f32 FMA panels, for f32 and f16) or [`KernelChoice::Portable`].
+    pub fn kernel(&self) -> KernelChoice {
+        match self.repr {
+            Repr::Vnni(_) => KernelChoice::Amx,
+            #[cfg(target_arch = "x86_64")]
+            Repr::Panels32(_) | Repr::Panels16(_) => KernelChoice::Avx512,
+            _ => KernelChoice::Portable,
+        }
+    }
+
+    fn new(k: usize, n: usize, repr: Repr) -> Self {
+        PackedB {
+            k,
+            n,
+            repr,
+            _t: PhantomData,
+        }
+    }
+}
+
+/// Packs `B` (`k × n`, any strides, e.g. `W.t()`) for [`gemm_packed`], in the layout of the
+/// kernel selected for this process (`MIXPREC_KERNEL` and CPU detection).
+///
+/// # Panics
+///
+/// If the view's strides reach outside its slice.
+pub fn pack_b<T: Element>(b: MatRef<'_, T>) -> PackedB<T> {
+    pack_b_isa(isa(), b)
+}
+
+/// [`pack_b`] for an explicit kernel ceiling (capped by what the CPU has), ignoring
+/// `MIXPREC_KERNEL`: lets tests and benches compare paths in one process.
+///
+/// # Panics
+///
+/// If the view's strides reach outside its slice.
+pub fn pack_b_with<T: Element>(choice: KernelChoice, b: MatRef<'_, T>) -> PackedB<T> {
+    pack_b_isa(cpu_isa().capped(choice), b)
+}
+
+/// Packs an f32 `B` rounded to `T` (nearest, ties to even), in one pass: the same packed
+/// operand as `pack_b` of the rounded copy, without the copy. For a mixed policy this turns the
+/// f32 variable into the cached compute-type weight.
+///
+/// # Panics
+///
+/// If the view's strides reach outside its slice.
+pub fn pack_b_from_f32<T: Element>(b: MatRef<'_, f32>) -> PackedB<T> {
+    pack_b_from_f32_isa(isa(), b)
+}
+
+/// Packs a `B` stored in any element type `V` as the operand of a `T` product, each element
+/// rounded to `T` (nearest, ties to even) once: [`pack_b_from_f32`] when `V` is f32, [`pack_b`]
+/// when `V` is `T`, otherwise one rounded copy first. A layer can call
+/// `pack_b_from::<P::Variable, P::Compute>(w)` whatever its policy.
+///
+/// # Panics
+///
+/// If the view's strides reach outside its slice.
+///
+/// ```
+/// use mixprec::kernels::gemm::pack_b_from;
+/// use mixprec::kernels::{gemm_packed, MatRef, PackedB};
+/// use half::{bf16, f16};
+/// let w = vec![bf16::from_f32(1.5); 4]; // a bf16 variable used by an f16 product
+/// let p: PackedB<f16> = pack_b_from(MatRef::row_major(&w, 2, 2));
+/// let x = vec![f16::ONE; 2];
+/// let mut y = [0f32; 2];
+/// gemm_packed(MatRef::row_major(&x, 1, 2), &p, &mut y, false);
+/// assert_eq!(y, [3.0, 3.0]);
+/// ```
+pub fn pack_b_from<V: Element, T: Element>(b: MatRef<'_, V>) -> PackedB<T> {
+    assert!(b.in_bounds(), "pack_b_from: strides reach outside the data");
+    if let SliceRef::F32(d) = V::view(b.data) {
+        return pack_b_from_f32(with_data(b, d));
+    }
+    if let Some(d) = T::from_view(V::view(b.data)) {
+        return pack_b(with_data(b, d));
+    }
+    let rounded: Vec<T> = b.to_row_major();
+    pack_b(MatRef::row_major(&rounded, b.rows, b.cols))
+}
+
+/// [`pack_b_from_f32`] for an explicit kernel ceiling (see [`pack_b_with`]).
+///
+/// # Panics
+///
+/// If the view's strides reach outside its slice.
+pub fn pack_b_from_f32_with<T: Element>(choice: KernelChoice, b: MatRef<'_, f32>) -> PackedB<T> {
+    pack_b_from_f32_isa(cpu_isa().capped(choice), b)
+}
+
+pub(super) fn pack_b_isa<T: Element>(isa: Isa, b: MatRef<'_, T>) -> PackedB<T> {
+    assert!(b.in_bounds(), "pack_b: strides reach outside the data");
+    let repr = match T::view(b.data) {
+        SliceRef::Bf16(d) if isa.amx_bf16 => Repr::Vnni(pack::pack_b_vnni(with_data(b, d))),
+        #[cfg(target_arch = "x86_64")]
+        SliceRef::F16(d) if isa.avx512 => Repr::Panels16(panels::pack_b_panels(with_data(b, d))),
+        #[cfg(target_arch = "x86_64")]
+        SliceRef::F32(d) if isa.avx512 => Repr::Panels32(panels::pack_b_panels(with_data(b, d))),
+        SliceRef::F64(d) => Repr::F64(with_data(b, d).to_row_major()),
+        _ => Repr::F32(b.to_row_major()),
+    };
+    PackedB::new(b.rows, b.cols, repr)
+}
+
+fn pack_b_from_f32_isa<T: Element>(isa: Isa, b: MatRef<'_, f32>) -> PackedB<T> {
+    assert!(
+        b.in_bounds(),
+        "pack_b_from_f32: strides reach outside the data"
+    );
+    let repr = match T::DTYPE {
+        DType::BFloat16 if isa.amx_bf16 => Repr::Vnni(pack::pack_b_vnni(b)),
+        #[cfg(target_arch = "x86_64")]
+        DType::Float16 if isa.avx512 => Repr::Panels16(panels::pack_b_panels(b)),
+        #[cfg(target_arch = "x86_64")]
+        DType::Float32 if isa.avx512 => Repr::Panels32(panels::pack_b_panels(b)),
+        DType::Float64 => Repr::F64(b.to_row_major()),
+        DType::Float32 => Repr::F32(b.to_row_major()),
+        DType::BFloat16 | DType::Float16 => {
+            let mut v: Vec<f32> = b.to_row_major();
+            v.iter_mut().for_each(|x| *x = T::from_f32_rne(*x).as_f32());
+            Repr::F32(v)
+        }
+    };
+    PackedB::new(b.rows, b.cols, repr)
+}
+
+/// `C = A·B` or `C += A·B` with a pre-packed `B` ([`pack_b`], [`pack_b_from_f32`]): the same
+/// function as [`gemm`](super::gemm()) on the matrix that was packed.
+///
+/// # Panics
+///
+/// If `A.cols() != B.rows()`, `c.len() != A.rows() * B.cols()`, or A's strides reach outside
+/// its slice.
+pub fn gemm_packed<T: Element>(
+    a: MatRef<'_, T>,
+    b: &PackedB<T>,
+    c: &mut [T::Acc],
+    accumulate: bool,
+) {
+    assert_eq!(a.cols, b.k, "gemm_packed: inner dimensions differ");
+    assert_eq!(c.len(), a.rows * b.n, "gemm_packed: output length mismatch");
+    assert!(a.in_bounds(), "gemm_packed: strides reach outside the data");
+    let (m, k, n) = (a.rows, b.k, b.n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    let tiled = b.kernel() != KernelChoice::Portable;
+    if k == 0 && tiled {
+        if !accumulate {
+            c.fill(T::Acc::default());
+        }
+        return;
+    }
+    match (&b.repr, T::view(a.data), T::Acc::view_mut(c)) {
+        #[cfg(target_arch = "x86_64")]
+        (Repr::Panels32(pb), _, SliceMut::F32(c)) => {
+            let pa = panels::pack_a_strips(a);
+            assert!(cpu_isa().avx512, "FMA panels without AVX-512");
+            // SAFETY: AVX-512F was detected; shapes are checked inside.
+            unsafe { fma::gemm_f32_avx512(&pa, m, k, pb, n, c, accumulate) }
+        }
+        #[cfg(target_arch = "x86_64")]
+        (Repr::Panels16(pb), _, SliceMut::F32(c)) => {
+            let pa = panels::pack_a_strips(a);
+            assert!(cpu_isa().avx512, "FMA panels without AVX-512");
+            // SAFETY: AVX-512F was detected; shapes are checked inside.
+            unsafe { fma::gemm_f32_avx512(&pa, m, k, pb, n, c, accumulate) }
+        }
+        (Repr::Vnni(pb), SliceRef::Bf16(ad), SliceMut::F32(c)) => {
+            let pa = pack::pack_a(with_data(a, ad));
+            assert!(
+                cpu_isa().amx_bf16 && cpu_isa().avx512,
+                "AMX packing without AMX"
+            );
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: AMX (with OS permission) and AVX-512F were detected; the packed shapes are
+            // checked inside against m, n and c.
+            unsafe {
+                amx::gemm_bf16_amx(&pa, pb, m, n, c, accumulate)
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            unreachable!(
+                "AMX tiles packed on {:?}",
+                (pa.kc, pb.kc, c.len(), accumulate)
+            )
+        }
+        (Repr::F32(bd), SliceRef::F32(ad), SliceMut::F32(c)) => {
+            mm_checked(with_data(a, ad), MatRef::row_major(bd, k, n), c, accumulate)
+        }
+        (Repr::F32(bd), _, SliceMut::F32(c)) => {
+            let a32: Vec<f32> = a.to_row_major();
+            mm_checked(
+                MatRef::row_major(&a32, m, k),
+                MatRef::row_major(bd, k, n),
+                c,
+                accumulate,
+            )
+        }
+        (Repr::F64(bd), SliceRef::F64(ad), SliceMut::F64(c)) => {
+            mm_checked(with_data(a, ad), MatRef::row_major(bd, k, n), c, accumulate)
+        }
+        _ => unreachable!("a PackedB<T> is packed for T's kernels"),
+    }
+}
