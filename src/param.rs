@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 
 use crate::dtype::{cast_to_vec, Element};
-use crate::kernels::{pack_b, pack_b_from_f32, MatRef, PackedB};
+use crate::kernels::{pack_b_from, MatRef, PackedB};
 use crate::policy::Policy;
 use crate::tensor::Tensor;
 
@@ -82,20 +82,8 @@ impl<P: Policy> Param<P> {
             ref s => panic!("Param::packed: a 2-D variable, not {s:?}"),
         };
         self.packed[usize::from(transposed)].get_or_init(|| {
-            fn orient<T>(m: MatRef<'_, T>, transposed: bool) -> MatRef<'_, T> {
-                if transposed {
-                    m.t()
-                } else {
-                    m
-                }
-            }
-            match f32::from_view(P::Variable::view(self.value.as_slice())) {
-                Some(w) => pack_b_from_f32(orient(MatRef::row_major(w, rows, cols), transposed)),
-                None => pack_b(orient(
-                    MatRef::row_major(self.compute(), rows, cols),
-                    transposed,
-                )),
-            }
+            let w = MatRef::row_major(self.value.as_slice(), rows, cols);
+            pack_b_from::<P::Variable, P::Compute>(if transposed { w.t() } else { w })
         })
     }
 
