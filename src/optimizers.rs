@@ -251,6 +251,30 @@ pub fn grads_are_finite<M: Module>(model: &M) -> bool {
     finite
 }
 
+/// Below this, optimizer state (momentum, Adam's `m` and `v`) is set to zero: 2^-100.
+pub(crate) const STATE_FLOOR: f64 = 7.888609052210118e-31;
+/// Below this, a gradient element counts as zero in the optimizer: 2^-60, so `g²` stays normal.
+pub(crate) const GRAD_FLOOR: f64 = 8.673617379884035e-19;
+
+/// `x`, or 0 when `|x| < floor`.
+///
+/// Optimizer state decays geometrically where a gradient is (nearly) zero: a dead ReLU unit, a
+/// gradient flushed to zero by the AMX tiles. Adam's `m` shrinks by β₁ every step and, with its
+/// products `(g - m)(1 - β₁)` and `g²`, passes through f32's subnormal range, where x86 arithmetic
+/// takes microcode assists about 100x slower. Measured on a MixedBf16 MLP after ~650 steps on one
+/// batch: the Adam step went from 1.2 ms to 27–37 ms. With the floors above no operand or product
+/// in the update is subnormal. The effect on the weights is invisible: a gradient below 2^-60
+/// moves a weight by at most `lr · 2^-60 / ε` (ε = 1e-7), about `lr · 1e-11`, and a state below
+/// 2^-100 by less than `lr · 1e-23`.
+#[inline(always)]
+pub(crate) fn flush_below<A: Element>(x: A, floor: A) -> A {
+    if x.abs() < floor {
+        A::zero()
+    } else {
+        x
+    }
+}
+
 pub(crate) fn check_positive(what: &'static str, v: f32) -> Result<f32> {
     if v.is_finite() && v > 0.0 {
         Ok(v)

@@ -7,7 +7,8 @@ use crate::dtype::Element;
 use crate::error::Result;
 use crate::module::Module;
 use crate::optimizers::{
-    check_positive, check_unit_interval, for_each_grad, Optimizer, Slots, StepOutcome, VarAcc,
+    check_positive, check_unit_interval, flush_below, for_each_grad, Optimizer, Slots, StepOutcome,
+    VarAcc, STATE_FLOOR,
 };
 
 /// SGD: `v = momentum·v - lr·g; w += v` (Nesterov: `w += momentum·v - lr·g`); without
@@ -89,12 +90,13 @@ impl Optimizer for Sgd {
         for_each_grad(model, inv_scale, |index, w, g| {
             let lr = VarAcc::<M>::from_f32_rne(lr);
             let mu = VarAcc::<M>::from_f32_rne(mu);
+            let floor = VarAcc::<M>::from_f64_rne(STATE_FLOOR);
             if mu == VarAcc::<M>::zero() {
                 w.iter_mut().zip(g).for_each(|(w, &g)| *w = *w - lr * g);
             } else {
                 let mut state = slots.get::<VarAcc<M>>(index, w.len(), 1)?;
                 for ((w, v), &g) in w.iter_mut().zip(state[0].iter_mut()).zip(g) {
-                    *v = mu * *v - lr * g;
+                    *v = flush_below(mu * *v - lr * g, floor);
                     *w = if nesterov {
                         *w + mu * *v - lr * g
                     } else {
