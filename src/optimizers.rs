@@ -251,6 +251,10 @@ pub fn grads_are_finite<M: Module>(model: &M) -> bool {
     finite
 }
 
+/// Elements per rayon task in element-wise optimizer updates: large enough that a bias vector
+/// stays one task, small enough that a 1024 × 1024 kernel splits across cores.
+pub(crate) const PAR_CHUNK: usize = 1 << 15;
+
 /// Below this, optimizer state (momentum, Adam's `m` and `v`) is set to zero: 2^-100.
 pub(crate) const STATE_FLOOR: f64 = 7.888609052210118e-31;
 /// Below this, a gradient element counts as zero in the optimizer: 2^-60, so `g²` stays normal.

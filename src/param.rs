@@ -131,11 +131,25 @@ impl<P: Policy> Param<P> {
         )
     }
 
-    /// Stores a gradient computed in f32 (or f64), rounded once to the variable type.
-    pub(crate) fn set_grad_from_acc<A: Element>(&mut self, grad: Vec<A>) {
-        debug_assert_eq!(grad.len(), self.value.len());
-        let g = Tensor::from_parts(self.value.shape().to_vec(), crate::dtype::cast_vec(grad));
-        self.grad = Some(g);
+    /// Writes a new gradient with `fill`, which receives a buffer in the accumulator type `A`
+    /// to overwrite completely. When the variable type is `A` (f32 master weights), that buffer is
+    /// the previous step's gradient storage, reused without allocating or zeroing; otherwise the
+    /// gradient is formed in `A` and rounded once to the variable type.
+    pub(crate) fn write_grad<A: Element>(&mut self, fill: impl FnOnce(&mut [A])) {
+        let len = self.value.len();
+        let mut grad = match self.grad.take() {
+            Some(g) if g.len() == len => g.into_vec(),
+            _ => vec![P::Variable::default(); len],
+        };
+        match A::from_view_mut(P::Variable::view_mut(&mut grad)) {
+            Some(same) => fill(same),
+            None => {
+                let mut acc = vec![A::default(); len];
+                fill(&mut acc);
+                crate::dtype::cast_slice(&acc, &mut grad);
+            }
+        }
+        self.grad = Some(Tensor::from_parts(self.value.shape().to_vec(), grad));
     }
 
     /// Sets the gradient (for custom layers, and tests of optimizers).

@@ -295,18 +295,17 @@ impl<P: Policy> Dense<P> {
     /// `activation(x·W + b)` in the accumulator type, `rows × units`, row-major.
     fn forward_acc(&self, x: &[P::Compute], rows: usize) -> Vec<AccOf<P>> {
         let (k, n) = (self.input_dim(), self.units());
-        let mut acc = vec![AccOf::<P>::default(); rows * n];
-        let accumulate = match &self.bias {
+        let (mut acc, accumulate) = match &self.bias {
             Some(b) => {
                 // The bias is read in the compute type (as Keras reads every variable), widened
                 // once; each output row starts from it and the products add to it.
                 let mut row = vec![AccOf::<P>::default(); n];
                 cast_slice(b.compute(), &mut row);
-                acc.chunks_exact_mut(n)
-                    .for_each(|r| r.copy_from_slice(&row));
-                true
+                let mut acc = Vec::with_capacity(rows * n);
+                (0..rows).for_each(|_| acc.extend_from_slice(&row));
+                (acc, true)
             }
-            None => false,
+            None => (vec![AccOf::<P>::default(); rows * n], false),
         };
         // The kernel, packed once for the selected matrix kernel and cached until it changes.
         let w = self.kernel.packed(false);

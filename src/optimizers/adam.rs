@@ -2,13 +2,14 @@
 //! ([`Adam::with_weight_decay`], [`Adam::adamw`]).
 
 use num_traits::Float;
+use rayon::prelude::*;
 
 use crate::dtype::Element;
 use crate::error::Result;
 use crate::module::Module;
 use crate::optimizers::{
     check_positive, check_unit_interval, flush_below, for_each_grad, Optimizer, Slots, StepOutcome,
-    VarAcc, GRAD_FLOOR, STATE_FLOOR,
+    VarAcc, GRAD_FLOOR, PAR_CHUNK, STATE_FLOOR,
 };
 
 /// Adam, as Keras computes it: with `t` the 1-based step,
@@ -138,18 +139,21 @@ impl Optimizer for Adam {
             let (g_floor, s_floor) = (c(GRAD_FLOOR), c(STATE_FLOOR));
             let mut state = slots.get::<A<M>>(index, w.len(), 2)?;
             let (m, v) = state.split_at_mut(1);
-            for (((w, m), v), &g) in w
-                .iter_mut()
-                .zip(m[0].iter_mut())
-                .zip(v[0].iter_mut())
-                .zip(g)
-            {
-                *w = *w - decay * *w;
-                let g = flush_below(g, g_floor);
-                *m = flush_below(*m + (g - *m) * one_b1, s_floor);
-                *v = flush_below(*v + (g * g - *v) * one_b2, s_floor);
-                *w = *w - alpha * *m / (v.sqrt() + eps);
-            }
+            let update = |w: &mut [A<M>], m: &mut [A<M>], v: &mut [A<M>], g: &[A<M>]| {
+                for (((w, m), v), &g) in w.iter_mut().zip(m).zip(v).zip(g) {
+                    *w = *w - decay * *w;
+                    let g = flush_below(g, g_floor);
+                    *m = flush_below(*m + (g - *m) * one_b1, s_floor);
+                    *v = flush_below(*v + (g * g - *v) * one_b2, s_floor);
+                    *w = *w - alpha * *m / (v.sqrt() + eps);
+                }
+            };
+            // Element-wise, so large variables split across the rayon pool.
+            w.par_chunks_mut(PAR_CHUNK)
+                .zip(m[0].par_chunks_mut(PAR_CHUNK))
+                .zip(v[0].par_chunks_mut(PAR_CHUNK))
+                .zip(g.par_chunks(PAR_CHUNK))
+                .for_each(|(((w, m), v), g)| update(w, m, v, g));
             slots.put(index, state);
             Ok(())
         })?;

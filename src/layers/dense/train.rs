@@ -84,22 +84,19 @@ impl<P: Policy> Layer for Dense<P> {
         let dz = self.pre_activation_grad(dy, saved.y.as_ref());
         let dz_m = MatRef::row_major(&dz, rows, n);
         // dW = xᵀ·dz, summed in f32 from compute-type operands.
-        let mut dw = vec![AccOf::<P>::default(); k * n];
-        gemm(
-            MatRef::row_major(saved.x.as_slice(), rows, k).t(),
-            dz_m,
-            &mut dw,
-            false,
-        );
-        self.kernel.set_grad_from_acc(dw);
+        // Written straight into the gradient's storage when it is f32 (mixed policies, F32).
+        let x_t = MatRef::row_major(saved.x.as_slice(), rows, k).t();
+        self.kernel
+            .write_grad::<AccOf<P>>(|dw| gemm(x_t, dz_m, dw, false));
         if let Some(b) = &mut self.bias {
-            let mut db = vec![AccOf::<P>::default(); n];
-            let mut row = vec![AccOf::<P>::default(); n];
-            for r in dz.chunks_exact(n) {
-                cast_slice(r, &mut row);
-                db.iter_mut().zip(&row).for_each(|(s, v)| *s = *s + *v);
-            }
-            b.set_grad_from_acc(db);
+            b.write_grad::<AccOf<P>>(|db| {
+                db.fill(AccOf::<P>::default());
+                let mut row = vec![AccOf::<P>::default(); n];
+                for r in dz.chunks_exact(n) {
+                    cast_slice(r, &mut row);
+                    db.iter_mut().zip(&row).for_each(|(s, v)| *s = *s + *v);
+                }
+            });
         }
         if !need_input_grad {
             return Ok(None);
