@@ -2,14 +2,15 @@
 //! (one shape: `cargo bench --bench dense -- 256x1024x1024`).
 //!
 //! Rows are `dense_forward/<policy>/<batch>x<in>x<out>`; throughput is in FLOP (2·b·i·o per call).
-//! Besides the full forward pass, `cast/<policy>/...` times the conversions the pass does (input
-//! and kernel to the compute type, output back), so their share of the forward time can be read
-//! off the same run.
+//! Besides the full forward pass, `cast/<policy>/per_call/...` and `cast/<policy>/per_update/...`
+//! time the conversions around the product (see `bench_casts`), so their share of the forward
+//! time can be read off the same run.
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use mixprec::dtype::{cast_slice, Element};
+use mixprec::dtype::cast_slice;
+use mixprec::kernels::{pack_b_from, MatRef};
 use mixprec::prelude::*;
 
 const SHAPES: [(usize, usize, usize); 2] = [(256, 1024, 1024), (1024, 1024, 1024)];
@@ -38,26 +39,30 @@ fn bench_policy<P: Policy>(c: &mut Criterion) {
     group.finish();
 }
 
-/// The conversions a forward pass of `P` performs, timed alone: kernel Variable→Compute, and the
-/// f32 accumulator → Compute output (the portable gemm also widens both operands to f32).
+/// The conversions around the product, timed alone so their share of the forward time can be
+/// read off the same run: `per_call` is what every forward pays once the packed kernel is cached
+/// (the f32 accumulator rounded to the compute type); `per_update` is what the first forward
+/// after an optimizer step pays (the f32 kernel rounded and packed for the matrix kernel).
 fn bench_casts<P: Policy>(c: &mut Criterion) {
     let mut group = c.benchmark_group("cast");
     group.sample_size(10);
     for (b, i, o) in SHAPES {
-        let kernel = vec![P::Variable::from_f32_rne(0.5); i * o];
         let acc = vec![0.25f32; b * o];
-        let x = vec![P::Compute::from_f32_rne(0.5); b * i];
-        let id = BenchmarkId::new(P::NAME, format!("{b}x{i}x{o}"));
+        let id = BenchmarkId::new(format!("{}/per_call", P::NAME), format!("{b}x{i}x{o}"));
         group.bench_function(id, |bench| {
-            let mut kc = vec![P::Compute::default(); i * o];
             let mut y = vec![P::Compute::default(); b * o];
-            let mut widened = vec![0f32; b * i + i * o];
             bench.iter(|| {
-                cast_slice(&kernel, &mut kc);
-                cast_slice(&x, &mut widened[..b * i]);
-                cast_slice(&kc, &mut widened[b * i..]);
                 cast_slice(&acc, &mut y);
-                black_box((&kc, &y, &widened));
+                black_box(&y);
+            })
+        });
+        let kernel: Vec<f32> = (0..i * o).map(|k| (k % 17) as f32 / 17.0).collect();
+        let id = BenchmarkId::new(format!("{}/per_update", P::NAME), format!("{b}x{i}x{o}"));
+        group.bench_function(id, |bench| {
+            bench.iter(|| {
+                black_box(pack_b_from::<f32, P::Compute>(MatRef::row_major(
+                    &kernel, i, o,
+                )))
             })
         });
     }
