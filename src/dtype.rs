@@ -123,7 +123,7 @@ pub enum SliceMut<'a> {
 }
 
 /// An owned vector of one of the four element types (see [`SliceRef`]).
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum VecOf {
     /// `Vec<f16>`
     F16(Vec<f16>),
@@ -227,6 +227,33 @@ macro_rules! impl_views {
             }
         }
     };
+}
+
+impl VecOf {
+    /// The number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            VecOf::F16(v) => v.len(),
+            VecOf::Bf16(v) => v.len(),
+            VecOf::F32(v) => v.len(),
+            VecOf::F64(v) => v.len(),
+        }
+    }
+
+    /// True when there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        match self {
+            VecOf::F16(_) => DType::Float16,
+            VecOf::Bf16(_) => DType::BFloat16,
+            VecOf::F32(_) => DType::Float32,
+            VecOf::F64(_) => DType::Float64,
+        }
+    }
 }
 
 impl Element for f16 {

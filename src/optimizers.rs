@@ -88,6 +88,18 @@ pub trait Optimizer {
         None
     }
 
+    /// A copy of the state this optimizer carries between steps.
+    fn export_state(&self) -> OptimizerState;
+
+    /// Restores an [`export_state`](Self::export_state), so the next step is the one the
+    /// exporting optimizer would have taken.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] when the state does not fit this optimizer (a slot it does not
+    /// have, an invalid loss scale). The optimizer is then unchanged.
+    fn import_state(&mut self, state: OptimizerState) -> Result<()>;
+
     /// Restores a saved loss-scale state; a no-op for optimizers that do not scale the loss.
     ///
     /// # Errors
@@ -96,6 +108,20 @@ pub trait Optimizer {
     fn restore_loss_scale_state(&mut self, _state: LossScaleState) -> Result<()> {
         Ok(())
     }
+}
+
+/// Everything an optimizer carries from one step to the next, so training can resume exactly
+/// from a checkpoint: the applied-step count, the per-variable state vectors (momentum, Adam's
+/// `m` and `v`) and the loss-scale state.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct OptimizerState {
+    /// Applied steps.
+    pub iterations: u64,
+    /// `(variable index in visiting order, slot index, values)`; Adam's slots are `m` (0) and
+    /// `v` (1), SGD's velocity is slot 0. Variables never stepped have no entry.
+    pub slots: Vec<(usize, usize, VecOf)>,
+    /// The dynamic loss scale, for [`LossScaleOptimizer`].
+    pub loss_scale: Option<LossScaleState>,
 }
 
 /// Gate: `Self` may train a model of policy `P`. Plain optimizers train every policy whose
@@ -171,6 +197,50 @@ impl Slots {
                 }),
             })
             .collect()
+    }
+
+    /// Every slot vector, as `(variable, slot, values)`.
+    pub(crate) fn export(&self) -> Vec<(usize, usize, VecOf)> {
+        let mut out = Vec::new();
+        for (var, slots) in self.slots.iter().enumerate() {
+            for (slot, values) in slots.iter().enumerate() {
+                out.push((var, slot, values.clone()));
+            }
+        }
+        out
+    }
+
+    /// Slots from [`export`](Self::export); `count` is how many slots each variable has.
+    pub(crate) fn import(entries: Vec<(usize, usize, VecOf)>, count: usize) -> Result<Self> {
+        let mut slots: Vec<Vec<Option<VecOf>>> = Vec::new();
+        for (var, slot, values) in entries {
+            if slot >= count {
+                return Err(Error::InvalidArgument {
+                    what: "optimizer state",
+                    found: format!("slot {slot} of variable #{var}"),
+                    expected: "slots this optimizer has (Adam: m, v; SGD: velocity)",
+                });
+            }
+            if slots.len() <= var {
+                slots.resize_with(var + 1, Vec::new);
+            }
+            slots[var].resize_with(count, || None);
+            slots[var][slot] = Some(values);
+        }
+        let slots = slots
+            .into_iter()
+            .enumerate()
+            .map(|(var, s)| match s.iter().all(Option::is_some) {
+                true => Ok(s.into_iter().flatten().collect()),
+                false if s.iter().all(Option::is_none) => Ok(Vec::new()),
+                false => Err(Error::InvalidArgument {
+                    what: "optimizer state",
+                    found: format!("some but not all slots of variable #{var}"),
+                    expected: "every slot of a variable, or none",
+                }),
+            })
+            .collect::<Result<_>>()?;
+        Ok(Slots { slots })
     }
 
     /// Puts the state of variable `index` back.

@@ -32,6 +32,9 @@ pub struct FitOptions {
     /// The loss; `None` picks sparse categorical cross-entropy from logits for class labels and
     /// mean squared error for real targets.
     pub loss: Option<Loss>,
+    /// Epochs already done (Keras's `initial_epoch`, for resuming): training runs epochs
+    /// `initial_epoch + 1 ..= epochs`, with the same shuffles an uninterrupted run would use.
+    pub initial_epoch: usize,
 }
 
 impl Default for FitOptions {
@@ -43,6 +46,7 @@ impl Default for FitOptions {
             shuffle: true,
             validation_split: 0.0,
             loss: None,
+            initial_epoch: 0,
         }
     }
 }
@@ -181,14 +185,14 @@ where
         (data.clone(), None)
     };
     let batches = train.len().div_ceil(options.batch_size);
-    callback.on_train_begin(options.epochs, batches);
+    callback.on_train_begin(options.epochs - options.initial_epoch, batches);
     let start = Instant::now();
     let mut history = History {
         epochs: Vec::new(),
         seconds: 0.0,
         activation_bytes: 0,
     };
-    for epoch in 1..=options.epochs {
+    for epoch in options.initial_epoch + 1..=options.epochs {
         let shuffled = if options.shuffle {
             train.select(&permutation(
                 train.len(),
@@ -232,6 +236,13 @@ fn check_setup<M: Layer>(model: &M, data: &Dataset, options: &FitOptions) -> Res
                 expected: "at least 1",
             });
         }
+    }
+    if options.initial_epoch >= options.epochs {
+        return Err(Error::InvalidArgument {
+            what: "initial_epoch",
+            found: format!("{} with epochs {}", options.initial_epoch, options.epochs),
+            expected: "below epochs (epochs counts the total, as in Keras)",
+        });
     }
     let out = model.output_dim(data.features()).ok_or_else(|| {
         Error::shape(

@@ -298,3 +298,85 @@ fn predict_rejects_data_of_the_wrong_width() {
     let o = mixprec(&["predict", "--model", f, "--data", csv.to_str().unwrap()]);
     assert_fails_with(&o, "expected [rows, 64]");
 }
+
+#[test]
+fn resume_continues_exactly_where_training_stopped() {
+    let (full, half, resumed) = (
+        tmp("full.safetensors"),
+        tmp("half.safetensors"),
+        tmp("resumed.safetensors"),
+    );
+    let common = [
+        "--policy",
+        "mixed_float16",
+        "--hidden",
+        "24",
+        "--seed",
+        "4",
+        "--batch-size",
+        "64",
+    ];
+    let run = |extra: &[&str]| {
+        let mut args = vec!["train"];
+        args.extend_from_slice(extra);
+        let o = mixprec(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        o
+    };
+    run(&[
+        &common[..],
+        &["--epochs", "4", "--save", full.to_str().unwrap()],
+    ]
+    .concat());
+    run(&[
+        &common[..],
+        &["--epochs", "2", "--save", half.to_str().unwrap()],
+    ]
+    .concat());
+    let o = run(&[
+        "--resume",
+        half.to_str().unwrap(),
+        "--epochs",
+        "4",
+        "--save",
+        resumed.to_str().unwrap(),
+    ]);
+    assert!(stdout(&o).contains("after epoch 2"), "{}", stdout(&o));
+    let (a, b) = (
+        mixprec::io::checkpoint::read(&full).unwrap(),
+        mixprec::io::checkpoint::read(&resumed).unwrap(),
+    );
+    let names: Vec<&str> = a.tensors().iter().map(|t| t.name()).collect();
+    assert!(
+        names.iter().any(|n| n.starts_with("optimizer.")),
+        "optimizer state saved: {names:?}"
+    );
+    assert_eq!(
+        names,
+        b.tensors().iter().map(|t| t.name()).collect::<Vec<_>>()
+    );
+    for (x, y) in a.tensors().iter().zip(b.tensors()) {
+        assert_eq!(
+            x.bytes(),
+            y.bytes(),
+            "tensor {} differs after resuming",
+            x.name()
+        );
+    }
+    assert_eq!(a.meta().iterations, b.meta().iterations);
+    assert_eq!(a.meta().loss_scale, b.meta().loss_scale);
+
+    // Resuming to an epoch count already reached is an error that says so.
+    let o = mixprec(&["train", "--resume", half.to_str().unwrap(), "--epochs", "2"]);
+    assert_fails_with(&o, "has done 2 epochs");
+    let o = mixprec(&[
+        "train",
+        "--resume",
+        half.to_str().unwrap(),
+        "--epochs",
+        "3",
+        "--policy",
+        "float32",
+    ]);
+    assert_fails_with(&o, "was trained in mixed_float16");
+}

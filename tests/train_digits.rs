@@ -30,6 +30,7 @@ const OPTIONS: FitOptions = FitOptions {
     shuffle: true,
     validation_split: 0.0,
     loss: None,
+    initial_epoch: 0,
 };
 
 fn test_accuracy<M: Layer>(model: &M, test: &Dataset) -> f64 {

@@ -28,9 +28,10 @@ use std::path::Path;
 use half::{bf16, f16};
 use safetensors::{Dtype, SafeTensors, View};
 
-use crate::dtype::{cast_vec, DType, Element, SliceRef};
+use crate::dtype::{cast_vec, DType, Element, SliceRef, VecOf};
 use crate::error::{Error, Result};
 use crate::module::Module;
+use crate::optimizers::OptimizerState;
 use crate::param::Param;
 use crate::policy::Policy;
 use crate::tensor::Tensor;
@@ -100,6 +101,15 @@ fn le_bytes<T: Element>(values: &[T]) -> Vec<u8> {
         SliceRef::Bf16(s) => s.iter().flat_map(|v| v.to_le_bytes()).collect(),
         SliceRef::F32(s) => s.iter().flat_map(|v| v.to_le_bytes()).collect(),
         SliceRef::F64(s) => s.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    }
+}
+
+fn vec_of_le_bytes(values: &VecOf) -> Vec<u8> {
+    match values {
+        VecOf::F16(v) => le_bytes(v),
+        VecOf::Bf16(v) => le_bytes(v),
+        VecOf::F32(v) => le_bytes(v),
+        VecOf::F64(v) => le_bytes(v),
     }
 }
 
@@ -214,6 +224,41 @@ impl Checkpoint {
 /// [`Error::InvalidArgument`] when an extra key is one of the `mixprec.*` keys;
 /// [`Error::Io`] (naming `path`) when the file cannot be written or renamed.
 pub fn save<M: Module>(model: &M, path: &Path, meta: &CheckpointMeta) -> Result<()> {
+    save_impl(model, None, path, meta)
+}
+
+/// Like [`save`], plus the optimizer's state (its slots as tensors named
+/// `optimizer.slot<j>.<variable>`, in the accumulator type; its step count and loss scale in the
+/// metadata, overriding `meta`'s), so [`optimizer_state`] and `Optimizer::import_state` resume
+/// training exactly where it stopped.
+///
+/// # Errors
+///
+/// As [`save`].
+pub fn save_training<M: Module>(
+    model: &M,
+    optimizer: &OptimizerState,
+    path: &Path,
+    meta: &CheckpointMeta,
+) -> Result<()> {
+    save_impl(model, Some(optimizer), path, meta)
+}
+
+/// The prefix of optimizer-state tensors.
+const OPTIMIZER_PREFIX: &str = "optimizer.slot";
+
+fn save_impl<M: Module>(
+    model: &M,
+    optimizer: Option<&OptimizerState>,
+    path: &Path,
+    meta: &CheckpointMeta,
+) -> Result<()> {
+    let mut meta = meta.clone();
+    if let Some(o) = optimizer {
+        meta.iterations = o.iterations;
+        meta.loss_scale = o.loss_scale;
+    }
+    let meta = &meta;
     let policy = <M::Policy as Policy>::RUNTIME;
     if meta.policy != policy {
         return Err(Error::CheckpointPolicyMismatch {
@@ -231,6 +276,24 @@ pub fn save<M: Module>(model: &M, path: &Path, meta: &CheckpointMeta) -> Result<
             bytes: le_bytes(p.value().as_slice()),
         });
     });
+    if let Some(o) = optimizer {
+        let names = model.param_names();
+        for (var, slot, values) in &o.slots {
+            let Some(name) = names.get(*var) else {
+                continue;
+            };
+            let shape = tensors
+                .iter()
+                .find(|t| t.name == *name)
+                .map(|t| t.shape.clone());
+            tensors.push(CheckpointTensor {
+                name: format!("{OPTIMIZER_PREFIX}{slot}.{name}"),
+                dtype: values.dtype(),
+                shape: shape.unwrap_or_else(|| vec![values.len()]),
+                bytes: vec_of_le_bytes(values),
+            });
+        }
+    }
     let bytes = safetensors::serialize(tensors.iter().map(|t| (t.name.as_str(), t)), Some(map))
         .map_err(|source| Error::InvalidCheckpoint {
             path: path.display().to_string(),
@@ -320,6 +383,7 @@ pub fn load_into<M: Module>(model: &mut M, ckpt: &Checkpoint) -> Result<()> {
     let unexpected: Vec<String> = ckpt
         .tensors
         .iter()
+        .filter(|t| !t.name.starts_with(OPTIMIZER_PREFIX))
         .filter(|t| !wanted.iter().any(|(n, _)| *n == t.name))
         .map(|t| t.name.clone())
         .collect();
@@ -339,6 +403,49 @@ pub fn load_into<M: Module>(model: &mut M, ckpt: &Checkpoint) -> Result<()> {
         p.set(v).expect("shapes were checked above");
     });
     Ok(())
+}
+
+/// The optimizer state [`save_training`] stored, for `model`'s variables (matched by name).
+///
+/// # Errors
+///
+/// [`Error::InvalidArgument`] when an optimizer tensor names a variable the model does not have,
+/// or has another number of elements than that variable.
+pub fn optimizer_state<M: Module>(model: &M, ckpt: &Checkpoint) -> Result<OptimizerState> {
+    let names = model.param_names();
+    let mut lens = Vec::new();
+    model.visit_params("", &mut |_, p| lens.push(p.len()));
+    let mut slots = Vec::new();
+    for t in ckpt
+        .tensors
+        .iter()
+        .filter(|t| t.name.starts_with(OPTIMIZER_PREFIX))
+    {
+        let rest = &t.name[OPTIMIZER_PREFIX.len()..];
+        let parsed = rest.split_once('.').and_then(|(slot, var)| {
+            let var = names.iter().position(|n| n == var)?;
+            Some((slot.parse::<usize>().ok()?, var))
+        });
+        let bad = |why: &str| Error::InvalidArgument {
+            what: "optimizer state",
+            found: format!("tensor {:?} in {}: {why}", t.name, ckpt.path),
+            expected: "optimizer.slot<j>.<a variable of the model> with the variable's size",
+        };
+        let (slot, var) = parsed.ok_or_else(|| bad("no such variable"))?;
+        let values = match t.dtype {
+            DType::Float64 => VecOf::F64(t.to_vec::<f64>()),
+            _ => VecOf::F32(t.to_vec::<f32>()),
+        };
+        if values.len() != lens[var] {
+            return Err(bad("wrong size"));
+        }
+        slots.push((var, slot, values));
+    }
+    Ok(OptimizerState {
+        iterations: ckpt.meta.iterations,
+        slots,
+        loss_scale: ckpt.meta.loss_scale,
+    })
 }
 
 /// Reads `path` and summarises it: tensors, policy, architecture, loss scale.

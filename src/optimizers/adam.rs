@@ -8,8 +8,8 @@ use crate::dtype::Element;
 use crate::error::Result;
 use crate::module::Module;
 use crate::optimizers::{
-    check_positive, check_unit_interval, flush_below, for_each_grad, Optimizer, Slots, StepOutcome,
-    VarAcc, GRAD_FLOOR, PAR_CHUNK, STATE_FLOOR,
+    check_positive, check_unit_interval, flush_below, for_each_grad, Optimizer, OptimizerState,
+    Slots, StepOutcome, VarAcc, GRAD_FLOOR, PAR_CHUNK, STATE_FLOOR,
 };
 
 /// Adam, as Keras computes it: with `t` the 1-based step,
@@ -167,6 +167,20 @@ impl Optimizer for Adam {
 
     fn learning_rate(&self) -> f32 {
         self.learning_rate
+    }
+
+    fn export_state(&self) -> OptimizerState {
+        OptimizerState {
+            iterations: self.iterations,
+            slots: self.slots.export(),
+            loss_scale: None,
+        }
+    }
+
+    fn import_state(&mut self, state: OptimizerState) -> Result<()> {
+        self.slots = Slots::import(state.slots, 2)?;
+        self.iterations = state.iterations;
+        Ok(())
     }
 }
 

@@ -10,7 +10,7 @@
 
 use crate::error::{Error, Result};
 use crate::module::Module;
-use crate::optimizers::{check_positive, grads_are_finite, Optimizer, StepOutcome};
+use crate::optimizers::{check_positive, grads_are_finite, Optimizer, OptimizerState, StepOutcome};
 
 /// The dynamic loss scale's state, so float16 training resumes exactly where it stopped (stored
 /// in checkpoints as `mixprec.loss_scale`).
@@ -213,5 +213,27 @@ impl<O: Optimizer> Optimizer for LossScaleOptimizer<O> {
 
     fn restore_loss_scale_state(&mut self, state: LossScaleState) -> Result<()> {
         self.restore_state(state)
+    }
+
+    fn export_state(&self) -> OptimizerState {
+        OptimizerState {
+            loss_scale: Some(self.state()),
+            ..self.inner.export_state()
+        }
+    }
+
+    fn import_state(&mut self, state: OptimizerState) -> Result<()> {
+        let scale = state.loss_scale;
+        if let Some(s) = scale {
+            check_positive("loss scale", s.scale)?; // before anything changes
+        }
+        self.inner.import_state(OptimizerState {
+            loss_scale: None,
+            ..state
+        })?;
+        if let Some(s) = scale {
+            self.restore_state(s)?;
+        }
+        Ok(())
     }
 }

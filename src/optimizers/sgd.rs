@@ -7,8 +7,8 @@ use crate::dtype::Element;
 use crate::error::Result;
 use crate::module::Module;
 use crate::optimizers::{
-    check_positive, check_unit_interval, flush_below, for_each_grad, Optimizer, Slots, StepOutcome,
-    VarAcc, STATE_FLOOR,
+    check_positive, check_unit_interval, flush_below, for_each_grad, Optimizer, OptimizerState,
+    Slots, StepOutcome, VarAcc, STATE_FLOOR,
 };
 
 /// SGD: `v = momentum·v - lr·g; w += v` (Nesterov: `w += momentum·v - lr·g`); without
@@ -117,5 +117,19 @@ impl Optimizer for Sgd {
 
     fn learning_rate(&self) -> f32 {
         self.learning_rate
+    }
+
+    fn export_state(&self) -> OptimizerState {
+        OptimizerState {
+            iterations: self.iterations,
+            slots: self.slots.export(),
+            loss_scale: None,
+        }
+    }
+
+    fn import_state(&mut self, state: OptimizerState) -> Result<()> {
+        self.slots = Slots::import(state.slots, 1)?;
+        self.iterations = state.iterations;
+        Ok(())
     }
 }

@@ -54,7 +54,8 @@ pub struct PredictArgs {
     pub show: usize,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum OptimizerKind {
     Adam,
     Sgd,
@@ -102,9 +103,14 @@ pub struct TrainArgs {
     /// (default: the global policy, float32 unless a default-policy feature says otherwise).
     #[arg(long, env = "MIXPREC_POLICY")]
     pub policy: Option<DTypePolicy>,
-    /// Save the trained model (safetensors, written atomically).
+    /// Save the trained model with its optimizer state (safetensors, written atomically).
     #[arg(long)]
     pub save: Option<PathBuf>,
+    /// Continue a run saved with --save, exactly where it stopped: the checkpoint's policy,
+    /// architecture, optimizer state, learning rate, batch size, seed, data and split are used,
+    /// and --epochs is the total to reach (as Keras's initial_epoch/epochs).
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
     #[command(flatten)]
     pub training: TrainingArgs,
 }

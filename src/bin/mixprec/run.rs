@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use mixprec::data::Dataset;
-use mixprec::io::{checkpoint, CheckpointMeta};
+use mixprec::io::{checkpoint, Checkpoint, CheckpointMeta};
 use mixprec::models::MlpSpec;
 use mixprec::optimizers::{Adam, OptimizerFor, Sgd};
 use mixprec::policy::Policy;
@@ -33,6 +33,8 @@ pub struct Report {
 /// A training run for a policy chosen at run time.
 struct Run<'a> {
     save: Option<&'a std::path::Path>,
+    /// A checkpoint to continue from, and the epochs it had done.
+    resume: Option<(&'a Checkpoint, usize)>,
     spec: &'a MlpSpec,
     train: &'a Dataset,
     test: &'a Dataset,
@@ -55,10 +57,17 @@ impl PolicyVisitor for Run<'_> {
 impl Run<'_> {
     fn run<P: Policy, O: OptimizerFor<P>>(mut self, mut optimizer: O) -> Result<Report> {
         let mut model = self.spec.build::<P>(self.args.seed)?;
+        let mut initial_epoch = 0;
+        if let Some((ckpt, done)) = self.resume {
+            checkpoint::load_into(&mut model, ckpt)?;
+            optimizer.import_state(checkpoint::optimizer_state(&model, ckpt)?)?;
+            initial_epoch = done;
+        }
         let options = FitOptions {
             epochs: self.args.epochs as usize,
             batch_size: self.args.batch_size as usize,
             seed: self.args.seed,
+            initial_epoch,
             ..FitOptions::default()
         };
         self.progress.start(P::NAME);
@@ -74,13 +83,11 @@ impl Run<'_> {
         self.progress.finish();
         let test = evaluate(&model, self.test, 256, None)?;
         if let Some(path) = self.save {
-            let mut meta = CheckpointMeta::new(P::RUNTIME)
+            let record = TrainRecord::new(self.args, options.epochs);
+            let meta = CheckpointMeta::new(P::RUNTIME)
                 .with_architecture(self.spec.to_json())
-                .with_iterations(optimizer.iterations());
-            if let Some(state) = optimizer.loss_scale_state() {
-                meta = meta.with_loss_scale(state);
-            }
-            checkpoint::save(&model, path, &meta)?;
+                .with_extra(TrainRecord::KEY, record.to_json());
+            checkpoint::save_training(&model, &optimizer.export_state(), path, &meta)?;
         }
         let trained: usize = history
             .epochs
@@ -125,11 +132,40 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     if let Some(path) = &args.save {
         check_writable_dir(path)?;
     }
+    let resume = match &args.resume {
+        Some(path) => Some(Resume::read(path, &args.training)?),
+        None => None,
+    };
+    if let (Some(r), Some(p)) = (&resume, args.policy) {
+        if p != r.ckpt.meta().policy {
+            return Err(Error::InvalidArgument {
+                what: "--policy",
+                found: format!(
+                    "{p}, but {} was trained in {}",
+                    r.path.display(),
+                    r.ckpt.meta().policy
+                ),
+                expected: "no --policy with --resume (or the checkpoint's own)",
+            });
+        }
+    }
     // Read once: whatever is built below keeps this policy.
-    let policy = global_policy();
-    let t = &args.training;
+    let policy = resume
+        .as_ref()
+        .map_or_else(global_policy, |r| r.ckpt.meta().policy);
+    let t = resume.as_ref().map_or(&args.training, |r| &r.args);
     let (train, test, data_name) = crate::data::load_split(t)?;
-    let spec = spec_for(t, &train);
+    let spec = match &resume {
+        Some(r) => r.spec.clone(),
+        None => spec_for(t, &train),
+    };
+    if let Some(r) = &resume {
+        println!(
+            "resuming {} after epoch {} (its policy, architecture, optimizer state, learning rate, batch size, seed and data)",
+            r.path.display(),
+            r.done
+        );
+    }
     println!(
         "mixprec train: policy {policy} (compute {}, variables {}), MLP {}, {data_name}: {} train / {} test rows",
         policy.compute_dtype(),
@@ -140,6 +176,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     );
     let run = Run {
         save: args.save.as_deref(),
+        resume: resume.as_ref().map(|r| (&r.ckpt, r.done)),
         spec: &spec,
         train: &train,
         test: &test,
@@ -198,6 +235,7 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
     for policy in policies {
         let run = Run {
             save: None,
+            resume: None,
             spec: &spec,
             train: &train,
             test: &test,
@@ -262,6 +300,104 @@ fn check_writable_dir(path: &std::path::Path) -> Result<()> {
                 std::io::ErrorKind::NotFound,
                 format!("directory {} does not exist", dir.display()),
             ),
+        })
+    }
+}
+
+/// The training settings a checkpoint records (metadata key `mixprec.train`), so `--resume`
+/// continues with exactly the same run.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct TrainRecord {
+    epoch: usize,
+    seed: u64,
+    batch_size: u32,
+    optimizer: OptimizerKind,
+    lr: f32,
+    data: String,
+    label_column: String,
+    labels: Option<std::path::PathBuf>,
+    test_split: f32,
+}
+
+impl TrainRecord {
+    const KEY: &'static str = "mixprec.train";
+
+    fn new(args: &TrainingArgs, epoch: usize) -> Self {
+        TrainRecord {
+            epoch,
+            seed: args.seed,
+            batch_size: args.batch_size,
+            optimizer: args.optimizer,
+            lr: args.lr,
+            data: args.data.clone(),
+            label_column: args.label_column.clone(),
+            labels: args.labels.clone(),
+            test_split: args.test_split,
+        }
+    }
+
+    fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a TrainRecord always serializes")
+    }
+}
+
+/// A checkpoint to resume from, with the settings it was trained with.
+struct Resume {
+    path: std::path::PathBuf,
+    ckpt: Checkpoint,
+    spec: MlpSpec,
+    args: TrainingArgs,
+    done: usize,
+}
+
+impl Resume {
+    fn read(path: &std::path::Path, flags: &TrainingArgs) -> Result<Self> {
+        let ckpt = checkpoint::read(path)?;
+        let spec = MlpSpec::from_json(&ckpt.meta().architecture)?;
+        let raw =
+            ckpt.meta()
+                .extra
+                .get(TrainRecord::KEY)
+                .ok_or_else(|| Error::InvalidArgument {
+                    what: "--resume",
+                    found: format!("{} has no {} metadata", path.display(), TrainRecord::KEY),
+                    expected: "a checkpoint written by `mixprec train --save`",
+                })?;
+        let rec: TrainRecord = serde_json::from_str(raw).map_err(|e| Error::InvalidArgument {
+            what: "--resume",
+            found: format!("{} in {}: {e}", TrainRecord::KEY, path.display()),
+            expected: "a checkpoint written by `mixprec train --save`",
+        })?;
+        if flags.epochs as usize <= rec.epoch {
+            return Err(Error::InvalidArgument {
+                what: "--epochs",
+                found: format!(
+                    "{} but {} has done {} epochs",
+                    flags.epochs,
+                    path.display(),
+                    rec.epoch
+                ),
+                expected: "the total number of epochs to reach, more than the checkpoint has done",
+            });
+        }
+        let args = TrainingArgs {
+            epochs: flags.epochs,
+            batch_size: rec.batch_size,
+            lr: rec.lr,
+            optimizer: rec.optimizer,
+            hidden: crate::cli::Widths(spec.hidden.clone()),
+            seed: rec.seed,
+            data: rec.data,
+            label_column: rec.label_column,
+            labels: rec.labels,
+            test_split: rec.test_split,
+        };
+        Ok(Resume {
+            path: path.to_path_buf(),
+            ckpt,
+            spec,
+            args,
+            done: rec.epoch,
         })
     }
 }
