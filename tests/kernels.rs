@@ -6,6 +6,9 @@
 //! runs the dispatching functions on the portable path; the `*_with` functions still reach each
 //! path explicitly.
 
+mod common;
+
+use common::{gamma, kernel_paths};
 use half::{bf16, f16};
 use mixprec::kernels::cast::{self, portable};
 use mixprec::kernels::gemm::{gemm_with, pack_b_from_f32_with, pack_b_with};
@@ -16,28 +19,6 @@ use mixprec::Element;
 const U32: f64 = 1.0 / 16_777_216.0; // 2^-24
 const U64: f64 = 1.0 / 9_007_199_254_740_992.0; // 2^-53
 const TINY: f64 = 1.1754943508222875e-38; // 2^-126: AMX reads subnormal inputs as zero
-
-fn gamma(k: usize, u: f64) -> f64 {
-    let ku = k as f64 * u;
-    ku / (1.0 - ku)
-}
-
-/// The paths to compare, with the reason a path is skipped on this CPU.
-fn paths() -> Vec<KernelChoice> {
-    let isa = cpu_isa();
-    let mut v = vec![KernelChoice::Portable];
-    if isa.avx512 {
-        v.push(KernelChoice::Avx512);
-    } else {
-        eprintln!("skip avx512 paths: CPU lacks AVX-512 F/BW/VL/DQ");
-    }
-    if isa.amx_bf16 {
-        v.push(KernelChoice::Amx);
-    } else {
-        eprintln!("skip amx path: CPU lacks AMX-BF16 or the OS refused the tile state");
-    }
-    v
-}
 
 /// Deterministic values in [-2, 2) with a few exact zeros, rounded to `T`.
 fn values<T: Element>(len: usize, seed: u64) -> Vec<T> {
@@ -108,7 +89,7 @@ fn gemm_matches_reference_on_shapes<T: Element<Acc = f32>>() {
         (5, 1000, 7),
         (130, 257, 70),
     ];
-    for path in paths() {
+    for path in kernel_paths() {
         for &(m, k, n) in &shapes {
             let a = values::<T>(m * k, (m * 7 + k) as u64);
             let b = values::<T>(k * n, (n * 13 + k) as u64);
@@ -151,7 +132,7 @@ fn gemm_bf16_large_shape_uses_threads_and_matches_portable_within_bound() {
     let a = values::<bf16>(m * k, 1);
     let b = values::<bf16>(k * n, 2);
     let (av, bv) = (MatRef::row_major(&a, m, k), MatRef::row_major(&b, k, n));
-    for path in paths() {
+    for path in kernel_paths() {
         let got = run(path, av, bv, &vec![0.0; m * n], false);
         check_bound(av, bv, &vec![0.0; m * n], &got).unwrap_or_else(|e| panic!("{path:?}: {e}"));
     }
@@ -164,7 +145,7 @@ fn gemm_backward_views_match_reference() {
     let x = values::<bf16>(rows * inp, 3);
     let w = values::<bf16>(inp * units, 4);
     let dy = values::<bf16>(rows * units, 5);
-    for path in paths() {
+    for path in kernel_paths() {
         let (dyv, wt) = (
             MatRef::row_major(&dy, rows, units),
             MatRef::row_major(&w, inp, units).t(),
@@ -179,7 +160,7 @@ fn gemm_backward_views_match_reference() {
 
 fn nan_and_inf_propagate<T: Element<Acc = f32>>() {
     let (m, k, n) = (17, 40, 18);
-    for path in paths() {
+    for path in kernel_paths() {
         let mut a = values::<T>(m * k, 6);
         // B strictly positive, so an infinite A entry gives an infinite row of C.
         let b: Vec<T> = values::<T>(k * n, 7)
@@ -229,7 +210,7 @@ fn gemm_packed_equals_gemm_and_pack_from_f32_rounds_once() {
     let w32 = values::<f32>(k * n, 8);
     let wb: Vec<bf16> = w32.iter().map(|&x| bf16::from_f32(x)).collect();
     let x = values::<bf16>(m * k, 9);
-    for path in paths() {
+    for path in kernel_paths() {
         let direct = run(
             path,
             MatRef::row_major(&x, m, k),
@@ -330,7 +311,7 @@ fn bound_catches_bf16_accumulation_and_a_dropped_k_block() {
     );
     assert!(check_bound(av, bv, &zero, &dropped).is_err());
     // ... while the real product passes on every path.
-    for path in paths() {
+    for path in kernel_paths() {
         check_bound(av, bv, &zero, &run(path, av, bv, &zero, false)).unwrap();
     }
 }

@@ -6,32 +6,17 @@
 //! Case counts are small (the whole file runs in seconds on 2 cores); shapes are drawn to hit
 //! the tile edges: 1, 15, 16, 17, 31, 32, 33, 127, k not a multiple of 32, and k above 1000.
 
+mod common;
+
+use common::{gamma, kernel_paths};
 use half::{bf16, f16};
 use mixprec::kernels::gemm::{gemm_packed, gemm_with, pack_b_from_f32_with, pack_b_with};
-use mixprec::kernels::isa::cpu_isa;
-use mixprec::kernels::{KernelChoice, MatRef};
+use mixprec::kernels::MatRef;
 use mixprec::Element;
 use proptest::prelude::*;
 
 const U32: f64 = 1.0 / 16_777_216.0;
 const U64: f64 = 1.0 / 9_007_199_254_740_992.0;
-
-fn gamma(k: usize, u: f64) -> f64 {
-    let ku = k as f64 * u;
-    ku / (1.0 - ku)
-}
-
-fn paths() -> Vec<KernelChoice> {
-    let isa = cpu_isa();
-    let mut v = vec![KernelChoice::Portable];
-    if isa.avx512 {
-        v.push(KernelChoice::Avx512);
-    }
-    if isa.amx_bf16 {
-        v.push(KernelChoice::Amx);
-    }
-    v
-}
 
 /// Per-element bound and the f64 reference.
 fn reference<T: Element>(a: MatRef<'_, T>, b: MatRef<'_, T>, c0: &[f32]) -> Vec<(f64, f64)> {
@@ -117,7 +102,7 @@ fn check<T: Element<Acc = f32>>(cs: &Case) -> Result<(), TestCaseError> {
     };
     let want = reference(av, bv, &base);
     let mut portable = None;
-    for path in paths() {
+    for path in kernel_paths() {
         let mut c = cs.c0.clone();
         gemm_with(path, av, bv, &mut c, cs.accumulate);
         for (idx, (&got, &(r, bound))) in c.iter().zip(&want).enumerate() {
@@ -205,7 +190,7 @@ proptest! {
             .collect();
         let wb: Vec<bf16> = w.iter().map(|&x| bf16::from_f32(x)).collect();
         let x: Vec<bf16> = (0..3 * k).map(|i| bf16::from_f32(i as f32 * 0.25 - 1.0)).collect();
-        for path in paths() {
+        for path in kernel_paths() {
             let (mut c1, mut c2) = (vec![0f32; 3 * n], vec![0f32; 3 * n]);
             let p1 = pack_b_from_f32_with::<bf16>(path, view(&w, k, n, t));
             let p2 = pack_b_with(path, view(&wb, k, n, t));

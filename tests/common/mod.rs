@@ -453,3 +453,28 @@ macro_rules! for_each_policy {
         }
     };
 }
+
+/// γ_k = k·u / (1 - k·u): the worst-case relative error of a k-term sum accumulated with unit
+/// roundoff `u` (Higham, Accuracy and Stability of Numerical Algorithms, §3.1).
+pub fn gamma(k: usize, u: f64) -> f64 {
+    let ku = k as f64 * u;
+    ku / (1.0 - ku)
+}
+
+/// The kernel paths this CPU can run, portable first; prints why a path is skipped.
+pub fn kernel_paths() -> Vec<mixprec::kernels::KernelChoice> {
+    use mixprec::kernels::{isa::cpu_isa, KernelChoice};
+    let isa = cpu_isa();
+    let mut v = vec![KernelChoice::Portable];
+    if isa.avx512 {
+        v.push(KernelChoice::Avx512);
+    } else {
+        eprintln!("skip avx512 paths: CPU lacks AVX-512 F/BW/VL/DQ");
+    }
+    if isa.amx_bf16 {
+        v.push(KernelChoice::Amx);
+    } else {
+        eprintln!("skip amx path: CPU lacks AMX-BF16 or the OS refused the tile state");
+    }
+    v
+}
