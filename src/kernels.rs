@@ -94,7 +94,7 @@ pub fn kernel_name(dtype: crate::DType) -> &'static str {
         crate::DType::BFloat16 if isa.amx_bf16 => "AMX-BF16 tiles (tdpbf16ps), f32 accumulation",
         crate::DType::BFloat16 => "widened to f32 once per call, matrixmultiply sgemm",
         crate::DType::Float16 if isa.avx512 => {
-            "AVX-512 FMA panels, f16 widened in the kernel (vcvtph2ps), f32 accumulation"
+            "AVX-512 FMA panels (weights rounded to f16, kept widened), f32 accumulation"
         }
         crate::DType::Float16 => "widened to f32 once per call, matrixmultiply sgemm",
         crate::DType::Float32 if isa.avx512 => {

@@ -29,12 +29,9 @@ pub struct PackedB<T> {
 enum Repr {
     /// AMX tiles (bf16 only).
     Vnni(pack::PackedVnni),
-    /// AVX-512 FMA panels in f32 (f32 only).
+    /// AVX-512 FMA panels in f32 (f32, and f16 values widened exactly).
     #[cfg(target_arch = "x86_64")]
     Panels32(fma::Panels<f32>),
-    /// AVX-512 FMA panels kept in f16, widened in the kernel (f16 only).
-    #[cfg(target_arch = "x86_64")]
-    Panels16(fma::Panels<half::f16>),
     /// Row-major `k × n`, already rounded to `T` and widened (exact) to f32.
     F32(Vec<f32>),
     /// Row-major `k × n` (f64 only).
@@ -58,7 +55,7 @@ impl<T: Element> PackedB<T> {
         match self.repr {
             Repr::Vnni(_) => KernelChoice::Amx,
             #[cfg(target_arch = "x86_64")]
-            Repr::Panels32(_) | Repr::Panels16(_) => KernelChoice::Avx512,
+            Repr::Panels32(_) => KernelChoice::Avx512,
             _ => KernelChoice::Portable,
         }
     }
@@ -150,13 +147,27 @@ pub(super) fn pack_b_isa<T: Element>(isa: Isa, b: MatRef<'_, T>) -> PackedB<T> {
     let repr = match T::view(b.data) {
         SliceRef::Bf16(d) if isa.amx_bf16 => Repr::Vnni(pack::pack_b_vnni(with_data(b, d))),
         #[cfg(target_arch = "x86_64")]
-        SliceRef::F16(d) if isa.avx512 => Repr::Panels16(panels::pack_b_panels(with_data(b, d))),
+        SliceRef::F16(d) if isa.avx512 => Repr::Panels32(panels::pack_b_panels(with_data(b, d))),
         #[cfg(target_arch = "x86_64")]
         SliceRef::F32(d) if isa.avx512 => Repr::Panels32(panels::pack_b_panels(with_data(b, d))),
         SliceRef::F64(d) => Repr::F64(with_data(b, d).to_row_major()),
         _ => Repr::F32(b.to_row_major()),
     };
     PackedB::new(b.rows, b.cols, repr)
+}
+
+/// f16 panels widened to f32 panels of the same layout (exact). The FMA kernel runs faster on f32
+/// panels at every measured shape (see `docs/PERFORMANCE.md`: 299/304/258 against 293/303/163
+/// GFLOP/s), so the f16 policies keep their cached weight as f16 values stored in f32, trading
+/// twice the cache memory for MixedF16 running at F32's speed.
+#[cfg(target_arch = "x86_64")]
+fn widen(p: fma::Panels<half::f16>) -> fma::Panels<f32> {
+    let mut data = vec![0f32; p.data.len()];
+    crate::dtype::cast_slice(&p.data, &mut data);
+    fma::Panels {
+        data,
+        strips: p.strips,
+    }
 }
 
 fn pack_b_from_f32_isa<T: Element>(isa: Isa, b: MatRef<'_, f32>) -> PackedB<T> {
@@ -167,7 +178,9 @@ fn pack_b_from_f32_isa<T: Element>(isa: Isa, b: MatRef<'_, f32>) -> PackedB<T> {
     let repr = match T::DTYPE {
         DType::BFloat16 if isa.amx_bf16 => Repr::Vnni(pack::pack_b_vnni(b)),
         #[cfg(target_arch = "x86_64")]
-        DType::Float16 if isa.avx512 => Repr::Panels16(panels::pack_b_panels(b)),
+        DType::Float16 if isa.avx512 => {
+            Repr::Panels32(widen(panels::pack_b_panels::<f32, half::f16>(b)))
+        }
         #[cfg(target_arch = "x86_64")]
         DType::Float32 if isa.avx512 => Repr::Panels32(panels::pack_b_panels(b)),
         DType::Float64 => Repr::F64(b.to_row_major()),
@@ -217,12 +230,6 @@ pub fn gemm_packed<T: Element>(
             unsafe { fma::gemm_f32_avx512(&pa, m, k, pb, n, c, accumulate) }
         }
         #[cfg(target_arch = "x86_64")]
-        (Repr::Panels16(pb), _, SliceMut::F32(c)) => {
-            let pa = panels::pack_a_strips(a);
-            assert!(cpu_isa().avx512, "FMA panels without AVX-512");
-            // SAFETY: AVX-512F was detected; shapes are checked inside.
-            unsafe { fma::gemm_f32_avx512(&pa, m, k, pb, n, c, accumulate) }
-        }
         (Repr::Vnni(pb), SliceRef::Bf16(ad), SliceMut::F32(c)) => {
             let pa = pack::pack_a(with_data(a, ad));
             assert!(
