@@ -249,15 +249,16 @@ impl Slots {
     }
 }
 
-/// Runs `update(index, weights, grads)` for every variable of `model`, both in the accumulator
-/// type of the variables, the gradient multiplied by `inv_scale`. When the variable type is its
-/// own accumulator type (f32, f64) and there is nothing to unscale, both are the variable's own
+/// Runs `update(index, weights, grads, scale)` for every variable of `model`, weights and
+/// gradients in the accumulator type of the variables; the update must use `grads[i] · scale`
+/// (`scale` is `inv_scale`, folded into the update's one pass instead of a pass of its own). When
+/// the variable type is its own accumulator type (f32, f64), both slices are the variable's own
 /// memory (no copy); otherwise each is converted once into a scratch buffer reused across
 /// variables, and the weights are rounded back after the update. Errors if a gradient is missing.
 pub(crate) fn for_each_grad<M: Module>(
     model: &mut M,
     inv_scale: f32,
-    mut update: impl FnMut(usize, &mut [VarAcc<M>], &[VarAcc<M>]) -> Result<()>,
+    mut update: impl FnMut(usize, &mut [VarAcc<M>], &[VarAcc<M>], VarAcc<M>) -> Result<()>,
 ) -> Result<()> {
     type V<M> = <<M as Module>::Policy as Policy>::Variable;
     let (mut index, mut result) = (0, Ok(()));
@@ -276,28 +277,20 @@ pub(crate) fn for_each_grad<M: Module>(
             });
             return;
         };
-        let borrowed = if inv_scale == 1.0 {
-            VarAcc::<M>::from_view(V::<M>::view(grad))
-        } else {
-            None
-        };
-        let g: &[VarAcc<M>] = match borrowed {
+        let g: &[VarAcc<M>] = match VarAcc::<M>::from_view(V::<M>::view(grad)) {
             Some(same) => same,
             None => {
                 g_buf.resize(grad.len(), VarAcc::<M>::zero());
                 cast_slice(grad, &mut g_buf);
-                if inv_scale != 1.0 {
-                    g_buf.iter_mut().for_each(|x| *x = *x * s);
-                }
                 &g_buf
             }
         };
         result = match VarAcc::<M>::from_view_mut(V::<M>::view_mut(value)) {
-            Some(w) => update(index, w, g),
+            Some(w) => update(index, w, g, s),
             None => {
                 w_buf.resize(value.len(), VarAcc::<M>::zero());
                 cast_slice(value, &mut w_buf);
-                let r = update(index, &mut w_buf, g);
+                let r = update(index, &mut w_buf, g, s);
                 cast_slice(&w_buf, value);
                 r
             }
@@ -312,10 +305,14 @@ pub(crate) type VarAcc<M> = <<<M as Module>::Policy as Policy>::Variable as Elem
 
 /// True when every gradient of `model` is finite (a missing gradient counts as finite).
 pub fn grads_are_finite<M: Module>(model: &M) -> bool {
+    use rayon::prelude::*;
     let mut finite = true;
     model.visit_params("", &mut |_, p| {
-        if let Some(g) = p.grad() {
-            finite &= g.as_slice().iter().all(|x| x.is_finite());
+        if let (true, Some(g)) = (finite, p.grad()) {
+            finite = g
+                .as_slice()
+                .par_chunks(PAR_CHUNK)
+                .all(|c| c.iter().all(|x| x.is_finite()));
         }
     });
     finite

@@ -131,7 +131,7 @@ impl Optimizer for Adam {
         let decay = f64::from(self.learning_rate) * f64::from(self.weight_decay);
         let eps = self.epsilon;
         let slots = &mut self.slots;
-        for_each_grad(model, inv_scale, |index, w, g| {
+        for_each_grad(model, inv_scale, |index, w, g, s| {
             type A<M> = VarAcc<M>;
             let c = |x: f64| A::<M>::from_f64_rne(x);
             let (alpha, decay, eps) = (c(alpha), c(decay), A::<M>::from_f32_rne(eps));
@@ -142,7 +142,7 @@ impl Optimizer for Adam {
             let update = |w: &mut [A<M>], m: &mut [A<M>], v: &mut [A<M>], g: &[A<M>]| {
                 for (((w, m), v), &g) in w.iter_mut().zip(m).zip(v).zip(g) {
                     *w = *w - decay * *w;
-                    let g = flush_below(g, g_floor);
+                    let g = flush_below(g * s, g_floor);
                     *m = flush_below(*m + (g - *m) * one_b1, s_floor);
                     *v = flush_below(*v + (g * g - *v) * one_b2, s_floor);
                     *w = *w - alpha * *m / (v.sqrt() + eps);

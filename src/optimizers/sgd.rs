@@ -87,15 +87,18 @@ impl Optimizer for Sgd {
     fn step_unscaled<M: Module>(&mut self, model: &mut M, inv_scale: f32) -> Result<StepOutcome> {
         let (lr, mu, nesterov) = (self.learning_rate, self.momentum, self.nesterov);
         let slots = &mut self.slots;
-        for_each_grad(model, inv_scale, |index, w, g| {
+        for_each_grad(model, inv_scale, |index, w, g, s| {
             let lr = VarAcc::<M>::from_f32_rne(lr);
             let mu = VarAcc::<M>::from_f32_rne(mu);
             let floor = VarAcc::<M>::from_f64_rne(STATE_FLOOR);
             if mu == VarAcc::<M>::zero() {
-                w.iter_mut().zip(g).for_each(|(w, &g)| *w = *w - lr * g);
+                w.iter_mut()
+                    .zip(g)
+                    .for_each(|(w, &g)| *w = *w - lr * (g * s));
             } else {
                 let mut state = slots.get::<VarAcc<M>>(index, w.len(), 1)?;
                 for ((w, v), &g) in w.iter_mut().zip(state[0].iter_mut()).zip(g) {
+                    let g = g * s;
                     *v = flush_below(mu * *v - lr * g, floor);
                     *w = if nesterov {
                         *w + mu * *v - lr * g
