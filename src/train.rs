@@ -12,7 +12,6 @@ use crate::error::{Error, Result};
 use crate::layers::Layer;
 use crate::losses::{Loss, Targets};
 use crate::optimizers::{grads_are_finite, OptimizerFor, StepOutcome};
-use crate::policy::Policy;
 use crate::tensor::Tensor;
 
 /// Settings of [`fit`]. Build with struct update syntax: `FitOptions { epochs: 20, ..Default::default() }`.
@@ -447,9 +446,4 @@ pub fn predict<M: Layer>(model: &M, x: &Tensor<f32>, batch_size: usize) -> Resul
         out.extend(y.into_cast::<f32>().into_vec());
     }
     Tensor::from_vec(vec![rows, width], out)
-}
-
-/// The compute-time policy name of a model, for reports.
-pub fn policy_name<M: Layer>(_: &M) -> &'static str {
-    <M::Policy as Policy>::NAME
 }
