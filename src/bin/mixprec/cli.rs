@@ -37,15 +37,8 @@ pub struct PredictArgs {
     /// The checkpoint written by `train --save`.
     #[arg(long)]
     pub model: PathBuf,
-    /// `digits`, a CSV file or IDX images (with --labels), as for `train`.
-    #[arg(long, default_value = "digits")]
-    pub data: String,
-    /// The label column of a CSV file: `last`, `first` or a 0-based index.
-    #[arg(long, default_value = "last")]
-    pub label_column: String,
-    /// The labels file for IDX images.
-    #[arg(long)]
-    pub labels: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: DataArgs,
     /// Run in another policy than the stored one (the variables are cast explicitly).
     #[arg(long)]
     pub policy: Option<DTypePolicy>,
@@ -82,6 +75,17 @@ pub struct TrainingArgs {
     /// Seed of the initial weights, the train/test split and the shuffles.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Fraction of the data held out as the test set.
+    #[arg(long, default_value_t = 0.2, value_parser = unit_fraction)]
+    pub test_split: f32,
+}
+
+/// Where the data comes from; shared by `train`, `compare` and `predict`, and recorded in
+/// checkpoints so `--resume` reads the same data.
+#[derive(Debug, Clone, Args, serde::Serialize, serde::Deserialize)]
+pub struct DataArgs {
     /// `digits` (embedded, the default), a CSV file (label in the last column unless
     /// --label-column), or an MNIST-style IDX images file with --labels.
     #[arg(long, default_value = "digits")]
@@ -92,9 +96,6 @@ pub struct TrainingArgs {
     /// The labels file for IDX images.
     #[arg(long)]
     pub labels: Option<PathBuf>,
-    /// Fraction of the data held out as the test set.
-    #[arg(long, default_value_t = 0.2, value_parser = unit_fraction)]
-    pub test_split: f32,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -6,17 +6,22 @@ use mixprec::data::Dataset;
 use mixprec::io::{read_csv, CsvOptions, LabelColumn};
 use mixprec::{Error, Result};
 
-use crate::cli::TrainingArgs;
+use crate::cli::{DataArgs, TrainingArgs};
 
 /// The data set `args.data` names, split into (train, test) with `args.seed`.
 pub fn load_split(args: &TrainingArgs) -> Result<(Dataset, Dataset, String)> {
-    let (data, name) = load(&args.data, &args.label_column, args.labels.as_deref())?;
+    let (data, name) = load(&args.data)?;
     let (train, test) = data.shuffle_split(args.test_split, args.seed)?;
     Ok((train, test, name))
 }
 
-/// The data set `data` names (`digits`, a CSV file, or IDX images with `labels`).
-pub fn load(data: &str, label_column: &str, labels: Option<&Path>) -> Result<(Dataset, String)> {
+/// The data set `args` names (`digits`, a CSV file, or IDX images with `--labels`).
+pub fn load(args: &DataArgs) -> Result<(Dataset, String)> {
+    let (data, label_column, labels) = (
+        args.data.as_str(),
+        args.label_column.as_str(),
+        args.labels.as_deref(),
+    );
     if data == "digits" {
         return Ok((
             mixprec::io::digits()?,

@@ -32,7 +32,7 @@ impl PolicyVisitor for Predict<'_> {
 pub fn predict(args: &PredictArgs) -> Result<()> {
     let ckpt = checkpoint::read(&args.model)?;
     let spec = MlpSpec::from_json(&ckpt.meta().architecture)?;
-    let (data, name) = crate::data::load(&args.data, &args.label_column, args.labels.as_deref())?;
+    let (data, name) = crate::data::load(&args.data)?;
     if data.features() != spec.inputs {
         return Err(Error::ShapeMismatch {
             what: "data features",

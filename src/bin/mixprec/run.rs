@@ -313,9 +313,8 @@ struct TrainRecord {
     batch_size: u32,
     optimizer: OptimizerKind,
     lr: f32,
-    data: String,
-    label_column: String,
-    labels: Option<std::path::PathBuf>,
+    #[serde(flatten)]
+    data: crate::cli::DataArgs,
     test_split: f32,
 }
 
@@ -330,8 +329,6 @@ impl TrainRecord {
             optimizer: args.optimizer,
             lr: args.lr,
             data: args.data.clone(),
-            label_column: args.label_column.clone(),
-            labels: args.labels.clone(),
             test_split: args.test_split,
         }
     }
@@ -388,8 +385,6 @@ impl Resume {
             hidden: crate::cli::Widths(spec.hidden.clone()),
             seed: rec.seed,
             data: rec.data,
-            label_column: rec.label_column,
-            labels: rec.labels,
             test_split: rec.test_split,
         };
         Ok(Resume {
