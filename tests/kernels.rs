@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{gamma, kernel_paths};
+use common::{gamma, gemm_reference, kernel_paths};
 use half::{bf16, f16};
 use mixprec::kernels::cast::{self, portable};
 use mixprec::kernels::gemm::{gemm_with, pack_b_from_f32_with, pack_b_with};
@@ -42,23 +42,16 @@ fn check_bound<T: Element>(
     got: &[f32],
 ) -> Result<(), String> {
     let (m, k, n) = (a.rows(), a.cols(), b.cols());
-    for i in 0..m {
-        for j in 0..n {
-            let (mut exact, mut mag) = (c0[i * n + j] as f64, c0[i * n + j].abs() as f64);
-            for p in 0..k {
-                let prod = a.at(i, p).as_f64() * b.at(p, j).as_f64();
-                exact += prod;
-                mag += prod.abs();
-            }
-            let bound = (gamma(k + 1, U32) + gamma(k + 1, U64)) * mag + TINY * (k + 1) as f64 * 8.0;
-            let err = (got[i * n + j] as f64 - exact).abs();
-            if err.is_nan() || err > bound {
-                return Err(format!(
-                    "C[{i}][{j}] = {} but reference {exact} (err {err:e} > bound {bound:e}, \
-                     m={m} k={k} n={n})",
-                    got[i * n + j]
-                ));
-            }
+    for (idx, (exact, mag)) in gemm_reference(a, b, c0).into_iter().enumerate() {
+        let (i, j) = (idx / n, idx % n);
+        let bound = (gamma(k + 1, U32) + gamma(k + 1, U64)) * mag + TINY * (k + 1) as f64 * 8.0;
+        let err = (got[idx] as f64 - exact).abs();
+        if err.is_nan() || err > bound {
+            return Err(format!(
+                "C[{i}][{j}] = {} but reference {exact} (err {err:e} > bound {bound:e}, \
+                 m={m} k={k} n={n})",
+                got[idx]
+            ));
         }
     }
     Ok(())

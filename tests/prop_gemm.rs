@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{gamma, kernel_paths};
+use common::{gamma, gemm_reference, kernel_paths};
 use half::{bf16, f16};
 use mixprec::kernels::gemm::{gemm_packed, gemm_with, pack_b_from_f32_with, pack_b_with};
 use mixprec::kernels::MatRef;
@@ -18,22 +18,14 @@ use proptest::prelude::*;
 const U32: f64 = 1.0 / 16_777_216.0;
 const U64: f64 = 1.0 / 9_007_199_254_740_992.0;
 
-/// Per-element bound and the f64 reference.
+/// Per-element f64 reference and bound.
 fn reference<T: Element>(a: MatRef<'_, T>, b: MatRef<'_, T>, c0: &[f32]) -> Vec<(f64, f64)> {
-    let (m, k, n) = (a.rows(), a.cols(), b.cols());
-    let mut out = Vec::with_capacity(m * n);
-    for i in 0..m {
-        for j in 0..n {
-            let (mut s, mut mag) = (c0[i * n + j] as f64, c0[i * n + j].abs() as f64);
-            for p in 0..k {
-                let x = a.at(i, p).as_f64() * b.at(p, j).as_f64();
-                s += x;
-                mag += x.abs();
-            }
-            out.push((s, (gamma(k + 1, U32) + gamma(k + 1, U64)) * mag + 1e-37));
-        }
-    }
-    out
+    let k = a.cols();
+    let gamma_k = gamma(k + 1, U32) + gamma(k + 1, U64);
+    gemm_reference(a, b, c0)
+        .into_iter()
+        .map(|(exact, mag)| (exact, gamma_k * mag + 1e-37))
+        .collect()
 }
 
 /// A shape dimension biased to the tile edges.

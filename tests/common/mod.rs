@@ -478,3 +478,26 @@ pub fn kernel_paths() -> Vec<mixprec::kernels::KernelChoice> {
     }
     v
 }
+
+/// `C0 + A·B` in f64 per element, with the magnitude `|c0| + Σ|a||b|` that scales its
+/// accumulation bound (row-major `m × n`).
+pub fn gemm_reference<T: Element>(
+    a: mixprec::kernels::MatRef<'_, T>,
+    b: mixprec::kernels::MatRef<'_, T>,
+    c0: &[f32],
+) -> Vec<(f64, f64)> {
+    let (m, k, n) = (a.rows(), a.cols(), b.cols());
+    let mut out = Vec::with_capacity(m * n);
+    for i in 0..m {
+        for j in 0..n {
+            let (mut exact, mut mag) = (c0[i * n + j] as f64, c0[i * n + j].abs() as f64);
+            for p in 0..k {
+                let prod = a.at(i, p).as_f64() * b.at(p, j).as_f64();
+                exact += prod;
+                mag += prod.abs();
+            }
+            out.push((exact, mag));
+        }
+    }
+    out
+}
