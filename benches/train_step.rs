@@ -1,4 +1,4 @@
-//! One training step (forward, backward, Adam) of an MLP 784-1024-1024-10 at batch 256, per
+//! One training step ([`train_on_batch`]: forward, backward, Adam) of an MLP 784-1024-1024-10 at batch 256, per
 //! policy. Run: `cargo bench --bench train_step`.
 //!
 //! Rows are `train_step/<policy>/784-1024-1024-10x256`; throughput is in samples. The f16 policies
@@ -8,7 +8,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use mixprec::losses::{Loss, Targets};
-use mixprec::optimizers::{Adam, Optimizer};
+use mixprec::optimizers::Adam;
 use mixprec::prelude::*;
 
 const BATCH: usize = 256;
@@ -37,12 +37,14 @@ fn bench_policy<P: Policy>(c: &mut Criterion) {
         BenchmarkId::new(P::NAME, format!("784-1024-1024-10x{BATCH}")),
         |b| {
             b.iter(|| {
-                let logits = model.train_forward(x.clone()).expect("shapes fit");
-                let out = loss
-                    .loss_and_grad(&logits, Targets::Classes(&labels), opt.loss_scale())
-                    .expect("labels fit");
-                model.backward(out.grad, false).expect("saved forward");
-                let _ = black_box(opt.step(&mut model).expect("gradients present"));
+                let step = train_on_batch(
+                    &mut model,
+                    &mut opt,
+                    x.clone(),
+                    Targets::Classes(&labels),
+                    loss,
+                );
+                black_box(step.expect("shapes fit"))
             })
         },
     );

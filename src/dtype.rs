@@ -444,9 +444,55 @@ pub fn cast_vec<T: Element, U: Element>(v: Vec<T>) -> Vec<U> {
     }
 }
 
+/// True when no element of `s` is NaN or ±inf.
+///
+/// Compares each element's magnitude bits against the all-ones exponent without an early exit,
+/// so the loop vectorizes (a short-circuiting `iter().all(is_finite)` does not); the optimizers
+/// scan every gradient with it before an update.
+///
+/// ```
+/// use mixprec::dtype::all_finite;
+/// assert!(all_finite(&[1.0f32, -0.0, f32::MAX]));
+/// assert!(!all_finite(&[1.0f32, f32::NAN]));
+/// assert!(!all_finite(&[half::bf16::NEG_INFINITY]));
+/// ```
+pub fn all_finite<T: Element>(s: &[T]) -> bool {
+    // The largest magnitude's bits (sign cleared) below those of infinity.
+    match T::view(s) {
+        SliceRef::F16(s) => s.iter().fold(0, |m, x| m.max(x.to_bits() & 0x7fff)) < 0x7c00,
+        SliceRef::Bf16(s) => s.iter().fold(0, |m, x| m.max(x.to_bits() & 0x7fff)) < 0x7f80,
+        SliceRef::F32(s) => s.iter().fold(0, |m, x| m.max(x.to_bits() & 0x7fff_ffff)) < 0x7f80_0000,
+        SliceRef::F64(s) => {
+            s.iter().fold(0, |m, x| m.max(x.to_bits() & !(1 << 63))) < 0x7ff0_0000_0000_0000
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn all_finite_agrees_with_is_finite_for_every_16_bit_pattern() {
+        for bits in 0..=u16::MAX {
+            let (h, b) = (f16::from_bits(bits), bf16::from_bits(bits));
+            assert_eq!(all_finite(&[f16::ONE, h]), h.is_finite(), "f16 {bits:#06x}");
+            assert_eq!(
+                all_finite(&[b, bf16::ONE]),
+                b.is_finite(),
+                "bf16 {bits:#06x}"
+            );
+        }
+        let specials = [f32::MAX, f32::MIN, f32::MIN_POSITIVE, -0.0, 1e-45];
+        assert!(all_finite(&specials) && all_finite::<f32>(&[]));
+        for bad in [f32::INFINITY, f32::NEG_INFINITY, f32::NAN, -f32::NAN] {
+            let mut v = vec![1.0f32; 100];
+            v[63] = bad;
+            assert!(!all_finite(&v), "{bad}");
+            assert!(!all_finite(&[f64::from(bad)]), "{bad} as f64");
+        }
+        assert!(all_finite(&[f64::MAX, -f64::MAX]));
+    }
 
     #[test]
     fn unit_roundoff_matches_dtype_table() {

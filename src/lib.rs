@@ -179,7 +179,7 @@ pub mod prelude {
         Bf16, ComputeOf, DefaultPolicy, MixedBf16, MixedF16, Policy, VariableOf, F16, F32, F64,
     };
     pub use crate::tensor::Tensor;
-    pub use crate::train::{evaluate, fit, fit_with_callback, predict, FitOptions};
+    pub use crate::train::{evaluate, fit, fit_with_callback, predict, train_on_batch, FitOptions};
     pub use crate::Module;
     pub use half::{bf16, f16};
 }

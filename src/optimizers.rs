@@ -13,7 +13,7 @@ pub use adam::Adam;
 pub use loss_scale::{LossScaleOptimizer, LossScaleState};
 pub use sgd::Sgd;
 
-use num_traits::{Float, Zero};
+use num_traits::Zero;
 use typenum::B0;
 
 use crate::dtype::{cast_slice, Element, VecOf};
@@ -44,7 +44,10 @@ impl StepOutcome {
 }
 
 /// An optimizer: updates a model's variables from the gradients its last backward pass stored.
-pub trait Optimizer {
+///
+/// `Send`, because [`train_on_batch`](crate::train::train_on_batch) runs the step on a thread of
+/// rayon's pool.
+pub trait Optimizer: Send {
     /// One update from the gradients in `model`'s variables.
     ///
     /// # Errors
@@ -312,7 +315,7 @@ pub fn grads_are_finite<M: Module>(model: &M) -> bool {
             finite = g
                 .as_slice()
                 .par_chunks(PAR_CHUNK)
-                .all(|c| c.iter().all(|x| x.is_finite()));
+                .all(crate::dtype::all_finite);
         }
     });
     finite
