@@ -23,6 +23,7 @@
 //! A level the CPU lacks degrades to the best level below it that it has, so every value runs
 //! everywhere. An unknown value is treated as `auto` and one warning is printed on stderr.
 
+mod aligned;
 pub mod cast;
 pub mod gemm;
 pub mod isa;

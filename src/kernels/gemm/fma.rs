@@ -21,6 +21,8 @@ use std::arch::x86_64::*;
 use half::f16;
 use rayon::prelude::*;
 
+use crate::kernels::aligned::AlignedVec;
+
 /// Columns per B panel (two zmm).
 pub(super) const NR: usize = 32;
 /// Rows per A strip.
@@ -36,13 +38,13 @@ const PAR_MIN_FLOP: usize = 1 << 21;
 
 /// B packed into panels of [`NR`] columns (`k × NR` each, row-major, zero-padded).
 #[derive(Debug, Clone)]
-pub(super) struct Panels<E> {
-    pub data: Vec<E>,
+pub(super) struct Panels<E: Copy + Default> {
+    pub data: AlignedVec<E>,
     pub strips: usize,
 }
 
 /// An element B panels can hold: f32, or f16 widened one L1 block at a time.
-pub(super) trait PanelElem: Copy + Send + Sync + 'static {
+pub(super) trait PanelElem: Copy + Default + Send + Sync + 'static {
     /// The block `src` as f32: `src` itself, or its conversion written to `buf`.
     fn as_f32_block<'a>(src: &'a [Self], buf: &'a mut [f32]) -> &'a [f32];
 }

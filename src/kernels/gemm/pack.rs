@@ -21,6 +21,7 @@ use half::bf16;
 use rayon::prelude::*;
 
 use super::MatRef;
+use crate::kernels::aligned::AlignedVec;
 use crate::kernels::cast::f32_to_bf16_bits;
 use crate::kernels::isa::isa;
 
@@ -109,7 +110,7 @@ pub(super) fn strips_for(len: usize) -> usize {
 /// A in the tile layout: `strips × kc` chunks of [`A_CHUNK`] bf16 bits.
 #[derive(Debug, Clone)]
 pub(super) struct PackedA {
-    pub data: Vec<u16>,
+    pub data: AlignedVec<u16>,
     pub strips: usize,
     pub kc: usize,
 }
@@ -117,7 +118,7 @@ pub(super) struct PackedA {
 /// B in the VNNI tile layout: `strips × kc` chunks of [`B_CHUNK`] words.
 #[derive(Debug, Clone)]
 pub(super) struct PackedVnni {
-    pub data: Vec<u32>,
+    pub data: AlignedVec<u32>,
     pub strips: usize,
     pub kc: usize,
 }
@@ -139,7 +140,7 @@ fn for_each_strip<E: Send>(data: &mut [E], strip_len: usize, f: impl Fn(usize, &
 pub(super) fn pack_a<S: ToBf16Bits>(a: MatRef<'_, S>) -> PackedA {
     let (m, k) = (a.rows, a.cols);
     let (strips, kc) = (strips_for(m), k.div_ceil(KCHUNK));
-    let mut data = vec![0u16; strips * kc * A_CHUNK];
+    let mut data = AlignedVec::zeroed(strips * kc * A_CHUNK);
     for_each_strip(&mut data, kc * A_CHUNK, |s, strip| {
         let rows = m.saturating_sub(s * STRIP).min(STRIP);
         if rows == 0 {
@@ -189,7 +190,7 @@ fn vnni_slot(p: usize, j: usize) -> (usize, u32) {
 pub(super) fn pack_b_vnni<S: ToBf16Bits>(b: MatRef<'_, S>) -> PackedVnni {
     let (k, n) = (b.rows, b.cols);
     let (strips, kc) = (strips_for(n), k.div_ceil(KCHUNK));
-    let mut data = vec![0u32; strips * kc * B_CHUNK];
+    let mut data = AlignedVec::zeroed(strips * kc * B_CHUNK);
     let strip_len = kc * B_CHUNK;
     let simd = cfg!(target_arch = "x86_64") && isa().avx512;
     let (rows, cols) = (simd && b.col_stride == 1, simd && b.row_stride == 1);

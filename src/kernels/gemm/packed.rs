@@ -162,7 +162,7 @@ pub(super) fn pack_b_isa<T: Element>(isa: Isa, b: MatRef<'_, T>) -> PackedB<T> {
 /// twice the cache memory for MixedF16 running at F32's speed.
 #[cfg(target_arch = "x86_64")]
 fn widen(p: fma::Panels<half::f16>) -> fma::Panels<f32> {
-    let mut data = vec![0f32; p.data.len()];
+    let mut data = crate::kernels::aligned::AlignedVec::zeroed(p.data.len());
     crate::dtype::cast_slice(&p.data, &mut data);
     fma::Panels {
         data,

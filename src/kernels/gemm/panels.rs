@@ -9,6 +9,7 @@ use rayon::prelude::*;
 use super::fma::{Panels, MR, NR};
 use super::MatRef;
 use crate::dtype::{cast_slice, Element};
+use crate::kernels::aligned::AlignedVec;
 
 /// Below this many elements, pack on the calling thread.
 const PAR_MIN: usize = 1 << 16;
@@ -29,9 +30,9 @@ fn for_each_chunk<E: Send>(data: &mut [E], len: usize, f: impl Fn(usize, &mut [E
 }
 
 /// A (`m × k`, any strides) as f32 strips of `k × MR`.
-pub(super) fn pack_a_strips<T: Element>(a: MatRef<'_, T>) -> Vec<f32> {
+pub(super) fn pack_a_strips<T: Element>(a: MatRef<'_, T>) -> AlignedVec<f32> {
     let (m, k) = (a.rows, a.cols);
-    let mut data = vec![0f32; m.div_ceil(MR) * k * MR];
+    let mut data = AlignedVec::zeroed(m.div_ceil(MR) * k * MR);
     for_each_chunk(&mut data, k * MR, |s, strip| {
         let rows = (m - s * MR).min(MR);
         if a.col_stride == 1 {
@@ -62,7 +63,7 @@ pub(super) fn pack_a_strips<T: Element>(a: MatRef<'_, T>) -> Vec<f32> {
 pub(super) fn pack_b_panels<T: Element, E: Element>(b: MatRef<'_, T>) -> Panels<E> {
     let (k, n) = (b.rows, b.cols);
     let strips = n.div_ceil(NR);
-    let mut data = vec![E::default(); strips * k * NR];
+    let mut data = AlignedVec::zeroed(strips * k * NR);
     let group = strips.div_ceil(2 * rayon::current_num_threads()).max(GROUP);
     for_each_chunk(&mut data, group * k * NR, |g, chunk| {
         let s0 = g * group;
