@@ -16,8 +16,11 @@ pub use sgd::Sgd;
 use num_traits::Zero;
 use typenum::B0;
 
+use rayon::prelude::*;
+
 use crate::dtype::{cast_slice, Element, VecOf};
 use crate::error::{Error, Result};
+use crate::kernels::gemm::RepackBlock;
 use crate::module::Module;
 use crate::policy::{Bf16, MixedBf16, Policy, F32, F64};
 
@@ -252,56 +255,135 @@ impl Slots {
     }
 }
 
-/// Runs `update(index, weights, grads, scale)` for every variable of `model`, weights and
-/// gradients in the accumulator type of the variables; the update must use `grads[i] · scale`
-/// (`scale` is `inv_scale`, folded into the update's one pass instead of a pass of its own). When
-/// the variable type is its own accumulator type (f32, f64), both slices are the variable's own
-/// memory (no copy); otherwise each is converted once into a scratch buffer reused across
-/// variables, and the weights are rounded back after the update. Errors if a gradient is missing.
+/// One variable's element-wise update, as [`for_each_grad`] hands it to an optimizer: the
+/// weights and gradients in the accumulator type, the factor `scale` (the loss scale's inverse)
+/// that every gradient must be multiplied by, and the variable's index (for its optimizer state).
+///
+/// [`par_apply`](Self::par_apply) runs the update over chunks in parallel and repacks the
+/// variable's cached packed copies chunk by chunk as it goes (see
+/// [`Param::update_repacking`](crate::param::Param)); an update that does not use it is still
+/// correct, the copies are then packed afresh on next use.
+pub(crate) struct VarUpdate<'a, A: Element, C: Element> {
+    /// Index of the variable in visiting order.
+    pub index: usize,
+    /// The weights.
+    pub w: &'a mut [A],
+    /// The gradients, still to be multiplied by `scale`.
+    pub g: &'a [A],
+    /// `1 / loss scale` (1 without loss scaling).
+    pub scale: A,
+    chunk: usize,
+    blocks: Vec<Option<RepackBlock<'a, C>>>,
+}
+
+impl<A: Element, C: Element> VarUpdate<'_, A, C> {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.w.len()
+    }
+
+    /// Runs `f(w, g, state)` on matching chunks of the weights, the gradients and each slice of
+    /// `state` (each as long as the weights), chunks in parallel, and repacks each chunk of
+    /// weights into the packed copies right after `f` returns.
+    ///
+    /// # Panics
+    ///
+    /// If a state slice is not as long as the weights.
+    pub fn par_apply(
+        self,
+        state: &mut [Vec<A>],
+        f: impl Fn(&mut [A], &[A], &mut [&mut [A]]) + Sync,
+    ) {
+        let (chunk, n) = (self.chunk, self.w.len());
+        let mut per_chunk: Vec<Vec<&mut [A]>> =
+            (0..n.div_ceil(chunk)).map(|_| Vec::new()).collect();
+        for s in state.iter_mut() {
+            assert_eq!(s.len(), n, "optimizer state length");
+            for (dst, c) in per_chunk.iter_mut().zip(s.chunks_mut(chunk)) {
+                dst.push(c);
+            }
+        }
+        self.w
+            .par_chunks_mut(chunk)
+            .zip(self.g.par_chunks(chunk))
+            .zip(per_chunk)
+            .zip(self.blocks)
+            .for_each(|(((w, g), mut st), block)| {
+                f(w, g, &mut st);
+                if let (Some(block), Some(w)) = (block, f32::from_view(A::view(w))) {
+                    block.pack(w);
+                }
+            });
+    }
+}
+
+/// Runs `update` for every variable of `model` with a [`VarUpdate`]: weights and gradients in
+/// the accumulator type of the variables. When the variable type is its own accumulator type
+/// (f32, f64), both slices are the variable's own memory (no copy); otherwise each is converted
+/// once into a scratch buffer reused across variables, and the weights are rounded back after the
+/// update. Errors if a gradient is missing.
 pub(crate) fn for_each_grad<M: Module>(
     model: &mut M,
     inv_scale: f32,
-    mut update: impl FnMut(usize, &mut [VarAcc<M>], &[VarAcc<M>], VarAcc<M>) -> Result<()>,
+    mut update: impl FnMut(VarUpdate<'_, VarAcc<M>, ComputeOf<M>>) -> Result<()>,
 ) -> Result<()> {
     type V<M> = <<M as Module>::Policy as Policy>::Variable;
     let (mut index, mut result) = (0, Ok(()));
     let (mut g_buf, mut w_buf) = (Vec::new(), Vec::new());
-    let s = VarAcc::<M>::from_f32_rne(inv_scale);
+    let scale = VarAcc::<M>::from_f32_rne(inv_scale);
     model.visit_params_mut(&mut |p| {
         if result.is_err() {
             return;
         }
-        let (value, grad) = p.value_and_grad_mut();
-        let Some(grad) = grad else {
-            result = Err(Error::InvalidArgument {
-                what: "gradient",
-                found: format!("none for variable #{index}"),
-                expected: "a backward pass before the optimizer step",
-            });
-            return;
-        };
-        let g: &[VarAcc<M>] = match VarAcc::<M>::from_view(V::<M>::view(grad)) {
-            Some(same) => same,
-            None => {
-                g_buf.resize(grad.len(), VarAcc::<M>::zero());
-                cast_slice(grad, &mut g_buf);
-                &g_buf
+        result = p.update_repacking(PAR_CHUNK, |u| {
+            let Some(grad) = u.grad else {
+                return Err(Error::InvalidArgument {
+                    what: "gradient",
+                    found: format!("none for variable #{index}"),
+                    expected: "a backward pass before the optimizer step",
+                });
+            };
+            let g: &[VarAcc<M>] = match VarAcc::<M>::from_view(V::<M>::view(grad)) {
+                Some(same) => same,
+                None => {
+                    g_buf.resize(grad.len(), VarAcc::<M>::zero());
+                    cast_slice(grad, &mut g_buf);
+                    &g_buf
+                }
+            };
+            let (chunk, blocks) = (u.chunk, u.blocks);
+            match VarAcc::<M>::from_view_mut(V::<M>::view_mut(u.value)) {
+                Some(w) => update(VarUpdate {
+                    index,
+                    w,
+                    g,
+                    scale,
+                    chunk,
+                    blocks,
+                }),
+                None => {
+                    w_buf.resize(u.value.len(), VarAcc::<M>::zero());
+                    cast_slice(u.value, &mut w_buf);
+                    let r = update(VarUpdate {
+                        index,
+                        w: &mut w_buf,
+                        g,
+                        scale,
+                        chunk,
+                        blocks: blocks.into_iter().map(|_| None).collect(),
+                    });
+                    cast_slice(&w_buf, u.value);
+                    r
+                }
             }
-        };
-        result = match VarAcc::<M>::from_view_mut(V::<M>::view_mut(value)) {
-            Some(w) => update(index, w, g, s),
-            None => {
-                w_buf.resize(value.len(), VarAcc::<M>::zero());
-                cast_slice(value, &mut w_buf);
-                let r = update(index, &mut w_buf, g, s);
-                cast_slice(&w_buf, value);
-                r
-            }
-        };
+        });
         index += 1;
     });
     result
 }
+
+/// The compute type of a model's policy.
+pub(crate) type ComputeOf<M> = <<M as Module>::Policy as Policy>::Compute;
 
 /// The accumulator type of a model's variables.
 pub(crate) type VarAcc<M> = <<<M as Module>::Policy as Policy>::Variable as Element>::Acc;

@@ -43,7 +43,8 @@ mod panels;
 
 pub use matref::MatRef;
 pub use packed::{
-    gemm_packed, pack_b, pack_b_from, pack_b_from_f32, pack_b_from_f32_with, pack_b_with, PackedB,
+    gemm_packed, pack_b, pack_b_from, pack_b_from_f32, pack_b_from_f32_with, pack_b_with,
+    repack_blocks, PackedB, RepackBlock, REPACK_ROWS,
 };
 
 use super::isa::{cpu_isa, isa, Isa};

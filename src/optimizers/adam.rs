@@ -2,14 +2,13 @@
 //! ([`Adam::with_weight_decay`], [`Adam::adamw`]).
 
 use num_traits::Float;
-use rayon::prelude::*;
 
 use crate::dtype::Element;
 use crate::error::Result;
 use crate::module::Module;
 use crate::optimizers::{
     check_positive, check_unit_interval, flush_below, for_each_grad, Optimizer, OptimizerState,
-    Slots, StepOutcome, VarAcc, GRAD_FLOOR, PAR_CHUNK, STATE_FLOOR,
+    Slots, StepOutcome, VarAcc, GRAD_FLOOR, STATE_FLOOR,
 };
 
 /// Adam, as Keras computes it: with `t` the 1-based step,
@@ -131,14 +130,14 @@ impl Optimizer for Adam {
         let decay = f64::from(self.learning_rate) * f64::from(self.weight_decay);
         let eps = self.epsilon;
         let slots = &mut self.slots;
-        for_each_grad(model, inv_scale, |index, w, g, s| {
+        for_each_grad(model, inv_scale, |var| {
             type A<M> = VarAcc<M>;
+            let (index, s) = (var.index, var.scale);
             let c = |x: f64| A::<M>::from_f64_rne(x);
             let (alpha, decay, eps) = (c(alpha), c(decay), A::<M>::from_f32_rne(eps));
             let (one_b1, one_b2) = (c(1.0 - b1), c(1.0 - b2));
             let (g_floor, s_floor) = (c(GRAD_FLOOR), c(STATE_FLOOR));
-            let mut state = slots.get::<A<M>>(index, w.len(), 2)?;
-            let (m, v) = state.split_at_mut(1);
+            let mut state = slots.get::<A<M>>(index, var.len(), 2)?;
             let update = |w: &mut [A<M>], m: &mut [A<M>], v: &mut [A<M>], g: &[A<M>]| {
                 for (((w, m), v), &g) in w.iter_mut().zip(m).zip(v).zip(g) {
                     *w = *w - decay * *w;
@@ -149,11 +148,10 @@ impl Optimizer for Adam {
                 }
             };
             // Element-wise, so large variables split across the rayon pool.
-            w.par_chunks_mut(PAR_CHUNK)
-                .zip(m[0].par_chunks_mut(PAR_CHUNK))
-                .zip(v[0].par_chunks_mut(PAR_CHUNK))
-                .zip(g.par_chunks(PAR_CHUNK))
-                .for_each(|(((w, m), v), g)| update(w, m, v, g));
+            var.par_apply(&mut state, |w, g, st| match st {
+                [m, v] => update(w, m, v, g),
+                _ => unreachable!("Adam keeps two slots"),
+            });
             slots.put(index, state);
             Ok(())
         })?;

@@ -87,25 +87,30 @@ impl Optimizer for Sgd {
     fn step_unscaled<M: Module>(&mut self, model: &mut M, inv_scale: f32) -> Result<StepOutcome> {
         let (lr, mu, nesterov) = (self.learning_rate, self.momentum, self.nesterov);
         let slots = &mut self.slots;
-        for_each_grad(model, inv_scale, |index, w, g, s| {
+        for_each_grad(model, inv_scale, |var| {
             let lr = VarAcc::<M>::from_f32_rne(lr);
             let mu = VarAcc::<M>::from_f32_rne(mu);
             let floor = VarAcc::<M>::from_f64_rne(STATE_FLOOR);
+            let (index, s) = (var.index, var.scale);
             if mu == VarAcc::<M>::zero() {
-                w.iter_mut()
-                    .zip(g)
-                    .for_each(|(w, &g)| *w = *w - lr * (g * s));
+                var.par_apply(&mut [], |w, g, _| {
+                    w.iter_mut()
+                        .zip(g)
+                        .for_each(|(w, &g)| *w = *w - lr * (g * s))
+                });
             } else {
-                let mut state = slots.get::<VarAcc<M>>(index, w.len(), 1)?;
-                for ((w, v), &g) in w.iter_mut().zip(state[0].iter_mut()).zip(g) {
-                    let g = g * s;
-                    *v = flush_below(mu * *v - lr * g, floor);
-                    *w = if nesterov {
-                        *w + mu * *v - lr * g
-                    } else {
-                        *w + *v
-                    };
-                }
+                let mut state = slots.get::<VarAcc<M>>(index, var.len(), 1)?;
+                var.par_apply(&mut state, |w, g, st| {
+                    for ((w, v), &g) in w.iter_mut().zip(st[0].iter_mut()).zip(g) {
+                        let g = g * s;
+                        *v = flush_below(mu * *v - lr * g, floor);
+                        *w = if nesterov {
+                            *w + mu * *v - lr * g
+                        } else {
+                            *w + *v
+                        };
+                    }
+                });
                 slots.put(index, state);
             }
             Ok(())

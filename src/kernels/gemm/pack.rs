@@ -192,27 +192,36 @@ pub(super) fn pack_b_vnni<S: ToBf16Bits>(b: MatRef<'_, S>) -> PackedVnni {
     let (strips, kc) = (strips_for(n), k.div_ceil(KCHUNK));
     let mut data = AlignedVec::zeroed(strips * kc * B_CHUNK);
     let strip_len = kc * B_CHUNK;
-    let simd = cfg!(target_arch = "x86_64") && isa().avx512;
-    let (rows, cols) = (simd && b.col_stride == 1, simd && b.row_stride == 1);
     // About two tasks per thread, of at least GROUP strips each, so a row-major B is read in long
     // runs (a task reads 16·group contiguous elements of each row).
     let group = strips.div_ceil(2 * rayon::current_num_threads()).max(GROUP);
     for_each_strip(&mut data, group * strip_len, |g, chunk| {
-        #[cfg(target_arch = "x86_64")]
-        if rows {
-            // SAFETY: AVX-512 F/BW/VL were detected (`isa`).
-            return unsafe { S::pack_rows_avx512(b, g * group, kc, chunk) };
-        } else if cols {
-            // SAFETY: AVX-512 F/BW/VL were detected (`isa`).
-            return unsafe { S::pack_cols_avx512(b, g * group, kc, chunk) };
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = (rows, cols, g);
-        for (ls, strip) in chunk.chunks_mut(strip_len).enumerate() {
-            pack_b_strip(b, g * group + ls, strip);
-        }
+        fill_vnni(b, g * group, kc, chunk)
     });
     PackedVnni { data, strips, kc }
+}
+
+/// Fills `group` with strips `s0..` of B's VNNI layout (`group.len() / (kc·B_CHUNK)` strips of
+/// `kc` chunks). Writes every word of a chunk that holds part of B; padding strips (beyond B's
+/// last column) and padding chunks (beyond its last row) are left as they are (zero in a fresh
+/// buffer, and never written by a repack).
+pub(super) fn fill_vnni<S: ToBf16Bits>(b: MatRef<'_, S>, s0: usize, kc: usize, group: &mut [u32]) {
+    let simd = cfg!(target_arch = "x86_64") && isa().avx512;
+    #[cfg(target_arch = "x86_64")]
+    if simd && b.col_stride == 1 {
+        // SAFETY: AVX-512 F/BW/VL were detected (`isa`).
+        return unsafe { S::pack_rows_avx512(b, s0, kc, group) };
+    } else if simd && b.row_stride == 1 {
+        // SAFETY: AVX-512 F/BW/VL were detected (`isa`).
+        return unsafe { S::pack_cols_avx512(b, s0, kc, group) };
+    }
+    let _ = simd;
+    for (ls, strip) in group.chunks_mut(kc * B_CHUNK).enumerate() {
+        if b.col_stride != 1 {
+            strip.fill(0); // the strided paths below OR the halves in
+        }
+        pack_b_strip(b, s0 + ls, strip);
+    }
 }
 
 /// Packs strip `s` of B (portable).

@@ -66,41 +66,52 @@ pub(super) fn pack_b_panels<T: Element, E: Element>(b: MatRef<'_, T>) -> Panels<
     let mut data = AlignedVec::zeroed(strips * k * NR);
     let group = strips.div_ceil(2 * rayon::current_num_threads()).max(GROUP);
     for_each_chunk(&mut data, group * k * NR, |g, chunk| {
-        let s0 = g * group;
-        let c0 = s0 * NR;
-        let width = n.saturating_sub(c0).min(group * NR);
-        if width == 0 {
-            return;
-        }
-        if b.col_stride == 1 {
-            // One conversion per row for the whole group, then a copy into each panel.
-            let mut row = vec![E::default(); width];
-            for p in 0..k {
-                cast_slice(&b.data[p * b.row_stride + c0..][..width], &mut row);
-                for (ls, seg) in row.chunks(NR).enumerate() {
-                    chunk[(ls * k + p) * NR..][..seg.len()].copy_from_slice(seg);
-                }
-            }
-        } else if b.row_stride == 1 {
-            // Transposed view: column j is a contiguous run of k.
-            let mut col = vec![E::default(); k];
-            for j in 0..width {
-                cast_slice(&b.data[(c0 + j) * b.col_stride..][..k], &mut col);
-                let (ls, jj) = (j / NR, j % NR);
-                for (p, &x) in col.iter().enumerate() {
-                    chunk[(ls * k + p) * NR + jj] = x;
-                }
-            }
-        } else {
-            for p in 0..k {
-                for j in 0..width {
-                    let x = E::from_f32_rne(b.at(p, c0 + j).as_f32());
-                    chunk[((j / NR) * k + p) * NR + j % NR] = x;
-                }
-            }
-        }
+        fill_panels(b, g * group, chunk)
     });
     Panels { data, strips }
+}
+
+/// Fills `chunk` with panels `s0..` of B (`chunk.len() / (k·NR)` of them), each element rounded
+/// to `E`. Writes every element that lies inside B; the zero padding beyond B's last column is
+/// left as it is (zero in a fresh buffer, and never written by a repack).
+pub(super) fn fill_panels<T: Element, E: Element>(b: MatRef<'_, T>, s0: usize, chunk: &mut [E]) {
+    let (k, n) = (b.rows, b.cols);
+    if k == 0 {
+        return;
+    }
+    let group = chunk.len() / (k * NR);
+    let c0 = s0 * NR;
+    let width = n.saturating_sub(c0).min(group * NR);
+    if width == 0 {
+        return;
+    }
+    if b.col_stride == 1 {
+        // One conversion per row for the whole group, then a copy into each panel.
+        let mut row = vec![E::default(); width];
+        for p in 0..k {
+            cast_slice(&b.data[p * b.row_stride + c0..][..width], &mut row);
+            for (ls, seg) in row.chunks(NR).enumerate() {
+                chunk[(ls * k + p) * NR..][..seg.len()].copy_from_slice(seg);
+            }
+        }
+    } else if b.row_stride == 1 {
+        // Transposed view: column j is a contiguous run of k.
+        let mut col = vec![E::default(); k];
+        for j in 0..width {
+            cast_slice(&b.data[(c0 + j) * b.col_stride..][..k], &mut col);
+            let (ls, jj) = (j / NR, j % NR);
+            for (p, &x) in col.iter().enumerate() {
+                chunk[(ls * k + p) * NR + jj] = x;
+            }
+        }
+    } else {
+        for p in 0..k {
+            for j in 0..width {
+                let x = E::from_f32_rne(b.at(p, c0 + j).as_f32());
+                chunk[((j / NR) * k + p) * NR + j % NR] = x;
+            }
+        }
+    }
 }
 
 #[cfg(test)]

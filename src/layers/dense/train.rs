@@ -222,6 +222,8 @@ mod tests {
         let y = d.train_forward(x.clone()).unwrap();
         d.backward(y, true).unwrap(); // builds the transposed cache
         let _ = Sgd::new(0.5).step(&mut d).unwrap();
+        // Adam repacks the cached copies block by block inside its update pass.
+        let _ = crate::optimizers::Adam::new(0.1).step(&mut d).unwrap();
         // A clone starts with empty caches, so it packs the current weights afresh.
         let fresh = d.clone();
         let after = d.forward(&x);
