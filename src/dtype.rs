@@ -444,11 +444,37 @@ pub fn cast_vec<T: Element, U: Element>(v: Vec<T>) -> Vec<U> {
     }
 }
 
-/// True when no element of `s` is NaN or ±inf.
+/// The largest magnitude in `s` as f64 (exact): NaN when an element is NaN, infinity when one
+/// is infinite (and none is NaN), 0 for an empty slice.
 ///
-/// Compares each element's magnitude bits against the all-ones exponent without an early exit,
-/// so the loop vectorizes (a short-circuiting `iter().all(is_finite)` does not); the optimizers
-/// scan every gradient with it before an update.
+/// Takes the maximum of the elements' magnitude bits (sign cleared), which orders IEEE values
+/// like their magnitudes and puts NaN above infinity, without an early exit, so the loop
+/// vectorizes.
+///
+/// ```
+/// use mixprec::dtype::max_abs;
+/// assert_eq!(max_abs(&[1.0f32, -3.5, 2.0]), 3.5);
+/// assert!(max_abs(&[half::bf16::INFINITY, half::bf16::NAN]).is_nan());
+/// assert_eq!(max_abs::<f32>(&[]), 0.0);
+/// ```
+pub fn max_abs<T: Element>(s: &[T]) -> f64 {
+    match T::view(s) {
+        SliceRef::F16(s) => {
+            f16::from_bits(s.iter().fold(0, |m, x| m.max(x.to_bits() & 0x7fff))).to_f64()
+        }
+        SliceRef::Bf16(s) => {
+            bf16::from_bits(s.iter().fold(0, |m, x| m.max(x.to_bits() & 0x7fff))).to_f64()
+        }
+        SliceRef::F32(s) => f64::from(f32::from_bits(
+            s.iter().fold(0, |m, x| m.max(x.to_bits() & 0x7fff_ffff)),
+        )),
+        SliceRef::F64(s) => {
+            f64::from_bits(s.iter().fold(0, |m, x| m.max(x.to_bits() & !(1 << 63))))
+        }
+    }
+}
+
+/// True when no element of `s` is NaN or ±inf ([`max_abs`] is finite).
 ///
 /// ```
 /// use mixprec::dtype::all_finite;
@@ -457,15 +483,7 @@ pub fn cast_vec<T: Element, U: Element>(v: Vec<T>) -> Vec<U> {
 /// assert!(!all_finite(&[half::bf16::NEG_INFINITY]));
 /// ```
 pub fn all_finite<T: Element>(s: &[T]) -> bool {
-    // The largest magnitude's bits (sign cleared) below those of infinity.
-    match T::view(s) {
-        SliceRef::F16(s) => s.iter().fold(0, |m, x| m.max(x.to_bits() & 0x7fff)) < 0x7c00,
-        SliceRef::Bf16(s) => s.iter().fold(0, |m, x| m.max(x.to_bits() & 0x7fff)) < 0x7f80,
-        SliceRef::F32(s) => s.iter().fold(0, |m, x| m.max(x.to_bits() & 0x7fff_ffff)) < 0x7f80_0000,
-        SliceRef::F64(s) => {
-            s.iter().fold(0, |m, x| m.max(x.to_bits() & !(1 << 63))) < 0x7ff0_0000_0000_0000
-        }
-    }
+    max_abs(s).is_finite()
 }
 
 #[cfg(test)]

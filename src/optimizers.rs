@@ -389,10 +389,15 @@ pub(crate) type ComputeOf<M> = <<M as Module>::Policy as Policy>::Compute;
 pub(crate) type VarAcc<M> = <<<M as Module>::Policy as Policy>::Variable as Element>::Acc;
 
 /// True when every gradient of `model` is finite (a missing gradient counts as finite).
+/// Gradients whose layer proved them finite ([`Param::grad_known_finite`]) are not scanned.
+///
+/// [`Param::grad_known_finite`]: crate::param::Param::grad_known_finite
 pub fn grads_are_finite<M: Module>(model: &M) -> bool {
-    use rayon::prelude::*;
     let mut finite = true;
     model.visit_params("", &mut |_, p| {
+        if p.grad_known_finite() {
+            return;
+        }
         if let (true, Some(g)) = (finite, p.grad()) {
             finite = g
                 .as_slice()

@@ -23,6 +23,8 @@ use crate::tensor::Tensor;
 pub struct Param<P: Policy> {
     value: Tensor<P::Variable>,
     grad: Option<Tensor<P::Variable>>,
+    /// The producer of `grad` proved every element finite ([`Param::write_grad`]).
+    grad_finite: bool,
     compute: OnceLock<Vec<P::Compute>>,
     /// The value as a packed matrix operand `B` for the selected kernel, as is (`[0]`) and
     /// transposed (`[1]`); only 2-D variables (kernels) use it.
@@ -35,6 +37,7 @@ impl<P: Policy> Param<P> {
         Param {
             value,
             grad: None,
+            grad_finite: false,
             compute: OnceLock::new(),
             packed: Default::default(),
         }
@@ -123,6 +126,12 @@ impl<P: Policy> Param<P> {
         self.grad.as_ref()
     }
 
+    /// True when the layer that wrote the gradient proved it finite from bounds on its inputs,
+    /// so it need not be scanned for NaN and infinity. False when unknown (not "not finite").
+    pub fn grad_known_finite(&self) -> bool {
+        self.grad.is_some() && self.grad_finite
+    }
+
     /// The value and the gradient together, the value mutable (for optimizers); clears the caches.
     pub fn value_and_grad_mut(&mut self) -> (&mut [P::Variable], Option<&[P::Variable]>) {
         self.invalidate();
@@ -189,7 +198,16 @@ impl<P: Policy> Param<P> {
     /// to overwrite completely. When the variable type is `A` (f32 master weights), that buffer is
     /// the previous step's gradient storage, reused without allocating or zeroing; otherwise the
     /// gradient is formed in `A` and rounded once to the variable type.
-    pub(crate) fn write_grad<A: Element>(&mut self, fill: impl FnOnce(&mut [A])) {
+    ///
+    /// `bound` is an upper bound on the magnitude of every element `fill` writes (infinity when
+    /// unknown). When it is finite in `A` and stays finite when rounded to the variable type, the
+    /// gradient is marked as known to be finite and [`grads_are_finite`] skips scanning it.
+    ///
+    /// [`grads_are_finite`]: crate::optimizers::grads_are_finite
+    pub(crate) fn write_grad<A: Element>(&mut self, bound: f64, fill: impl FnOnce(&mut [A])) {
+        // Rounding is monotonic, so |g| <= bound implies |round(g)| <= round(bound).
+        self.grad_finite = A::from_f64_rne(bound).as_f64().is_finite()
+            && P::Variable::from_f64_rne(bound).as_f64().is_finite();
         let len = self.value.len();
         let mut grad = match self.grad.take() {
             Some(g) if g.len() == len => g.into_vec(),
@@ -218,6 +236,7 @@ impl<P: Policy> Param<P> {
             return Err(crate::Error::shape("gradient", expected, grad.shape()));
         }
         self.grad = Some(grad);
+        self.grad_finite = false;
         Ok(())
     }
 
@@ -250,6 +269,7 @@ impl<P: Policy> Clone for Param<P> {
         Param {
             value: self.value.clone(),
             grad: self.grad.clone(),
+            grad_finite: self.grad_finite,
             compute: OnceLock::new(),
             packed: Default::default(),
         }
