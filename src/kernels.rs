@@ -27,10 +27,12 @@ mod aligned;
 pub mod cast;
 pub mod gemm;
 pub mod isa;
+mod wide;
 
 pub use gemm::{
     gemm, gemm_packed, gemm_with, pack_b, pack_b_from, pack_b_from_f32, MatRef, PackedB,
 };
+pub use wide::{wide, WideOp};
 
 use std::sync::OnceLock;
 
