@@ -252,7 +252,7 @@ mod tests {
         ];
         let val = |i: usize, salt: usize| -> f32 {
             let x = ((i * 7919 + salt * 104_729) % 2003) as f32 / 1000.0 - 1.0;
-            if (i + salt) % 37 == 0 {
+            if (i + salt).is_multiple_of(37) {
                 specials[(i / 37 + salt) % specials.len()]
             } else {
                 x * [1.0, 1e-3, 1e3][(i + salt) % 3]
