@@ -3,7 +3,7 @@
 
 use std::marker::PhantomData;
 
-use crate::dtype::{cast_cow, cast_slice, cast_vec, Element};
+use crate::dtype::{cast_cow, cast_to_vec, cast_vec, Element};
 use crate::error::{fmt_shape, Error, Result};
 use crate::init::glorot_uniform;
 use crate::kernels::{gemm_packed, MatRef};
@@ -295,23 +295,55 @@ impl<P: Policy> Dense<P> {
     /// `activation(x·W + b)` in the accumulator type, `rows × units`, row-major.
     fn forward_acc(&self, x: &[P::Compute], rows: usize) -> Vec<AccOf<P>> {
         let (k, n) = (self.input_dim(), self.units());
-        let (mut acc, accumulate) = match &self.bias {
-            Some(b) => {
-                // The bias is read in the compute type (as Keras reads every variable), widened
-                // once; each output row starts from it and the products add to it.
-                let mut row = vec![AccOf::<P>::default(); n];
-                cast_slice(b.compute(), &mut row);
-                let mut acc = Vec::with_capacity(rows * n);
-                (0..rows).for_each(|_| acc.extend_from_slice(&row));
-                (acc, true)
-            }
-            None => (vec![AccOf::<P>::default(); rows * n], false),
-        };
+        let mut acc = vec![AccOf::<P>::default(); rows * n];
         // The kernel, packed once for the selected matrix kernel and cached until it changes.
         let w = self.kernel.packed(false);
-        gemm_packed(MatRef::row_major(x, rows, k), w, &mut acc, accumulate);
-        self.activation.apply_slice(&mut acc);
+        gemm_packed(MatRef::row_major(x, rows, k), w, &mut acc, false);
+        // The bias is read in the compute type (as Keras reads every variable), widened once,
+        // and added with the activation in one pass over the accumulator.
+        let bias = self
+            .bias
+            .as_ref()
+            .map(|b| cast_to_vec::<_, AccOf<P>>(b.compute()));
+        if bias.is_some() || self.activation != Activation::Linear {
+            crate::kernels::wide(BiasActivation {
+                acc: &mut acc,
+                bias: bias.as_deref(),
+                activation: self.activation,
+            });
+        }
         acc
+    }
+}
+
+/// `acc[r][j] = activation(acc[r][j] + bias[j])` over a row-major accumulator, in wide lanes.
+struct BiasActivation<'a, A> {
+    acc: &'a mut [A],
+    bias: Option<&'a [A]>,
+    activation: Activation,
+}
+
+impl<A: Element> crate::kernels::WideOp for BiasActivation<'_, A> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        fn rows<A: Element>(acc: &mut [A], bias: Option<&[A]>, f: impl Fn(A) -> A) {
+            match bias {
+                Some(b) => acc
+                    .chunks_exact_mut(b.len())
+                    .for_each(|row| row.iter_mut().zip(b).for_each(|(y, &b)| *y = f(*y + b))),
+                None => acc.iter_mut().for_each(|y| *y = f(*y)),
+            }
+        }
+        let (acc, bias) = (self.acc, self.bias);
+        // One loop per activation, so each compiles to straight-line lanes.
+        match self.activation {
+            Activation::Linear => rows(acc, bias, |y| y),
+            Activation::Relu => rows(acc, bias, |y| Activation::Relu.apply(y)),
+            Activation::Sigmoid => rows(acc, bias, |y| Activation::Sigmoid.apply(y)),
+            Activation::Tanh => rows(acc, bias, |y| Activation::Tanh.apply(y)),
+        }
     }
 }
 

@@ -2,9 +2,9 @@
 //! for a non-linear activation, `y` in the compute type, and the backward pass).
 
 use super::{AccOf, Dense, Saved};
-use crate::dtype::{cast_slice, cast_vec, max_abs};
+use crate::dtype::{cast_slice, cast_vec, max_abs, Element};
 use crate::error::{Error, Result};
-use crate::kernels::{gemm, gemm_packed, MatRef};
+use crate::kernels::{gemm, gemm_packed, MatRef, WideOp};
 use crate::layers::{Activation, Layer};
 use crate::policy::Policy;
 use crate::tensor::Tensor;
@@ -29,10 +29,11 @@ impl<P: Policy> Dense<P> {
         for (d_row, y_row) in dz.chunks_exact_mut(n).zip(y.as_slice().chunks_exact(n)) {
             cast_slice(d_row, &mut d_acc);
             cast_slice(y_row, &mut y_acc);
-            d_acc
-                .iter_mut()
-                .zip(&y_acc)
-                .for_each(|(d, &y)| *d = *d * act.derivative_from_output(y));
+            crate::kernels::wide(ActivationGrad {
+                d: &mut d_acc,
+                y: &y_acc,
+                activation: act,
+            });
             cast_slice(&d_acc, d_row);
         }
         dz
@@ -107,7 +108,7 @@ impl<P: Policy> Layer for Dense<P> {
                 let mut row = vec![AccOf::<P>::default(); n];
                 for r in dz.chunks_exact(n) {
                     cast_slice(r, &mut row);
-                    db.iter_mut().zip(&row).for_each(|(s, v)| *s = *s + *v);
+                    crate::kernels::wide(AddInto { sum: db, x: &row });
                 }
             });
         }
@@ -133,6 +134,50 @@ impl<P: Policy> Layer for Dense<P> {
 
     fn output_dim(&self, input: usize) -> Option<usize> {
         (input == self.input_dim()).then_some(self.units())
+    }
+}
+
+/// `d[j] *= activation'(y[j])`, with the derivative taken from the output, in wide lanes.
+struct ActivationGrad<'a, A> {
+    d: &'a mut [A],
+    y: &'a [A],
+    activation: Activation,
+}
+
+impl<A: Element> WideOp for ActivationGrad<'_, A> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        fn each<A: Element>(d: &mut [A], y: &[A], f: impl Fn(A) -> A) {
+            d.iter_mut().zip(y).for_each(|(d, &y)| *d = *d * f(y));
+        }
+        let (d, y) = (self.d, self.y);
+        // One loop per activation, so each compiles to straight-line lanes.
+        match self.activation {
+            Activation::Linear => each(d, y, |y| Activation::Linear.derivative_from_output(y)),
+            Activation::Relu => each(d, y, |y| Activation::Relu.derivative_from_output(y)),
+            Activation::Sigmoid => each(d, y, |y| Activation::Sigmoid.derivative_from_output(y)),
+            Activation::Tanh => each(d, y, |y| Activation::Tanh.derivative_from_output(y)),
+        }
+    }
+}
+
+/// `sum[j] += x[j]`, in wide lanes.
+struct AddInto<'a, A> {
+    sum: &'a mut [A],
+    x: &'a [A],
+}
+
+impl<A: Element> WideOp for AddInto<'_, A> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        self.sum
+            .iter_mut()
+            .zip(self.x)
+            .for_each(|(s, &x)| *s = *s + x);
     }
 }
 
