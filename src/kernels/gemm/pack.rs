@@ -58,6 +58,14 @@ pub(super) trait ToBf16Bits: Copy + Send + Sync {
     /// The CPU must support AVX-512 F, BW and VL.
     #[cfg(target_arch = "x86_64")]
     unsafe fn pack_cols_avx512(b: MatRef<'_, Self>, s0: usize, kc: usize, group: &mut [u32]);
+
+    /// Packs strip `s` of a transposed `a` (row stride 1) into `strip` with AVX-512.
+    ///
+    /// # Safety
+    ///
+    /// The CPU must support AVX-512 F, BW and VL.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn pack_a_cols_avx512(a: MatRef<'_, Self>, s: usize, strip: &mut [u16]);
 }
 
 impl ToBf16Bits for bf16 {
@@ -79,6 +87,13 @@ impl ToBf16Bits for bf16 {
         // SAFETY: forwarded contract (the CPU supports AVX-512 F/BW/VL).
         unsafe { avx512::pack_b_cols_bf16_avx512(d, cs, k, n, s0, kc, group) }
     }
+
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn pack_a_cols_avx512(a: MatRef<'_, Self>, s: usize, strip: &mut [u16]) {
+        let (d, cs, m, k) = (a.data, a.col_stride, a.rows, a.cols);
+        // SAFETY: forwarded contract (the CPU supports AVX-512 F/BW/VL).
+        unsafe { avx512::pack_a_cols_bf16_avx512(d, cs, m, k, s, strip) }
+    }
 }
 
 impl ToBf16Bits for f32 {
@@ -99,6 +114,13 @@ impl ToBf16Bits for f32 {
         let (d, cs, k, n) = (b.data, b.col_stride, b.rows, b.cols);
         // SAFETY: forwarded contract (the CPU supports AVX-512 F/BW/VL).
         unsafe { avx512::pack_b_cols_f32_avx512(d, cs, k, n, s0, kc, group) }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn pack_a_cols_avx512(a: MatRef<'_, Self>, s: usize, strip: &mut [u16]) {
+        let (d, cs, m, k) = (a.data, a.col_stride, a.rows, a.cols);
+        // SAFETY: forwarded contract (the CPU supports AVX-512 F/BW/VL).
+        unsafe { avx512::pack_a_cols_f32_avx512(d, cs, m, k, s, strip) }
     }
 }
 
@@ -160,6 +182,11 @@ pub(super) fn pack_a<S: ToBf16Bits>(a: MatRef<'_, S>) -> PackedA {
             }
         } else if a.row_stride == 1 {
             // Transposed view: for each p, the strip's rows are contiguous.
+            #[cfg(target_arch = "x86_64")]
+            if isa().avx512 {
+                // SAFETY: AVX-512 F/BW/VL were detected (`isa`); the strip starts inside A.
+                return unsafe { S::pack_a_cols_avx512(a, s, strip) };
+            }
             for p in 0..k {
                 let start = s * STRIP + p * a.col_stride;
                 let base = (p / KCHUNK) * A_CHUNK + p % KCHUNK;

@@ -9,7 +9,7 @@ use std::arch::x86_64::*;
 
 use half::bf16;
 
-use super::{B_CHUNK, KCHUNK, STRIP};
+use super::{A_CHUNK, B_CHUNK, KCHUNK, STRIP};
 use crate::kernels::cast::round_bf16_lanes;
 
 /// Lanes `0..w` set (`w <= 16`).
@@ -209,6 +209,71 @@ pack_cols!(
     pack_b_cols_bf16_avx512,
     bf16,
     pairs_bf16
+);
+
+macro_rules! pack_a_cols {
+    ($(#[$doc:meta])* $name:ident, $t:ty, $load:ident) => {
+        $(#[$doc])*
+        ///
+        /// A is the transpose of a row-major `X` with row pitch `rs` (`A[i][p]` is
+        /// `src[p * rs + i]`), `m × k`; `strip` receives A's strip `s` (rows `16s..`, which must
+        /// start inside A), all its chunks, padding included. For each 32-wide k chunk the
+        /// sixteen k-pair words of the strip's columns (as for the VNNI B layout) are transposed
+        /// in registers into the tile's sixteen rows of 32 consecutive k values.
+        ///
+        /// # Safety
+        ///
+        /// The CPU must support AVX-512 F, BW and VL. (Every slice access is bounds-checked.)
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+        pub(in crate::kernels::gemm) unsafe fn $name(
+            src: &[$t],
+            rs: usize,
+            m: usize,
+            k: usize,
+            s: usize,
+            strip: &mut [u16],
+        ) {
+            let col0 = s * STRIP;
+            let w = (m - col0).min(STRIP);
+            let kc = strip.len() / A_CHUNK;
+            for c in 0..kc {
+                let mut words = [_mm512_setzero_si512(); 16];
+                for (q, word) in words.iter_mut().enumerate() {
+                    let p = c * KCHUNK + 2 * q;
+                    if p >= k {
+                        break;
+                    }
+                    let lo = $load(&src[p * rs + col0..][..w]);
+                    let hi = if p + 1 < k {
+                        $load(&src[(p + 1) * rs + col0..][..w])
+                    } else {
+                        _mm512_setzero_si512()
+                    };
+                    *word = _mm512_or_si512(lo, _mm512_slli_epi32::<16>(hi));
+                }
+                let rows = transpose16(&words);
+                let dst = &mut strip[c * A_CHUNK..][..A_CHUNK];
+                for (r, row) in rows.iter().enumerate() {
+                    let d = &mut dst[r * KCHUNK..][..KCHUNK];
+                    // SAFETY: d holds exactly 32 u16 (64 bytes).
+                    unsafe { _mm512_storeu_si512(d.as_mut_ptr() as *mut __m512i, *row) };
+                }
+            }
+        }
+    };
+}
+
+pack_a_cols!(
+    /// Packs one strip of a transposed f32 A, rounding to bf16 (nearest, ties to even).
+    pack_a_cols_f32_avx512,
+    f32,
+    load_f32
+);
+pack_a_cols!(
+    /// Packs one strip of a transposed bf16 A.
+    pack_a_cols_bf16_avx512,
+    bf16,
+    load_bf16
 );
 
 #[cfg(test)]
