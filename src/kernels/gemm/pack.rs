@@ -105,6 +105,10 @@ impl ToBf16Bits for f32 {
     #[cfg(target_arch = "x86_64")]
     unsafe fn pack_rows_avx512(b: MatRef<'_, Self>, s0: usize, kc: usize, group: &mut [u32]) {
         let (d, rs, k, n) = (b.data, b.row_stride, b.rows, b.cols);
+        if isa().avx512_bf16 {
+            // SAFETY: AVX-512 F/BW/VL (forwarded contract) and BF16 (detected).
+            return unsafe { avx512::pack_b_rows_f32_bf16ne(d, rs, k, n, s0, kc, group) };
+        }
         // SAFETY: forwarded contract (the CPU supports AVX-512 F/BW/VL).
         unsafe { avx512::pack_b_rows_f32_avx512(d, rs, k, n, s0, kc, group) }
     }
@@ -112,6 +116,10 @@ impl ToBf16Bits for f32 {
     #[cfg(target_arch = "x86_64")]
     unsafe fn pack_cols_avx512(b: MatRef<'_, Self>, s0: usize, kc: usize, group: &mut [u32]) {
         let (d, cs, k, n) = (b.data, b.col_stride, b.rows, b.cols);
+        if isa().avx512_bf16 {
+            // SAFETY: AVX-512 F/BW/VL (forwarded contract) and BF16 (detected).
+            return unsafe { avx512::pack_b_cols_f32_bf16ne(d, cs, k, n, s0, kc, group) };
+        }
         // SAFETY: forwarded contract (the CPU supports AVX-512 F/BW/VL).
         unsafe { avx512::pack_b_cols_f32_avx512(d, cs, k, n, s0, kc, group) }
     }

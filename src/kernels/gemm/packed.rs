@@ -94,6 +94,11 @@ pub fn pack_b_with<T: Element>(choice: KernelChoice, b: MatRef<'_, T>) -> Packed
 /// operand as `pack_b` of the rounded copy, without the copy. For a mixed policy this turns the
 /// f32 variable into the cached compute-type weight.
 ///
+/// One exception, invisible in products: for the AMX tiles on CPUs with AVX512-BF16 the
+/// rounding is done by `vcvtne2ps2bf16`, which turns f32 subnormals into zero of the same sign
+/// where the rounded copy would hold a bf16 subnormal; the tiles read bf16 subnormals as zero,
+/// so the products are the same.
+///
 /// # Panics
 ///
 /// If the view's strides reach outside its slice.

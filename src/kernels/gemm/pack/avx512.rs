@@ -151,7 +151,7 @@ fn pairs_f32(s: &[f32]) -> __m512i {
 }
 
 macro_rules! pack_cols {
-    ($(#[$doc:meta])* $name:ident, $t:ty, $pairs:ident) => {
+    ($(#[$doc:meta])* $name:ident, $t:ty, $pairs:ident, $features:literal) => {
         $(#[$doc])*
         ///
         /// `src` holds B's columns contiguously (B = Wᵀ of a row-major W): `B[p][j]` is
@@ -160,8 +160,9 @@ macro_rules! pack_cols {
         ///
         /// # Safety
         ///
-        /// The CPU must support AVX-512 F, BW and VL. (Every slice access is bounds-checked.)
-        #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+        /// The CPU must support the features named by `#[target_feature]` (AVX-512 F, BW and VL, and
+        /// BF16 for the `bf16ne` variant). (Every slice access is bounds-checked.)
+        #[target_feature(enable = $features)]
         #[allow(clippy::too_many_arguments)] // the shape of a strided matrix and a strip range
         pub(in crate::kernels::gemm) unsafe fn $name(
             src: &[$t],
@@ -202,13 +203,15 @@ pack_cols!(
     /// Packs a transposed f32 view, rounding to bf16 (nearest, ties to even, NaN quiet).
     pack_b_cols_f32_avx512,
     f32,
-    pairs_f32
+    pairs_f32,
+    "avx512f,avx512bw,avx512vl"
 );
 pack_cols!(
     /// Packs a transposed bf16 view.
     pack_b_cols_bf16_avx512,
     bf16,
-    pairs_bf16
+    pairs_bf16,
+    "avx512f,avx512bw,avx512vl"
 );
 
 macro_rules! pack_a_cols {
@@ -276,9 +279,164 @@ pack_a_cols!(
     load_bf16
 );
 
+/// Two rows of up to 16 f32 (zero beyond each slice), rounded to bf16 by `vcvtne2ps2bf16`
+/// and interleaved into k-pair words `bf16(lo[j]) | bf16(hi[j]) << 16`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+fn words_f32_bf16ne(lo: &[f32], hi: &[f32]) -> __m512i {
+    // SAFETY: each mask covers exactly the slice's <= 16 elements.
+    let (l, h) = unsafe {
+        (
+            _mm512_maskz_loadu_ps(mask(lo.len()), lo.as_ptr()),
+            _mm512_maskz_loadu_ps(mask(hi.len()), hi.as_ptr()),
+        )
+    };
+    // Lower 16 words: bf16(l), upper 16: bf16(h); then word 2j = l[j], word 2j + 1 = h[j].
+    // SAFETY: both are 512-bit vectors of plain bits.
+    let packed: __m512i = unsafe { std::mem::transmute(_mm512_cvtne2ps_pbh(h, l)) };
+    let idx = _mm512_set_epi16(
+        31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4,
+        19, 3, 18, 2, 17, 1, 16, 0,
+    );
+    _mm512_permutexvar_epi16(idx, packed)
+}
+
+/// [`pack_b_rows_f32_avx512`] with the rounding done by AVX512-BF16's `vcvtne2ps2bf16`: the
+/// same bits for every f32 except subnormals, which become zero of the same sign (the AMX
+/// tiles read subnormal bf16 as zero, so the products do not change).
+///
+/// # Safety
+///
+/// The CPU must support AVX-512 F, BW, VL and BF16. (Every slice access is bounds-checked.)
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+#[allow(clippy::too_many_arguments)] // the shape of a strided matrix and a strip range
+pub(in crate::kernels::gemm) unsafe fn pack_b_rows_f32_bf16ne(
+    src: &[f32],
+    rs: usize,
+    k: usize,
+    n: usize,
+    s0: usize,
+    kc: usize,
+    group: &mut [u32],
+) {
+    let strips = group.len() / (kc * B_CHUNK);
+    for p in (0..k).step_by(2) {
+        let chunk = (p / KCHUNK) * B_CHUNK + ((p % KCHUNK) / 2) * STRIP;
+        for ls in 0..strips {
+            let col0 = (s0 + ls) * STRIP;
+            if col0 >= n {
+                break;
+            }
+            let w = (n - col0).min(STRIP);
+            let lo = &src[p * rs + col0..][..w];
+            let hi: &[f32] = if p + 1 < k {
+                &src[(p + 1) * rs + col0..][..w]
+            } else {
+                &[]
+            };
+            let word = words_f32_bf16ne(lo, hi);
+            let dst = &mut group[ls * kc * B_CHUNK + chunk..][..STRIP];
+            // SAFETY: dst holds exactly 16 u32.
+            unsafe { _mm512_storeu_si512(dst.as_mut_ptr() as *mut __m512i, word) };
+        }
+    }
+}
+
+/// Up to 32 consecutive f32 along k (zero beyond the slice), rounded by `vcvtne2ps2bf16`: 16
+/// k-pair words (subnormals become signed zero, as in [`pack_b_rows_f32_bf16ne`]).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+fn pairs_f32_bf16ne(s: &[f32]) -> __m512i {
+    let (lo, hi) = s.split_at(s.len().min(16));
+    let hi = &hi[..hi.len().min(16)];
+    // SAFETY: each mask covers exactly the slice's <= 16 elements.
+    let (l, h) = unsafe {
+        (
+            _mm512_maskz_loadu_ps(mask(lo.len()), lo.as_ptr()),
+            _mm512_maskz_loadu_ps(mask(hi.len()), hi.as_ptr()),
+        )
+    };
+    // SAFETY: both are 512-bit vectors of plain bits.
+    unsafe { std::mem::transmute(_mm512_cvtne2ps_pbh(h, l)) }
+}
+
+pack_cols!(
+    /// Packs a transposed f32 view, rounding with AVX512-BF16's `vcvtne2ps2bf16` (subnormals
+    /// become signed zero, as in [`pack_b_rows_f32_bf16ne`]); the CPU must also support BF16.
+    pack_b_cols_f32_bf16ne,
+    f32,
+    pairs_f32_bf16ne,
+    "avx512f,avx512bw,avx512vl,avx512bf16"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The AVX512-BF16 packers give the integer packers' bits for every f32 but subnormals,
+    /// which become zero of the same sign.
+    #[test]
+    fn bf16ne_packing_matches_integer_rounding_except_subnormals() {
+        let isa = crate::kernels::isa::cpu_isa();
+        if !(isa.avx512 && isa.avx512_bf16) {
+            eprintln!("skip: CPU lacks AVX-512 BF16");
+            return;
+        }
+        let specials = [
+            0x7fc0_0001u32,
+            0xff80_0000,
+            0x0000_0001,
+            0x8070_0000,
+            0x3f80_8000,
+        ];
+        // 64 rows x 16 columns of bit patterns: a sweep of every exponent with several
+        // mantissas (ties, odd/even), and the specials above.
+        let bits: Vec<u32> = (0..64 * 16u32)
+            .map(|i| match i % 97 {
+                0..=4 => specials[(i % 97) as usize],
+                _ => (i.wrapping_mul(2_654_435_761) & 0x807f_ffff) | ((i % 256) << 23),
+            })
+            .collect();
+        let w: Vec<f32> = bits.iter().map(|&b| f32::from_bits(b)).collect();
+        let (k, n, kc) = (64, 16, 2);
+        let expected = |x: f32| -> u16 {
+            if x.is_subnormal() {
+                (x.to_bits() >> 16) as u16 & 0x8000
+            } else {
+                crate::kernels::cast::f32_to_bf16_bits(x)
+            }
+        };
+        let (mut a, mut b) = (vec![0u32; kc * B_CHUNK], vec![0u32; kc * B_CHUNK]);
+        // SAFETY: AVX-512 F/BW/VL and BF16 are present (checked above).
+        unsafe {
+            pack_b_rows_f32_avx512(&w, n, k, n, 0, kc, &mut a);
+            pack_b_rows_f32_bf16ne(&w, n, k, n, 0, kc, &mut b);
+        }
+        // Transposed view of the same matrix (B = Wᵀ with W = w as 16 × 64): column j of B is
+        // row j of that W.
+        let mut c = vec![0u32; kc * B_CHUNK];
+        let wt: Vec<f32> = (0..n * k).map(|i| w[(i % k) * n + i / k]).collect();
+        // SAFETY: as above.
+        unsafe { pack_b_cols_f32_bf16ne(&wt, k, k, n, 0, kc, &mut c) };
+        for p in 0..k {
+            for j in 0..n {
+                let slot = (p / KCHUNK) * B_CHUNK + ((p % KCHUNK) / 2) * STRIP + j;
+                let shift = 16 * (p % 2);
+                let (ai, bi, ci) = (a[slot] >> shift, b[slot] >> shift, c[slot] >> shift);
+                let x = w[p * n + j];
+                assert_eq!(
+                    bi as u16,
+                    expected(x),
+                    "rows, {x:e} ({:#010x})",
+                    x.to_bits()
+                );
+                assert_eq!(ci as u16, expected(x), "cols, {x:e}");
+                if !x.is_subnormal() {
+                    assert_eq!(ai as u16, bi as u16, "{x:e}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn transpose16_transposes() {
