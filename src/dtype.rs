@@ -425,9 +425,19 @@ pub fn cast_cow<T: Element, U: Element>(src: &[T]) -> Cow<'_, [U]> {
 }
 
 /// `src` converted into a new vector.
+///
+/// Converts through a buffer on the stack into the vector's spare capacity, so the new memory is
+/// written once (a zero-filled vector would be written twice; measured as a `memset` of 1 MiB per
+/// layer in the training step).
 pub fn cast_to_vec<T: Element, U: Element>(src: &[T]) -> Vec<U> {
-    let mut out = vec![U::default(); src.len()];
-    cast_slice(src, &mut out);
+    const CHUNK: usize = 2048;
+    let mut out = Vec::with_capacity(src.len());
+    let mut buf = [U::default(); CHUNK];
+    for s in src.chunks(CHUNK) {
+        let b = &mut buf[..s.len()];
+        cast_slice(s, b);
+        out.extend_from_slice(b);
+    }
     out
 }
 

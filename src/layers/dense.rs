@@ -55,7 +55,52 @@ pub struct Dense<P: Policy = DefaultPolicy> {
     #[module(reset)]
     saved: Option<Saved<P>>,
     #[module(reset)]
+    scratch: Scratch<P>,
+    #[module(reset)]
     _policy: PhantomData<P>,
+}
+
+/// The accumulator buffers of the training passes, kept between steps: the product kernels
+/// overwrite them, so reusing them saves allocating, zeroing and faulting in a fresh
+/// `rows × units` (forward) and `rows × input_dim` (backward) buffer per step. Cloning a layer
+/// does not copy them.
+struct Scratch<P: Policy> {
+    forward: Vec<AccOf<P>>,
+    backward: Vec<AccOf<P>>,
+}
+
+impl<P: Policy> Default for Scratch<P> {
+    fn default() -> Self {
+        Scratch {
+            forward: Vec::new(),
+            backward: Vec::new(),
+        }
+    }
+}
+
+impl<P: Policy> Clone for Scratch<P> {
+    fn clone(&self) -> Self {
+        Scratch::default()
+    }
+}
+
+impl<P: Policy> std::fmt::Debug for Scratch<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scratch")
+            .field("forward", &self.forward.len())
+            .field("backward", &self.backward.len())
+            .finish()
+    }
+}
+
+/// The accumulator rounded once to the compute type: the buffer itself when the types agree
+/// (F32, F64), a converted copy otherwise (the buffer is left for reuse).
+fn round_acc<P: Policy>(acc: &mut Vec<AccOf<P>>) -> Vec<P::Compute> {
+    if P::COMPUTE_DTYPE == AccOf::<P>::DTYPE {
+        cast_vec(std::mem::take(acc))
+    } else {
+        cast_to_vec(acc)
+    }
 }
 
 /// What the training pass keeps for the backward pass, in the compute type.
@@ -124,6 +169,7 @@ impl<P: Policy> Dense<P> {
             bias: use_bias.then(|| Self::zero_bias(units)),
             activation: act,
             saved: None,
+            scratch: Scratch::default(),
             _policy: PhantomData,
         }
     }
@@ -159,6 +205,7 @@ impl<P: Policy> Dense<P> {
             bias: bias.map(|b| Param::new(b.into_cast())),
             activation: Activation::Linear,
             saved: None,
+            scratch: Scratch::default(),
             _policy: PhantomData,
         })
     }
@@ -249,7 +296,9 @@ impl<P: Policy> Dense<P> {
     /// [`Error::ShapeMismatch`] when `x` is not `[.., input_dim]`.
     pub fn try_forward(&self, x: &Tensor<P::Compute>) -> Result<Tensor<P::Compute>> {
         let rows = self.check_input(x.shape())?;
-        Ok(self.output(x.shape(), self.forward_acc(x.as_slice(), rows)))
+        let mut acc = Vec::new();
+        self.forward_acc(x.as_slice(), rows, &mut acc);
+        Ok(self.output(x.shape(), round_acc::<P>(&mut acc)))
     }
 
     /// Keras's `layer(x)`: casts `x` (any float type) to the compute type, then
@@ -270,7 +319,9 @@ impl<P: Policy> Dense<P> {
     pub fn try_call<T: Element>(&self, x: &Tensor<T>) -> Result<Tensor<P::Compute>> {
         let rows = self.check_input(x.shape())?;
         let xc = cast_cow::<T, P::Compute>(x.as_slice());
-        Ok(self.output(x.shape(), self.forward_acc(&xc, rows)))
+        let mut acc = Vec::new();
+        self.forward_acc(&xc, rows, &mut acc);
+        Ok(self.output(x.shape(), round_acc::<P>(&mut acc)))
     }
 
     /// Checks `[.., input_dim]` and returns the number of rows.
@@ -285,20 +336,21 @@ impl<P: Policy> Dense<P> {
         }
     }
 
-    /// The accumulator rounded once to the compute type, under the input's leading dimensions.
-    fn output(&self, in_shape: &[usize], acc: Vec<AccOf<P>>) -> Tensor<P::Compute> {
+    /// The output values under the input's leading dimensions.
+    fn output(&self, in_shape: &[usize], y: Vec<P::Compute>) -> Tensor<P::Compute> {
         let mut shape = in_shape.to_vec();
         *shape.last_mut().expect("checked: rank >= 1") = self.units();
-        Tensor::from_parts(shape, cast_vec(acc))
+        Tensor::from_parts(shape, y)
     }
 
-    /// `activation(x·W + b)` in the accumulator type, `rows × units`, row-major.
-    fn forward_acc(&self, x: &[P::Compute], rows: usize) -> Vec<AccOf<P>> {
+    /// `activation(x·W + b)` in the accumulator type, `rows × units`, row-major, into `acc`
+    /// (resized; its old values are overwritten, never read).
+    fn forward_acc(&self, x: &[P::Compute], rows: usize, acc: &mut Vec<AccOf<P>>) {
         let (k, n) = (self.input_dim(), self.units());
-        let mut acc = vec![AccOf::<P>::default(); rows * n];
+        acc.resize(rows * n, AccOf::<P>::default());
         // The kernel, packed once for the selected matrix kernel and cached until it changes.
         let w = self.kernel.packed(false);
-        gemm_packed(MatRef::row_major(x, rows, k), w, &mut acc, false);
+        gemm_packed(MatRef::row_major(x, rows, k), w, acc, false);
         // The bias is read in the compute type (as Keras reads every variable), widened once,
         // and added with the activation in one pass over the accumulator.
         let bias = self
@@ -307,12 +359,11 @@ impl<P: Policy> Dense<P> {
             .map(|b| cast_to_vec::<_, AccOf<P>>(b.compute()));
         if bias.is_some() || self.activation != Activation::Linear {
             crate::kernels::wide(BiasActivation {
-                acc: &mut acc,
+                acc,
                 bias: bias.as_deref(),
                 activation: self.activation,
             });
         }
-        acc
     }
 }
 

@@ -1,8 +1,8 @@
 //! Dense's training side: the [`Layer`] impl (inference, the training pass that saves `x` and,
 //! for a non-linear activation, `y` in the compute type, and the backward pass).
 
-use super::{AccOf, Dense, Saved};
-use crate::dtype::{cast_slice, cast_vec, max_abs, Element};
+use super::{round_acc, AccOf, Dense, Saved};
+use crate::dtype::{cast_slice, max_abs, Element};
 use crate::error::{Error, Result};
 use crate::kernels::{gemm, gemm_packed, MatRef, WideOp};
 use crate::layers::{Activation, Layer};
@@ -49,7 +49,11 @@ impl<P: Policy> Layer for Dense<P> {
     }
 
     fn train_forward(&mut self, x: Tensor<P::Compute>) -> Result<Tensor<P::Compute>> {
-        let y = self.try_forward(&x)?;
+        let rows = self.check_input(x.shape())?;
+        let mut acc = std::mem::take(&mut self.scratch.forward);
+        self.forward_acc(x.as_slice(), rows, &mut acc);
+        let y = self.output(x.shape(), round_acc::<P>(&mut acc));
+        self.scratch.forward = acc;
         let keep_y = self.activation != Activation::Linear;
         let rows = x.len() / self.input_dim();
         let x = x.reshape(vec![rows, self.input_dim()])?;
@@ -115,10 +119,13 @@ impl<P: Policy> Layer for Dense<P> {
         if !need_input_grad {
             return Ok(None);
         }
-        // dx = dz·Wᵀ, summed in f32, rounded once.
-        let mut dx = vec![AccOf::<P>::default(); rows * k];
+        // dx = dz·Wᵀ, summed in f32, rounded once, in the reused accumulator (overwritten).
+        let mut dx = std::mem::take(&mut self.scratch.backward);
+        dx.resize(rows * k, AccOf::<P>::default());
         gemm_packed(dz_m, self.kernel.packed(true), &mut dx, false);
-        Ok(Some(Tensor::from_parts(in_shape, cast_vec(dx))))
+        let out = Tensor::from_parts(in_shape, round_acc::<P>(&mut dx));
+        self.scratch.backward = dx;
+        Ok(Some(out))
     }
 
     fn saved_bytes(&self) -> usize {
@@ -274,6 +281,44 @@ mod tests {
         assert_eq!(run::<F16>(200.0, 400.0), (false, false, false));
         // A finite gradient whose bound is too loose to prove it is still scanned, and passes.
         assert_eq!(run::<F16>(150.0, 400.0), (false, true, true));
+    }
+
+    /// The accumulators reused between steps are overwritten, never read: a layer that ran a
+    /// larger batch before gives the same outputs and input gradients as a fresh clone.
+    fn reused_accumulators_hold_nothing_stale<P: Policy>() {
+        let mut d = Dense::<P>::new(7, 5)
+            .with_seed(3)
+            .with_activation(Activation::Relu);
+        let batch = |rows: usize, salt: f32| -> Tensor<P::Compute> {
+            let v = (0..rows * 7)
+                .map(|i| (i as f32 * 0.37 + salt).sin())
+                .collect();
+            Tensor::from_vec(vec![rows, 7], v).unwrap().cast()
+        };
+        let y = d.train_forward(batch(6, 1.0)).unwrap();
+        d.backward(y, true).unwrap();
+        let mut fresh = d.clone();
+        let (y1, y2) = (
+            d.train_forward(batch(2, 5.0)).unwrap(),
+            fresh.train_forward(batch(2, 5.0)).unwrap(),
+        );
+        assert_eq!(y1, y2, "{}: forward", P::NAME);
+        assert_eq!(
+            d.backward(y1, true).unwrap(),
+            fresh.backward(y2, true).unwrap(),
+            "{}: input gradient",
+            P::NAME
+        );
+    }
+
+    #[test]
+    fn reused_accumulators_hold_nothing_stale_in_every_policy() {
+        use crate::policy::{MixedF16, F16};
+        reused_accumulators_hold_nothing_stale::<F32>();
+        reused_accumulators_hold_nothing_stale::<F64>();
+        reused_accumulators_hold_nothing_stale::<F16>();
+        reused_accumulators_hold_nothing_stale::<MixedF16>();
+        reused_accumulators_hold_nothing_stale::<MixedBf16>();
     }
 
     #[test]
