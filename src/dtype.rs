@@ -468,6 +468,25 @@ pub fn cast_vec<T: Element, U: Element>(v: Vec<T>) -> Vec<U> {
 /// assert_eq!(max_abs::<f32>(&[]), 0.0);
 /// ```
 pub fn max_abs<T: Element>(s: &[T]) -> f64 {
+    const TASK: usize = 1 << 15;
+    if s.len() > 2 * TASK {
+        use rayon::prelude::*;
+        return s.par_chunks(TASK).map(max_abs_here).reduce(
+            || 0.0,
+            |a, b| {
+                if a.is_nan() || b.is_nan() {
+                    f64::NAN
+                } else {
+                    a.max(b)
+                }
+            },
+        );
+    }
+    max_abs_here(s)
+}
+
+/// [`max_abs`] on the calling thread.
+fn max_abs_here<T: Element>(s: &[T]) -> f64 {
     match T::view(s) {
         SliceRef::F16(s) => {
             f16::from_bits(s.iter().fold(0, |m, x| m.max(x.to_bits() & 0x7fff))).to_f64()
@@ -499,6 +518,23 @@ pub fn all_finite<T: Element>(s: &[T]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn max_abs_of_a_large_slice_sees_every_element() {
+        // Large enough to be split across threads.
+        let mut v = vec![1.0f32; 300_000];
+        v[299_999] = -7.0;
+        assert_eq!(max_abs(&v), 7.0);
+        v[5] = f32::INFINITY;
+        assert_eq!(max_abs(&v), f64::INFINITY);
+        v[200_000] = f32::NAN;
+        assert!(max_abs(&v).is_nan());
+        v[5] = 1.0;
+        assert!(
+            max_abs(&v).is_nan(),
+            "NaN in a later block than the maximum"
+        );
+    }
 
     #[test]
     fn all_finite_agrees_with_is_finite_for_every_16_bit_pattern() {

@@ -3,6 +3,8 @@
 
 use std::marker::PhantomData;
 
+use rayon::prelude::*;
+
 use crate::dtype::{cast_cow, cast_to_vec, cast_vec, Element};
 use crate::error::{fmt_shape, Error, Result};
 use crate::init::glorot_uniform;
@@ -91,6 +93,12 @@ impl<P: Policy> std::fmt::Debug for Scratch<P> {
             .field("backward", &self.backward.len())
             .finish()
     }
+}
+
+/// Rows per parallel task in Dense's element-wise passes over `rows × n` matrices: about 32 Ki
+/// elements, a fixed split (independent of the thread count) so sums are reproducible.
+pub(crate) fn rows_per_task(n: usize) -> usize {
+    ((1 << 15) / n.max(1)).max(1)
 }
 
 /// The accumulator rounded once to the compute type: the buffer itself when the types agree
@@ -358,10 +366,12 @@ impl<P: Policy> Dense<P> {
             .as_ref()
             .map(|b| cast_to_vec::<_, AccOf<P>>(b.compute()));
         if bias.is_some() || self.activation != Activation::Linear {
-            crate::kernels::wide(BiasActivation {
-                acc,
-                bias: bias.as_deref(),
-                activation: self.activation,
+            acc.par_chunks_mut(rows_per_task(n) * n).for_each(|acc| {
+                crate::kernels::wide(BiasActivation {
+                    acc,
+                    bias: bias.as_deref(),
+                    activation: self.activation,
+                })
             });
         }
     }

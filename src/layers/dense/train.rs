@@ -1,7 +1,9 @@
 //! Dense's training side: the [`Layer`] impl (inference, the training pass that saves `x` and,
 //! for a non-linear activation, `y` in the compute type, and the backward pass).
 
-use super::{round_acc, AccOf, Dense, Saved};
+use rayon::prelude::*;
+
+use super::{round_acc, rows_per_task, AccOf, Dense, Saved};
 use crate::dtype::{cast_slice, max_abs, Element};
 use crate::error::{Error, Result};
 use crate::kernels::{gemm, gemm_packed, MatRef, WideOp};
@@ -22,20 +24,25 @@ impl<P: Policy> Dense<P> {
         let act = self.activation;
         let n = self.units();
         let mut dz = dy.into_vec();
-        let (mut d_acc, mut y_acc) = (
-            vec![AccOf::<P>::default(); n],
-            vec![AccOf::<P>::default(); n],
-        );
-        for (d_row, y_row) in dz.chunks_exact_mut(n).zip(y.as_slice().chunks_exact(n)) {
-            cast_slice(d_row, &mut d_acc);
-            cast_slice(y_row, &mut y_acc);
-            crate::kernels::wide(ActivationGrad {
-                d: &mut d_acc,
-                y: &y_acc,
-                activation: act,
+        let task = rows_per_task(n) * n;
+        dz.par_chunks_mut(task)
+            .zip(y.as_slice().par_chunks(task))
+            .for_each(|(dz, y)| {
+                let (mut d_acc, mut y_acc) = (
+                    vec![AccOf::<P>::default(); n],
+                    vec![AccOf::<P>::default(); n],
+                );
+                for (d_row, y_row) in dz.chunks_exact_mut(n).zip(y.chunks_exact(n)) {
+                    cast_slice(d_row, &mut d_acc);
+                    cast_slice(y_row, &mut y_acc);
+                    crate::kernels::wide(ActivationGrad {
+                        d: &mut d_acc,
+                        y: &y_acc,
+                        activation: act,
+                    });
+                    cast_slice(&d_acc, d_row);
+                }
             });
-            cast_slice(&d_acc, d_row);
-        }
         dz
     }
 }
@@ -108,11 +115,28 @@ impl<P: Policy> Layer for Dense<P> {
             .write_grad::<AccOf<P>>(bound(mx * mz), |dw| gemm(x_t, dz_m, dw, false));
         if let Some(b) = &mut self.bias {
             b.write_grad::<AccOf<P>>(bound(mz), |db| {
+                // Column sums of fixed blocks of rows in parallel, then the block sums added in
+                // order: the same result whatever the number of threads.
+                let partial: Vec<Vec<AccOf<P>>> = dz
+                    .par_chunks(rows_per_task(n) * n)
+                    .map(|block| {
+                        let (mut sum, mut row) = (
+                            vec![AccOf::<P>::default(); n],
+                            vec![AccOf::<P>::default(); n],
+                        );
+                        for r in block.chunks_exact(n) {
+                            cast_slice(r, &mut row);
+                            crate::kernels::wide(AddInto {
+                                sum: &mut sum,
+                                x: &row,
+                            });
+                        }
+                        sum
+                    })
+                    .collect();
                 db.fill(AccOf::<P>::default());
-                let mut row = vec![AccOf::<P>::default(); n];
-                for r in dz.chunks_exact(n) {
-                    cast_slice(r, &mut row);
-                    crate::kernels::wide(AddInto { sum: db, x: &row });
+                for p in &partial {
+                    crate::kernels::wide(AddInto { sum: db, x: p });
                 }
             });
         }
