@@ -16,6 +16,8 @@
 
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+pub(super) use avx512::transpose_cols_f32;
 
 use half::bf16;
 use rayon::prelude::*;

@@ -369,6 +369,42 @@ pack_cols!(
     "avx512f,avx512bw,avx512vl,avx512bf16"
 );
 
+/// Transposes f32 columns into rows of FMA panels: `dst[p * pitch + j] = src[j * cs + p]` for
+/// `j < cols`, `p < k` (B = Wᵀ of a row-major W: column j of B is row j of W). Works in 16 × 16
+/// blocks transposed in registers; lanes beyond `cols` are not written.
+///
+/// # Safety
+///
+/// The CPU must support AVX-512 F. (Every slice access is bounds-checked.)
+#[target_feature(enable = "avx512f")]
+pub(in crate::kernels::gemm) unsafe fn transpose_cols_f32(
+    src: &[f32],
+    cs: usize,
+    cols: usize,
+    k: usize,
+    dst: &mut [f32],
+    pitch: usize,
+) {
+    for j0 in (0..cols).step_by(16) {
+        let w = (cols - j0).min(16);
+        for p0 in (0..k).step_by(16) {
+            let pn = (k - p0).min(16);
+            let mut rows = [_mm512_setzero_si512(); 16];
+            for (r, row) in rows.iter_mut().enumerate().take(w) {
+                let s = &src[(j0 + r) * cs + p0..][..pn];
+                // SAFETY: the mask covers exactly s.len() <= 16 elements of s.
+                *row = unsafe { _mm512_maskz_loadu_epi32(mask(pn), s.as_ptr() as *const i32) };
+            }
+            let t = transpose16(&rows);
+            for (dp, row) in t.iter().enumerate().take(pn) {
+                let d = &mut dst[(p0 + dp) * pitch + j0..][..w];
+                // SAFETY: the mask covers exactly d.len() <= 16 elements of d.
+                unsafe { _mm512_mask_storeu_epi32(d.as_mut_ptr() as *mut i32, mask(w), *row) };
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
