@@ -13,7 +13,8 @@ use mixprec::dtype::cast_slice;
 use mixprec::kernels::{pack_b_from, MatRef};
 use mixprec::prelude::*;
 
-const SHAPES: [(usize, usize, usize); 2] = [(256, 1024, 1024), (1024, 1024, 1024)];
+const SHAPES: [(usize, usize, usize); 3] =
+    [(256, 1024, 1024), (1024, 1024, 1024), (64, 4096, 4096)];
 
 fn input<P: Policy>(batch: usize, inp: usize) -> Tensor<P::Compute> {
     let data: Vec<f32> = (0..batch * inp)
