@@ -238,6 +238,21 @@ pub(super) fn pack_b_vnni<S: ToBf16Bits>(b: MatRef<'_, S>) -> PackedVnni {
     PackedVnni { data, strips, kc }
 }
 
+/// Fills per-strip `pieces` (each `kc` chunks of strip `s`, for the `k` rows of `b`) of a
+/// row-major f32 `b`'s VNNI layout: [`fill_vnni`] strip by strip, or in one row-order pass with
+/// AVX512-BF16 (a hot 32 × 1024 block: 5.1 µs strip by strip, 2.8 µs in one pass).
+pub(super) fn fill_vnni_pieces(b: MatRef<'_, f32>, kc: usize, pieces: &mut [&mut [u32]]) {
+    #[cfg(target_arch = "x86_64")]
+    if isa().avx512_bf16 && b.col_stride == 1 {
+        let (d, rs, k, n) = (b.data, b.row_stride, b.rows, b.cols);
+        // SAFETY: AVX-512 F/BW/VL and BF16 were detected (`isa`).
+        return unsafe { avx512::pack_b_rows_f32_pieces_bf16ne(d, rs, k, n, pieces) };
+    }
+    for (s, piece) in pieces.iter_mut().enumerate() {
+        fill_vnni(b, s, kc, piece);
+    }
+}
+
 /// Fills `group` with strips `s0..` of B's VNNI layout (`group.len() / (kc·B_CHUNK)` strips of
 /// `kc` chunks). Writes every word of a chunk that holds part of B; padding strips (beyond B's
 /// last column) and padding chunks (beyond its last row) are left as they are (zero in a fresh

@@ -318,11 +318,8 @@ impl<T: Element> RepackBlock<'_, T> {
         let w = MatRef::row_major(values, r, n);
         for dst in self.dst {
             match dst {
-                Dst::Vnni { pieces } => {
-                    let kc = r.div_ceil(pack::KCHUNK);
-                    for (s, piece) in pieces.into_iter().enumerate() {
-                        pack::fill_vnni(w, s, kc, piece);
-                    }
+                Dst::Vnni { mut pieces } => {
+                    pack::fill_vnni_pieces(w, r.div_ceil(pack::KCHUNK), &mut pieces)
                 }
                 Dst::VnniT { strips, kc } => pack::fill_vnni(w.t(), 0, kc, strips),
                 Dst::Panels { pieces } => {

@@ -342,6 +342,48 @@ pub(in crate::kernels::gemm) unsafe fn pack_b_rows_f32_bf16ne(
     }
 }
 
+/// [`pack_b_rows_f32_bf16ne`] for a block of rows whose strips live in separate pieces (the
+/// optimizer's repacking of one row block): `pieces[s]` receives strip `s`'s chunks for these
+/// `k` rows. Rows are read once, in order, each pair feeding every strip.
+///
+/// # Safety
+///
+/// The CPU must support AVX-512 F, BW, VL and BF16. (Every slice access is bounds-checked.)
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+pub(in crate::kernels::gemm) unsafe fn pack_b_rows_f32_pieces_bf16ne(
+    src: &[f32],
+    rs: usize,
+    k: usize,
+    n: usize,
+    pieces: &mut [&mut [u32]],
+) {
+    for p in (0..k).step_by(2) {
+        let off = (p / KCHUNK) * B_CHUNK + ((p % KCHUNK) / 2) * STRIP;
+        let lo_row = &src[p * rs..][..n];
+        let hi_row: &[f32] = if p + 1 < k {
+            &src[(p + 1) * rs..][..n]
+        } else {
+            &[]
+        };
+        for (s, piece) in pieces.iter_mut().enumerate() {
+            let col0 = s * STRIP;
+            if col0 >= n {
+                break;
+            }
+            let w = (n - col0).min(STRIP);
+            let hi = if hi_row.is_empty() {
+                hi_row
+            } else {
+                &hi_row[col0..col0 + w]
+            };
+            let word = words_f32_bf16ne(&lo_row[col0..col0 + w], hi);
+            let dst = &mut piece[off..off + STRIP];
+            // SAFETY: dst holds exactly 16 u32.
+            unsafe { _mm512_storeu_si512(dst.as_mut_ptr() as *mut __m512i, word) };
+        }
+    }
+}
+
 /// Up to 32 consecutive f32 along k (zero beyond the slice), rounded by `vcvtne2ps2bf16`: 16
 /// k-pair words (subnormals become signed zero, as in [`pack_b_rows_f32_bf16ne`]).
 #[inline]
