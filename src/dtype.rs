@@ -430,6 +430,10 @@ pub fn cast_cow<T: Element, U: Element>(src: &[T]) -> Cow<'_, [U]> {
 /// written once (a zero-filled vector would be written twice; measured as a `memset` of 1 MiB per
 /// layer in the training step).
 pub fn cast_to_vec<T: Element, U: Element>(src: &[T]) -> Vec<U> {
+    if src.len() >= 1 << 16 {
+        // Large: converted in parallel, still written once.
+        return kernels::par_collect(src.len(), |r, out| cast_slice(&src[r], out));
+    }
     const CHUNK: usize = 2048;
     let mut out = Vec::with_capacity(src.len());
     let mut buf = [U::default(); CHUNK];

@@ -25,10 +25,12 @@
 
 mod aligned;
 pub mod cast;
+mod collect;
 pub mod gemm;
 pub mod isa;
 mod wide;
 
+pub(crate) use collect::par_collect;
 pub use gemm::{
     gemm, gemm_packed, gemm_with, pack_b, pack_b_from, pack_b_from_f32, MatRef, PackedB,
 };
