@@ -30,6 +30,7 @@ where
             for (c, dst) in task.chunks_mut(CHUNK).enumerate() {
                 let start = t * TASK + c * CHUNK;
                 let out = &mut buf[..dst.len()];
+                out.fill(U::default());
                 fill(start..start + dst.len(), out);
                 dst.write_copy_of_slice(out);
             }

@@ -62,10 +62,11 @@ pub struct Dense<P: Policy = DefaultPolicy> {
     _policy: PhantomData<P>,
 }
 
-/// The accumulator buffers of the training passes, kept between steps: the product kernels
-/// overwrite them, so reusing them saves allocating, zeroing and faulting in a fresh
-/// `rows × units` (forward) and `rows × input_dim` (backward) buffer per step. Cloning a layer
-/// does not copy them.
+/// The accumulator buffers of the training passes, kept between steps when the compute type is
+/// 16-bit (F16, Bf16, MixedF16, MixedBf16): the product kernels overwrite them, so reusing them
+/// saves allocating, zeroing and faulting in a fresh `rows × units` (forward) and
+/// `rows × input_dim` (backward) f32 buffer per step. For F32 and F64 the accumulator *is* the
+/// output (`round_acc` moves it out), so these stay empty. Cloning a layer does not copy them.
 struct Scratch<P: Policy> {
     forward: Vec<AccOf<P>>,
     backward: Vec<AccOf<P>>,

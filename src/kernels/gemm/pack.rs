@@ -254,9 +254,11 @@ pub(super) fn fill_vnni_pieces(b: MatRef<'_, f32>, kc: usize, pieces: &mut [&mut
 }
 
 /// Fills `group` with strips `s0..` of B's VNNI layout (`group.len() / (kc·B_CHUNK)` strips of
-/// `kc` chunks). Writes every word of a chunk that holds part of B; padding strips (beyond B's
-/// last column) and padding chunks (beyond its last row) are left as they are (zero in a fresh
-/// buffer, and never written by a repack).
+/// `kc` chunks). Writes every word that holds part of B; words that hold none are left as they
+/// are: padding strips beyond B's last column, pair rows at or beyond `k` in the last chunk, and
+/// (portable path) the columns beyond B's last in the last strip. Those are zero in a buffer from
+/// `AlignedVec::zeroed` and nothing ever writes them non-zero, which is what lets a repack
+/// write only B's own words into a used buffer.
 pub(super) fn fill_vnni<S: ToBf16Bits>(b: MatRef<'_, S>, s0: usize, kc: usize, group: &mut [u32]) {
     let simd = cfg!(target_arch = "x86_64") && isa().avx512;
     #[cfg(target_arch = "x86_64")]
