@@ -19,7 +19,7 @@ fn mask(w: usize) -> __mmask16 {
 }
 
 macro_rules! pack_rows {
-    ($(#[$doc:meta])* $name:ident, $t:ty, $load:ident) => {
+    ($(#[$doc:meta])* $name:ident, $t:ty, $words:ident, $features:literal) => {
         $(#[$doc])*
         ///
         /// `src` is `k × n` with row pitch `rs`; `group` receives strips `s0..` (each `kc`
@@ -27,8 +27,9 @@ macro_rules! pack_rows {
         ///
         /// # Safety
         ///
-        /// The CPU must support AVX-512 F, BW and VL. (Every slice access is bounds-checked.)
-        #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+        /// The CPU must support the features named by `#[target_feature]` (AVX-512 F, BW and VL,
+        /// and BF16 for the `bf16ne` variant). (Every slice access is bounds-checked.)
+        #[target_feature(enable = $features)]
         #[allow(clippy::too_many_arguments)] // the shape of a strided matrix and a strip range
         pub(in crate::kernels::gemm) unsafe fn $name(
             src: &[$t],
@@ -49,13 +50,12 @@ macro_rules! pack_rows {
                     }
                     let w = (n - col0).min(STRIP);
                     let lo = &src[p * rs + col0..][..w];
-                    let vlo = $load(lo);
-                    let vhi = if p + 1 < k {
-                        $load(&src[(p + 1) * rs + col0..][..w])
+                    let hi: &[$t] = if p + 1 < k {
+                        &src[(p + 1) * rs + col0..][..w]
                     } else {
-                        _mm512_setzero_si512()
+                        &[]
                     };
-                    let word = _mm512_or_si512(vlo, _mm512_slli_epi32::<16>(vhi));
+                    let word = $words(lo, hi);
                     let dst = &mut group[ls * kc * B_CHUNK + chunk..][..STRIP];
                     // SAFETY: dst holds exactly 16 u32.
                     unsafe { _mm512_storeu_si512(dst.as_mut_ptr() as *mut __m512i, word) };
@@ -83,17 +83,34 @@ fn load_bf16(s: &[bf16]) -> __m512i {
     _mm512_cvtepu16_epi32(v)
 }
 
+/// Two rows of up to 16 f32 (zero beyond each slice) as k-pair words
+/// `bf16(lo[j]) | bf16(hi[j]) << 16`, rounded with the integer code of the casts.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+fn words_f32(lo: &[f32], hi: &[f32]) -> __m512i {
+    _mm512_or_si512(load_f32(lo), _mm512_slli_epi32::<16>(load_f32(hi)))
+}
+
+/// Two rows of up to 16 bf16 (zero beyond each slice) as k-pair words.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+fn words_bf16(lo: &[bf16], hi: &[bf16]) -> __m512i {
+    _mm512_or_si512(load_bf16(lo), _mm512_slli_epi32::<16>(load_bf16(hi)))
+}
+
 pack_rows!(
     /// Packs f32 rows, rounding to bf16 (nearest, ties to even, NaN quiet).
     pack_b_rows_f32_avx512,
     f32,
-    load_f32
+    words_f32,
+    "avx512f,avx512bw,avx512vl"
 );
 pack_rows!(
     /// Packs bf16 rows.
     pack_b_rows_bf16_avx512,
     bf16,
-    load_bf16
+    words_bf16,
+    "avx512f,avx512bw,avx512vl"
 );
 
 /// Transposes a 16 × 16 matrix of 32-bit words held as 16 rows: `out[j][i] = r[i][j]`.
@@ -301,46 +318,15 @@ fn words_f32_bf16ne(lo: &[f32], hi: &[f32]) -> __m512i {
     _mm512_permutexvar_epi16(idx, packed)
 }
 
-/// [`pack_b_rows_f32_avx512`] with the rounding done by AVX512-BF16's `vcvtne2ps2bf16`: the
-/// same bits for every f32 except subnormals, which become zero of the same sign (the AMX
-/// tiles read subnormal bf16 as zero, so the products do not change).
-///
-/// # Safety
-///
-/// The CPU must support AVX-512 F, BW, VL and BF16. (Every slice access is bounds-checked.)
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
-#[allow(clippy::too_many_arguments)] // the shape of a strided matrix and a strip range
-pub(in crate::kernels::gemm) unsafe fn pack_b_rows_f32_bf16ne(
-    src: &[f32],
-    rs: usize,
-    k: usize,
-    n: usize,
-    s0: usize,
-    kc: usize,
-    group: &mut [u32],
-) {
-    let strips = group.len() / (kc * B_CHUNK);
-    for p in (0..k).step_by(2) {
-        let chunk = (p / KCHUNK) * B_CHUNK + ((p % KCHUNK) / 2) * STRIP;
-        for ls in 0..strips {
-            let col0 = (s0 + ls) * STRIP;
-            if col0 >= n {
-                break;
-            }
-            let w = (n - col0).min(STRIP);
-            let lo = &src[p * rs + col0..][..w];
-            let hi: &[f32] = if p + 1 < k {
-                &src[(p + 1) * rs + col0..][..w]
-            } else {
-                &[]
-            };
-            let word = words_f32_bf16ne(lo, hi);
-            let dst = &mut group[ls * kc * B_CHUNK + chunk..][..STRIP];
-            // SAFETY: dst holds exactly 16 u32.
-            unsafe { _mm512_storeu_si512(dst.as_mut_ptr() as *mut __m512i, word) };
-        }
-    }
-}
+pack_rows!(
+    /// [`pack_b_rows_f32_avx512`] with the rounding done by AVX512-BF16's `vcvtne2ps2bf16`:
+    /// the same bits for every f32 except subnormals, which become zero of the same sign (the
+    /// AMX tiles read subnormal bf16 as zero, so the products do not change).
+    pack_b_rows_f32_bf16ne,
+    f32,
+    words_f32_bf16ne,
+    "avx512f,avx512bw,avx512vl,avx512bf16"
+);
 
 /// [`pack_b_rows_f32_bf16ne`] for a block of rows whose strips live in separate pieces (the
 /// optimizer's repacking of one row block): `pieces[s]` receives strip `s`'s chunks for these
