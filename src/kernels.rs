@@ -30,7 +30,7 @@ pub mod gemm;
 pub mod isa;
 mod wide;
 
-pub(crate) use collect::par_collect;
+pub(crate) use collect::{par_collect, CHUNK as COLLECT_CHUNK};
 pub use gemm::{
     gemm, gemm_packed, gemm_with, pack_b, pack_b_from, pack_b_from_f32, MatRef, PackedB,
 };

@@ -9,7 +9,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 /// Elements per call of the filler (a buffer of this many on each task's stack).
-const CHUNK: usize = 2048;
+pub(crate) const CHUNK: usize = 2048;
 /// Elements per rayon task.
 const TASK: usize = 1 << 15;
 

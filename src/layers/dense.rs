@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 
 use rayon::prelude::*;
 
-use crate::dtype::{cast_cow, cast_to_vec, cast_vec, Element};
+use crate::dtype::{cast_cow, cast_slice, cast_to_vec, cast_vec, Element};
 use crate::error::{fmt_shape, Error, Result};
 use crate::init::glorot_uniform;
 use crate::kernels::{gemm_packed, MatRef};
@@ -332,10 +332,7 @@ impl<P: Policy> Dense<P> {
     /// [`Error::ShapeMismatch`] when `x` is not `[.., input_dim]`.
     pub fn try_forward(&self, x: &Tensor<P::Compute>) -> Result<Tensor<P::Compute>> {
         let rows = self.check_input(x.shape())?;
-        let y = with_acc::<P, _>(|acc| {
-            self.forward_acc(x.as_slice(), rows, acc);
-            round_acc::<P>(acc)
-        });
+        let y = with_acc::<P, _>(|acc| self.forward_out(x.as_slice(), rows, acc));
         Ok(self.output(x.shape(), y))
     }
 
@@ -357,10 +354,7 @@ impl<P: Policy> Dense<P> {
     pub fn try_call<T: Element>(&self, x: &Tensor<T>) -> Result<Tensor<P::Compute>> {
         let rows = self.check_input(x.shape())?;
         let xc = cast_cow::<T, P::Compute>(x.as_slice());
-        let y = with_acc::<P, _>(|acc| {
-            self.forward_acc(&xc, rows, acc);
-            round_acc::<P>(acc)
-        });
+        let y = with_acc::<P, _>(|acc| self.forward_out(&xc, rows, acc));
         Ok(self.output(x.shape(), y))
     }
 
@@ -383,29 +377,94 @@ impl<P: Policy> Dense<P> {
         Tensor::from_parts(shape, y)
     }
 
-    /// `activation(x·W + b)` in the accumulator type, `rows × units`, row-major, into `acc`
-    /// (resized; its old values are overwritten, never read).
-    fn forward_acc(&self, x: &[P::Compute], rows: usize, acc: &mut Vec<AccOf<P>>) {
+    /// `activation(x·W + b)`, `rows × units`, row-major, in the compute type. The product is
+    /// summed into `acc` (resized; its old values are overwritten, never read), which becomes
+    /// the output when the compute type is the accumulator type (F32, F64) and is kept for reuse
+    /// otherwise.
+    fn forward_out(
+        &self,
+        x: &[P::Compute],
+        rows: usize,
+        acc: &mut Vec<AccOf<P>>,
+    ) -> Vec<P::Compute> {
         let (k, n) = (self.input_dim(), self.units());
         acc.resize(rows * n, AccOf::<P>::default());
         // The kernel, packed once for the selected matrix kernel and cached until it changes.
         let w = self.kernel.packed(false);
         gemm_packed(MatRef::row_major(x, rows, k), w, acc, false);
-        // The bias is read in the compute type (as Keras reads every variable), widened once,
-        // and added with the activation in one pass over the accumulator.
+        // The bias is read in the compute type (as Keras reads every variable), widened once.
         let bias = self
             .bias
             .as_ref()
             .map(|b| cast_to_vec::<_, AccOf<P>>(b.compute()));
-        if bias.is_some() || self.activation != Activation::Linear {
-            acc.par_chunks_mut(rows_per_task(n) * n).for_each(|acc| {
-                crate::kernels::wide(BiasActivation {
-                    acc,
-                    bias: bias.as_deref(),
-                    activation: self.activation,
-                })
-            });
+        let activation = self.activation;
+        let elementwise = bias.is_some() || activation != Activation::Linear;
+        if P::COMPUTE_DTYPE == AccOf::<P>::DTYPE {
+            // The accumulator is the output: bias and activation in place, in one pass.
+            if elementwise {
+                acc.par_chunks_mut(rows_per_task(n) * n).for_each(|acc| {
+                    crate::kernels::wide(BiasActivation {
+                        acc,
+                        bias: bias.as_deref(),
+                        activation,
+                    })
+                });
+            }
+            return round_acc::<P>(acc);
         }
+        if !elementwise {
+            return round_acc::<P>(acc);
+        }
+        // A 16-bit output: bias, activation and the one rounding in a single parallel pass that
+        // writes the output once (the accumulator is only read).
+        let acc: &[AccOf<P>] = acc;
+        crate::kernels::par_collect(acc.len(), |range, out| {
+            let mut tmp = [AccOf::<P>::default(); crate::kernels::COLLECT_CHUNK];
+            let (src, tmp) = (&acc[range.clone()], &mut tmp[..range.len()]);
+            tmp.copy_from_slice(src);
+            bias_activation_from(tmp, range.start % n, n, bias.as_deref(), activation);
+            cast_slice(tmp, out);
+        })
+    }
+}
+
+/// [`BiasActivation`] over a run of a row-major `? × n` accumulator that starts at column `col`
+/// (not necessarily at a row's start).
+fn bias_activation_from<A: Element>(
+    mut acc: &mut [A],
+    mut col: usize,
+    n: usize,
+    bias: Option<&[A]>,
+    activation: Activation,
+) {
+    let Some(bias) = bias else {
+        crate::kernels::wide(BiasActivation {
+            acc,
+            bias: None,
+            activation,
+        });
+        return;
+    };
+    while !acc.is_empty() {
+        // A partial row up to the next row start, or as many whole rows as remain.
+        let len = if col == 0 && acc.len() >= n {
+            acc.len() / n * n
+        } else {
+            (n - col).min(acc.len())
+        };
+        let (head, rest) = acc.split_at_mut(len);
+        let b = if col == 0 && len >= n {
+            bias
+        } else {
+            &bias[col..col + len]
+        };
+        crate::kernels::wide(BiasActivation {
+            acc: head,
+            bias: Some(b),
+            activation,
+        });
+        acc = rest;
+        col = (col + len) % n;
     }
 }
 
@@ -507,6 +566,63 @@ mod tests {
     use super::*;
     use crate::policy::{Bf16, MixedBf16, F32, F64};
     use half::bf16;
+
+    /// The 16-bit forward pass adds the bias, applies the activation and rounds in one pass over
+    /// runs of the accumulator that start mid-row; every element must get its own column's bias
+    /// and be rounded once: compared with the product plus a row-by-row epilogue, bit for bit.
+    fn fused_epilogue_matches_row_by_row<P: Policy>() {
+        for (rows, k, n) in [
+            (300, 5, 37),
+            (9, 3, 1000),
+            (3, 4, 2049),
+            (700, 2, 1),
+            (5, 6, 7),
+        ] {
+            for act in [Activation::Linear, Activation::Relu, Activation::Tanh] {
+                let mut d = Dense::<P>::new(k, n).with_seed(7).with_activation(act);
+                d.visit_params_mut(&mut |p| {
+                    if p.shape().len() == 1 {
+                        p.update(|b| {
+                            for (j, b) in b.iter_mut().enumerate() {
+                                let v = (j % 13) as f32 * 0.37 - 2.0;
+                                *b = <P::Variable as Element>::from_f32_rne(v);
+                            }
+                        });
+                    }
+                });
+                let xv: Vec<f32> = (0..rows * k)
+                    .map(|i| ((i * 31) % 17) as f32 / 8.0 - 1.0)
+                    .collect();
+                let x: Tensor<P::Compute> = Tensor::from_vec(vec![rows, k], xv).unwrap().cast();
+                let y = d.forward(&x);
+                let mut acc = vec![AccOf::<P>::default(); rows * n];
+                gemm_packed(
+                    MatRef::row_major(x.as_slice(), rows, k),
+                    d.kernel.packed(false),
+                    &mut acc,
+                    false,
+                );
+                let bias: Vec<AccOf<P>> = cast_to_vec(d.bias.as_ref().unwrap().compute());
+                for (i, (&a, &got)) in acc.iter().zip(y.as_slice()).enumerate() {
+                    let want =
+                        <P::Compute as Element>::from_f64_rne(act.apply(a + bias[i % n]).as_f64());
+                    assert!(
+                        want.as_f64().to_bits() == got.as_f64().to_bits(),
+                        "{} {rows}x{k}x{n} {act:?} element {i}: {got:?} != {want:?}",
+                        P::NAME
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fused_epilogue_matches_row_by_row_in_16_bit_policies() {
+        fused_epilogue_matches_row_by_row::<MixedBf16>();
+        fused_epilogue_matches_row_by_row::<crate::policy::MixedF16>();
+        fused_epilogue_matches_row_by_row::<Bf16>();
+        fused_epilogue_matches_row_by_row::<F32>();
+    }
 
     #[test]
     fn forward_rejects_wrong_shape_and_names_both() {

@@ -11,39 +11,85 @@ use crate::layers::{Activation, Layer};
 use crate::policy::Policy;
 use crate::tensor::Tensor;
 
+/// `dz` and what the backward pass needs to know about it, gathered in the pass that forms it.
+struct PreActivationGrad<P: Policy> {
+    /// `dy ⊙ activation'(y)`, rounded once to the compute type.
+    dz: Vec<P::Compute>,
+    /// `max |dz|` (NaN when `dz` holds a NaN).
+    max_abs: f64,
+    /// The column sums of `dz` (the bias gradient), in the accumulator type, when asked for.
+    col_sums: Option<Vec<AccOf<P>>>,
+}
+
 impl<P: Policy> Dense<P> {
-    /// `dz = dy ⊙ activation'(y)`, formed in the accumulator type and rounded once.
+    /// `dz = dy ⊙ activation'(y)`, formed in the accumulator type and rounded once, with its
+    /// largest magnitude and (when `col_sums`) its column sums, in one parallel pass over fixed
+    /// blocks of rows. The block sums are added in order, so the sums do not depend on the
+    /// number of threads.
     fn pre_activation_grad(
         &self,
         dy: Tensor<P::Compute>,
         y: Option<&Tensor<P::Compute>>,
-    ) -> Vec<P::Compute> {
-        let (Some(y), false) = (y, self.activation == Activation::Linear) else {
-            return dy.into_vec();
-        };
+        col_sums: bool,
+    ) -> PreActivationGrad<P> {
         let act = self.activation;
+        let y = y
+            .filter(|_| act != Activation::Linear)
+            .map(Tensor::as_slice);
         let n = self.units();
         let mut dz = dy.into_vec();
         let task = rows_per_task(n) * n;
-        dz.par_chunks_mut(task)
-            .zip(y.as_slice().par_chunks(task))
-            .for_each(|(dz, y)| {
-                let (mut d_acc, mut y_acc) = (
-                    vec![AccOf::<P>::default(); n],
-                    vec![AccOf::<P>::default(); n],
-                );
-                for (d_row, y_row) in dz.chunks_exact_mut(n).zip(y.chunks_exact(n)) {
-                    cast_slice(d_row, &mut d_acc);
-                    cast_slice(y_row, &mut y_acc);
-                    crate::kernels::wide(ActivationGrad {
-                        d: &mut d_acc,
-                        y: &y_acc,
-                        activation: act,
-                    });
-                    cast_slice(&d_acc, d_row);
+        let blocks: Vec<(f64, Option<Vec<AccOf<P>>>)> = dz
+            .par_chunks_mut(task)
+            .enumerate()
+            .map(|(t, dz)| {
+                let zero = AccOf::<P>::default();
+                let (mut d_acc, mut y_acc) = (vec![zero; n], vec![zero; n]);
+                let mut sum = col_sums.then(|| vec![zero; n]);
+                for (r, d_row) in dz.chunks_exact_mut(n).enumerate() {
+                    if let Some(y) = y {
+                        cast_slice(d_row, &mut d_acc);
+                        cast_slice(&y[t * task + r * n..][..n], &mut y_acc);
+                        crate::kernels::wide(ActivationGrad {
+                            d: &mut d_acc,
+                            y: &y_acc,
+                            activation: act,
+                        });
+                        cast_slice(&d_acc, d_row);
+                    }
+                    if let Some(sum) = &mut sum {
+                        // The rounded values, as the products read them.
+                        cast_slice(d_row, &mut d_acc);
+                        crate::kernels::wide(AddInto { sum, x: &d_acc });
+                    }
                 }
-            });
-        dz
+                (max_abs(dz), sum)
+            })
+            .collect();
+        let max_abs = blocks.iter().fold(0.0, |m: f64, &(b, _)| {
+            if m.is_nan() || b.is_nan() {
+                f64::NAN
+            } else {
+                m.max(b)
+            }
+        });
+        let col_sums = col_sums.then(|| {
+            let mut total = vec![AccOf::<P>::default(); n];
+            for (_, block) in &blocks {
+                if let Some(block) = block {
+                    crate::kernels::wide(AddInto {
+                        sum: &mut total,
+                        x: block,
+                    });
+                }
+            }
+            total
+        });
+        PreActivationGrad {
+            dz,
+            max_abs,
+            col_sums,
+        }
     }
 }
 
@@ -58,8 +104,8 @@ impl<P: Policy> Layer for Dense<P> {
     fn train_forward(&mut self, x: Tensor<P::Compute>) -> Result<Tensor<P::Compute>> {
         let rows = self.check_input(x.shape())?;
         let mut acc = std::mem::take(&mut self.scratch.forward);
-        self.forward_acc(x.as_slice(), rows, &mut acc);
-        let y = self.output(x.shape(), round_acc::<P>(&mut acc));
+        let y = self.forward_out(x.as_slice(), rows, &mut acc);
+        let y = self.output(x.shape(), y);
         self.scratch.forward = acc;
         let keep_y = self.activation != Activation::Linear;
         let rows = x.len() / self.input_dim();
@@ -93,7 +139,11 @@ impl<P: Policy> Layer for Dense<P> {
             *s.last_mut().expect("checked") = k;
             s
         };
-        let dz = self.pre_activation_grad(dy, saved.y.as_ref());
+        let PreActivationGrad {
+            dz,
+            max_abs: mz,
+            col_sums,
+        } = self.pre_activation_grad(dy, saved.y.as_ref(), self.bias.is_some());
         let dz_m = MatRef::row_major(&dz, rows, n);
         // dW = xᵀ·dz, summed in f32 from compute-type operands.
         // Written straight into the gradient's storage when it is f32 (mixed policies, F32).
@@ -102,7 +152,7 @@ impl<P: Policy> Layer for Dense<P> {
         // skip them: every term of dW's sums is at most max|x|·max|dz|, every term of db's at
         // most max|dz|, and a sum of `rows` terms in f32 is at most (1 + u)^rows <= 2 times the
         // exact one while rows·u <= 1/2 (u = 2^-24). NaN or infinity in x or dz gives no bound.
-        let (mx, mz) = (max_abs(saved.x.as_slice()), max_abs(&dz));
+        let mx = max_abs(saved.x.as_slice());
         let r = rows as f64;
         let bound = |term: f64| {
             if r * f64::from(f32::EPSILON) / 2.0 <= 0.5 {
@@ -113,32 +163,8 @@ impl<P: Policy> Layer for Dense<P> {
         };
         self.kernel
             .write_grad::<AccOf<P>>(bound(mx * mz), |dw| gemm(x_t, dz_m, dw, false));
-        if let Some(b) = &mut self.bias {
-            b.write_grad::<AccOf<P>>(bound(mz), |db| {
-                // Column sums of fixed blocks of rows in parallel, then the block sums added in
-                // order: the same result whatever the number of threads.
-                let partial: Vec<Vec<AccOf<P>>> = dz
-                    .par_chunks(rows_per_task(n) * n)
-                    .map(|block| {
-                        let (mut sum, mut row) = (
-                            vec![AccOf::<P>::default(); n],
-                            vec![AccOf::<P>::default(); n],
-                        );
-                        for r in block.chunks_exact(n) {
-                            cast_slice(r, &mut row);
-                            crate::kernels::wide(AddInto {
-                                sum: &mut sum,
-                                x: &row,
-                            });
-                        }
-                        sum
-                    })
-                    .collect();
-                db.fill(AccOf::<P>::default());
-                for p in &partial {
-                    crate::kernels::wide(AddInto { sum: db, x: p });
-                }
-            });
+        if let (Some(b), Some(sums)) = (&mut self.bias, col_sums) {
+            b.write_grad::<AccOf<P>>(bound(mz), |db| db.copy_from_slice(&sums));
         }
         if !need_input_grad {
             return Ok(None);
