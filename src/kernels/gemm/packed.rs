@@ -161,20 +161,6 @@ pub(super) fn pack_b_isa<T: Element>(isa: Isa, b: MatRef<'_, T>) -> PackedB<T> {
     PackedB::new(b.rows, b.cols, repr)
 }
 
-/// f16 panels widened to f32 panels of the same layout (exact). The FMA kernel runs faster on f32
-/// panels at every measured shape (see `docs/PERFORMANCE.md`: 299/304/258 against 293/303/163
-/// GFLOP/s), so the f16 policies keep their cached weight as f16 values stored in f32, trading
-/// twice the cache memory for MixedF16 running at F32's speed.
-#[cfg(target_arch = "x86_64")]
-fn widen(p: fma::Panels<half::f16>) -> fma::Panels<f32> {
-    let mut data = crate::kernels::aligned::AlignedVec::zeroed(p.data.len());
-    crate::dtype::cast_slice(&p.data, &mut data);
-    fma::Panels {
-        data,
-        strips: p.strips,
-    }
-}
-
 fn pack_b_from_f32_isa<T: Element>(isa: Isa, b: MatRef<'_, f32>) -> PackedB<T> {
     assert!(
         b.in_bounds(),
@@ -183,8 +169,11 @@ fn pack_b_from_f32_isa<T: Element>(isa: Isa, b: MatRef<'_, f32>) -> PackedB<T> {
     let repr = match T::DTYPE {
         DType::BFloat16 if isa.amx_bf16 => Repr::Vnni(pack::pack_b_vnni(b)),
         #[cfg(target_arch = "x86_64")]
+        // f16 values kept in f32 panels: the FMA kernel runs faster on f32 panels at every
+        // measured shape (see `docs/PERFORMANCE.md`: 299/304/258 against 293/303/163 GFLOP/s),
+        // so MixedF16 runs at F32's speed for twice the cache memory of f16 panels.
         DType::Float16 if isa.avx512 => {
-            Repr::Panels32(widen(panels::pack_b_panels::<f32, half::f16>(b)))
+            Repr::Panels32(panels::pack_b_panels_rounded::<half::f16>(b))
         }
         #[cfg(target_arch = "x86_64")]
         DType::Float32 if isa.avx512 => Repr::Panels32(panels::pack_b_panels(b)),
@@ -340,11 +329,7 @@ fn fill_panels_as<T: Element>(b: MatRef<'_, f32>, s0: usize, chunk: &mut [f32]) 
     if T::DTYPE == DType::Float32 {
         panels::fill_panels::<f32, f32>(b, s0, chunk);
     } else {
-        // Round through a buffer of T with the vectorized casts, then widen (exact); the
-        // buffer's zeros land on the padding, which is zero anyway.
-        let mut rounded = vec![T::default(); chunk.len()];
-        panels::fill_panels::<f32, T>(b, s0, &mut rounded);
-        crate::dtype::cast_slice(&rounded, chunk);
+        panels::fill_panels_rounded::<T>(b, s0, chunk);
     }
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!("FMA panels on {:?}", (b.rows, s0, chunk.len()))

@@ -72,6 +72,47 @@ pub(super) fn pack_b_panels<T: Element, E: Element>(b: MatRef<'_, T>) -> Panels<
     Panels { data, strips }
 }
 
+/// B (`k × n`, f32, any strides) as f32 panels holding each element rounded to `R` (and widened
+/// back, exactly): the cached weight of a policy that computes in `R` on f32 panels (MixedF16).
+pub(super) fn pack_b_panels_rounded<R: Element>(b: MatRef<'_, f32>) -> Panels<f32> {
+    let (k, n) = (b.rows, b.cols);
+    let strips = n.div_ceil(NR);
+    let mut data = AlignedVec::zeroed(strips * k * NR);
+    let group = strips.div_ceil(2 * rayon::current_num_threads()).max(GROUP);
+    for_each_chunk(&mut data, group * k * NR, |g, chunk| {
+        fill_panels_rounded::<R>(b, g * group, chunk)
+    });
+    Panels { data, strips }
+}
+
+/// [`fill_panels`] of an f32 B into f32 panels, each element rounded to `R` on the way. A
+/// row-major B is rounded row by row (each row cast to `R` and back, in L1); other views go
+/// through a rounded copy of the chunk.
+pub(super) fn fill_panels_rounded<R: Element>(b: MatRef<'_, f32>, s0: usize, chunk: &mut [f32]) {
+    let (k, n) = (b.rows, b.cols);
+    let group = chunk.len() / (k * NR).max(1);
+    let c0 = s0 * NR;
+    let width = n.saturating_sub(c0).min(group * NR);
+    if k == 0 || width == 0 {
+        return;
+    }
+    if b.col_stride == 1 {
+        let (mut narrow, mut row) = (vec![R::default(); width], vec![0f32; width]);
+        for p in 0..k {
+            cast_slice(&b.data[p * b.row_stride + c0..][..width], &mut narrow);
+            cast_slice(&narrow, &mut row);
+            for (ls, seg) in row.chunks(NR).enumerate() {
+                chunk[(ls * k + p) * NR..][..seg.len()].copy_from_slice(seg);
+            }
+        }
+    } else {
+        // The rounded copy's zeros land on the padding, which is zero anyway.
+        let mut rounded = vec![R::default(); chunk.len()];
+        fill_panels::<f32, R>(b, s0, &mut rounded);
+        cast_slice(&rounded, chunk);
+    }
+}
+
 /// Fills `chunk` with panels `s0..` of B (`chunk.len() / (k·NR)` of them), each element rounded
 /// to `E`. Writes every element that lies inside B; the zero padding beyond B's last column is
 /// left as it is (zero in a fresh buffer, and never written by a repack).
