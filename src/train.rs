@@ -428,7 +428,9 @@ fn poll_for_work(done: &AtomicBool, home: Option<usize>) {
                 if since.elapsed() > POLL_IDLE {
                     return;
                 }
-                std::hint::spin_loop();
+                // Lets a runnable thread outside the pool (matrixmultiply's workers in F32
+                // products) have the core; returns at once when there is none.
+                std::thread::yield_now();
             }
             None => return,
         }
