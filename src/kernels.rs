@@ -24,6 +24,7 @@
 //! everywhere. An unknown value is treated as `auto` and one warning is printed on stderr.
 
 mod aligned;
+pub(crate) use aligned::AlignedVec;
 pub mod cast;
 mod collect;
 pub mod gemm;

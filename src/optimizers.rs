@@ -398,11 +398,8 @@ pub fn grads_are_finite<M: Module>(model: &M) -> bool {
         if p.grad_known_finite() {
             return;
         }
-        if let (true, Some(g)) = (finite, p.grad()) {
-            finite = g
-                .as_slice()
-                .par_chunks(PAR_CHUNK)
-                .all(crate::dtype::all_finite);
+        if let (true, Some(g)) = (finite, p.grad_slice()) {
+            finite = g.par_chunks(PAR_CHUNK).all(crate::dtype::all_finite);
         }
     });
     finite
