@@ -1,0 +1,107 @@
+"""PyTorch's figures for the shapes of `benches/dense.rs` and `benches/train_step.rs`.
+
+Not part of the Rust build or CI: it is the reference that `docs/PERFORMANCE.md` compares
+mixprec against. Run it beside the Rust benches, in the same minutes, on the same machine:
+
+    python3 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch
+    /tmp/torchenv/bin/python benches/pytorch_reference.py
+
+It prints the median wall time per call (ms) of
+- `nn.Linear` forward (with bias, no grad) at the three Dense shapes, in float32, under
+  bfloat16 and float16 autocast (weights re-cast every call), and with the module in pure
+  bfloat16;
+- one training step (forward, cross-entropy, backward, Adam 1e-3) of an MLP
+  784-1024-1024-10 at batch 256, in float32 and under bfloat16 autocast.
+"""
+
+import statistics
+import time
+
+import torch
+
+THREADS = 2
+SHAPES = [(256, 1024, 1024), (1024, 1024, 1024), (64, 4096, 4096)]
+
+
+def median_ms(fn, seconds=2.0, warmup=5):
+    for _ in range(warmup):
+        fn()
+    times = []
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds or len(times) < 10:
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1e3
+
+
+def dense_forward():
+    rows = []
+    for b, i, o in SHAPES:
+        torch.manual_seed(1)
+        layer = torch.nn.Linear(i, o)
+        x = torch.rand(b, i) * 2 - 1
+        flop = 2 * b * i * o
+
+        with torch.inference_mode():
+            f32 = median_ms(lambda: layer(x))
+
+            def autocast(dtype):
+                def run():
+                    with torch.autocast("cpu", dtype=dtype):
+                        return layer(x)
+
+                return run
+
+            ac_bf16 = median_ms(autocast(torch.bfloat16))
+            ac_f16 = median_ms(autocast(torch.float16))
+            pure = torch.nn.Linear(i, o).to(torch.bfloat16)
+            xb = x.to(torch.bfloat16)
+            pure_bf16 = median_ms(lambda: pure(xb))
+        rows.append((f"{b}x{i}x{o}", f32, ac_bf16, ac_f16, pure_bf16, flop))
+    print("Linear forward, median ms (GFLOP/s)")
+    print("shape          float32            bf16 autocast      f16 autocast       pure bf16")
+    for name, *ms, flop in rows:
+        cells = "  ".join(f"{t:7.3f} ({flop / t / 1e6:6.0f})" for t in ms)
+        print(f"{name:<14} {cells}")
+
+
+def train_step():
+    print("Training step, MLP 784-1024-1024-10, batch 256, Adam, median ms")
+    for name, dtype in [("float32", None), ("bf16 autocast", torch.bfloat16)]:
+        torch.manual_seed(1)
+        model = torch.nn.Sequential(
+            torch.nn.Linear(784, 1024),
+            torch.nn.ReLU(),
+            torch.nn.Linear(1024, 1024),
+            torch.nn.ReLU(),
+            torch.nn.Linear(1024, 10),
+        )
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        loss_fn = torch.nn.CrossEntropyLoss()
+        x = torch.rand(256, 784)
+        y = torch.arange(256) % 10
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            if dtype is None:
+                loss = loss_fn(model(x), y)
+            else:
+                with torch.autocast("cpu", dtype=dtype):
+                    loss = loss_fn(model(x), y)
+            loss.backward()
+            opt.step()
+
+        print(f"{name:<14} {median_ms(step, seconds=4.0):7.3f}")
+
+
+def main():
+    torch.set_num_threads(THREADS)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"oneDNN (mkldnn) available: {torch.backends.mkldnn.is_available()}")
+    dense_forward()
+    train_step()
+
+
+if __name__ == "__main__":
+    main()
