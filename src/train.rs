@@ -355,7 +355,10 @@ pub struct StepLogs {
 /// The step runs on a thread of rayon's pool, so the kernels' parallel loops inside it fork and
 /// join from a pool thread instead of handing work across from the caller's thread for each loop
 /// (measured on a MixedBf16 MLP step: 6.0 ms from the caller's thread, 5.4 ms on the pool; see
-/// `docs/PERFORMANCE.md`). [`fit`] trains through this function.
+/// `docs/PERFORMANCE.md`). While the step runs, the pool's other threads poll for its work
+/// instead of sleeping between its loops (they may also run other jobs queued on the same pool;
+/// the call returns when each has finished what it picked up and seen the step end).
+/// [`fit`] trains through this function.
 ///
 /// # Errors
 ///
@@ -397,10 +400,19 @@ where
         for _ in 1..rayon::current_num_threads() {
             s.spawn(move |_| poll_for_work(done, home));
         }
-        let logs = step_here(model, optimizer, x.into_cast(), targets, loss);
-        done.store(true, Ordering::Release);
-        logs
+        // Set when the step ends, also by unwinding from a panic inside it.
+        let _end = EndOfStep(done);
+        step_here(model, optimizer, x.into_cast(), targets, loss)
     })
+}
+
+/// Tells the polling threads that the step has ended, when dropped.
+struct EndOfStep<'a>(&'a AtomicBool);
+
+impl Drop for EndOfStep<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
 }
 
 /// How long a pool thread keeps polling with nothing to run before it gives up and lets rayon
@@ -409,7 +421,7 @@ const POLL_IDLE: std::time::Duration = std::time::Duration::from_micros(200);
 
 /// Keeps one pool thread polling for the step's parallel work until the step is `done`, instead
 /// of sleeping between the step's short parallel loops and being woken for each (a futex wake per
-/// loop; in the MixedBf16 MLP step, rayon's sleeping and waking took ~10% of CPU time).
+/// loop; in the MixedBf16 MLP step, rayon's sleeping and waking took 8–10% of CPU time).
 ///
 /// Returns at once on the step's own thread (`home`), which must not wait for itself. A thread
 /// that finds nothing to run for [`POLL_IDLE`] returns too: such a thread may have picked this
