@@ -249,6 +249,22 @@ fn gemm_packed_equals_gemm_and_pack_from_f32_rounds_once() {
             false,
         );
         assert_eq!(c, want, "{path:?}: f16");
+        // Wide enough that a packing task covers more than one run of the row buffers.
+        let (m2, k2, n2) = (3, 5, 2000);
+        let w32 = values::<f32>(k2 * n2, 11);
+        let w16: Vec<f16> = w32.iter().map(|&x| f16::from_f32(x)).collect();
+        let x16: Vec<f16> = values::<f16>(m2 * k2, 12);
+        let p16 = pack_b_from_f32_with::<f16>(path, MatRef::row_major(&w32, k2, n2));
+        let mut c = vec![0.0; m2 * n2];
+        gemm_packed(MatRef::row_major(&x16, m2, k2), &p16, &mut c, false);
+        let want = run(
+            path,
+            MatRef::row_major(&x16, m2, k2),
+            MatRef::row_major(&w16, k2, n2),
+            &c,
+            false,
+        );
+        assert_eq!(c, want, "{path:?}: f16, n = {n2}");
     }
 }
 
