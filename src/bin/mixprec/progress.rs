@@ -1,5 +1,6 @@
 //! Progress of `fit`: indicatif bars on a terminal, plain lines otherwise.
 
+use crate::output::outln;
 use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -95,7 +96,7 @@ impl Callback for Progress {
                 bar.reset();
                 bar.set_prefix(format!("epoch {}/{}", logs.epoch + 1, self.epochs));
             }
-            (None, true) => println!("{line}"),
+            (None, true) => outln!("{line}"),
             _ => {}
         }
     }

@@ -1,6 +1,7 @@
 //! `train` and `compare`: one generic training run per policy, reached from the run-time policy
 //! through `DTypePolicy::visit` (no `dyn` in the model or the optimizer).
 
+use crate::output::outln;
 use std::time::Instant;
 
 use mixprec::data::Dataset;
@@ -160,13 +161,24 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         None => spec_for(t, &train),
     };
     if let Some(r) = &resume {
-        println!(
+        let model = r.path.display().to_string();
+        crate::predict::check_labels(&train, &data_name, &spec, &model)?;
+        crate::predict::check_labels(&test, &data_name, &spec, &model)?;
+    }
+    let what = if resume.is_some() {
+        "--resume"
+    } else {
+        "--hidden"
+    };
+    check_model_memory(what, &spec, t, &data_name)?;
+    if let Some(r) = &resume {
+        outln!(
             "resuming {} after epoch {} (its policy, architecture, optimizer state, learning rate, batch size, seed and data)",
             r.path.display(),
             r.done
         );
     }
-    println!(
+    outln!(
         "mixprec train: policy {policy} (compute {}, variables {}), MLP {}, {data_name}: {} train / {} test rows",
         policy.compute_dtype(),
         policy.variable_dtype(),
@@ -184,30 +196,31 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         progress: Progress::per_epoch(t.epochs as usize),
     };
     let r = policy.visit(run)?;
-    println!(
+    outln!(
         "\ntest accuracy   {:.2}%  (test loss {:.4})",
         100.0 * r.test_accuracy,
         r.test_loss
     );
-    println!("final loss      {:.4}", r.final_loss);
-    println!(
+    outln!("final loss      {:.4}", r.final_loss);
+    outln!(
         "wall time       {:.2} s  ({:.0} samples/s)",
-        r.seconds, r.samples_per_sec
+        r.seconds,
+        r.samples_per_sec
     );
-    println!("variables       {}", bytes(r.variable_bytes));
-    println!(
+    outln!("variables       {}", bytes(r.variable_bytes));
+    outln!(
         "activations     {} per batch of {}",
         bytes(r.activation_bytes),
         t.batch_size
     );
     if let Some(scale) = r.loss_scale {
-        println!(
+        outln!(
             "loss scale      {scale} at the end, {} steps skipped",
             r.skipped_steps
         );
     }
     if let Some(path) = &args.save {
-        println!("saved           {}", path.display());
+        outln!("saved           {}", path.display());
     }
     Ok(())
 }
@@ -222,7 +235,8 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
     let t = &args.training;
     let (train, test, data_name) = crate::data::load_split(t)?;
     let spec = spec_for(t, &train);
-    println!(
+    check_model_memory("--hidden", &spec, t, &data_name)?;
+    outln!(
         "mixprec compare: MLP {}, {data_name}, {} epochs, batch {}, {:?} lr {}, seed {}\n",
         spec.describe(),
         t.epochs,
@@ -247,7 +261,7 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
     print_table(&reports);
     if let Some(path) = &args.plot {
         crate::plot::loss_curves(path, &reports, &spec.describe())?;
-        println!("\nloss curves written to {}", path.display());
+        outln!("\nloss curves written to {}", path.display());
     }
     Ok(())
 }
@@ -257,13 +271,19 @@ fn print_table(reports: &[Report]) {
         .iter()
         .find(|r| r.policy == DTypePolicy::Float32)
         .map(|r| r.seconds);
-    println!(
+    outln!(
         "\n{:<15} {:>9} {:>10} {:>8} {:>10} {:>10} {:>12}",
-        "policy", "test acc", "final loss", "time", "vs f32", "variables", "activations"
+        "policy",
+        "test acc",
+        "final loss",
+        "time",
+        "vs f32",
+        "variables",
+        "activations"
     );
     for r in reports {
         let speed = reference.map_or("-".to_string(), |f| format!("{:.2}x", f / r.seconds));
-        println!(
+        outln!(
             "{:<15} {:>8.2}% {:>10.4} {:>7.2}s {:>10} {:>10} {:>12}",
             r.policy.name(),
             100.0 * r.test_accuracy,
@@ -274,6 +294,38 @@ fn print_table(reports: &[Report]) {
             bytes(r.activation_bytes)
         );
     }
+}
+
+/// Fails, naming `--hidden`, the data's width and class count and the bytes, when training
+/// `spec` would plan more than [`limits::MEMORY_LIMIT`](crate::limits::MEMORY_LIMIT).
+pub fn check_model_memory(
+    what: &'static str,
+    spec: &MlpSpec,
+    t: &TrainingArgs,
+    data_name: &str,
+) -> Result<()> {
+    if spec.outputs as u64 > crate::limits::MAX_DIM {
+        return Err(Error::InvalidArgument {
+            what: "--data",
+            found: format!(
+                "{data_name} has labels up to {}, so the model would need {} classes",
+                spec.outputs - 1,
+                spec.outputs
+            ),
+            expected: "class labels 0..=16777215; is --label-column the label column?",
+        });
+    }
+    let batch = (t.batch_size as usize).min(crate::limits::MAX_BATCH as usize);
+    crate::limits::check_memory(
+        what,
+        format!(
+            "an MLP {} ({} inputs and {} classes from {data_name}) trained in batches of {batch}",
+            spec.describe(),
+            spec.inputs,
+            spec.outputs
+        ),
+        crate::limits::training_bytes(spec, batch),
+    )
 }
 
 /// `1234567` → `1.18 MiB`.
