@@ -43,8 +43,23 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             output::flush();
-            output::errln!("error: {e}");
+            output::errln!("error: {}", with_causes(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// `e`'s message followed by each cause its message does not already include, on one line
+/// (`checkpoint m.safetensors: metadata key "mixprec.policy" holds ...: unknown policy ...`).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut line = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !line.contains(&text) {
+            line = format!("{line}: {text}");
+        }
+        cause = c.source();
+    }
+    line
 }

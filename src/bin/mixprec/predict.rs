@@ -32,7 +32,7 @@ impl PolicyVisitor for Predict<'_> {
 /// `mixprec predict`.
 pub fn predict(args: &PredictArgs) -> Result<()> {
     let ckpt = checkpoint::read(&args.model)?;
-    let spec = MlpSpec::from_json(&ckpt.meta().architecture)?;
+    let spec = architecture(&ckpt, &args.model)?;
     let model = args.model.display();
     crate::limits::check_memory(
         "--model",
@@ -78,6 +78,18 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The model a checkpoint describes, or an error naming the file and the metadata key.
+pub fn architecture(ckpt: &Checkpoint, path: &Path) -> Result<MlpSpec> {
+    let json = &ckpt.meta().architecture;
+    MlpSpec::from_json(json).map_err(|e| Error::InvalidMetadata {
+        path: path.display().to_string(),
+        key: "mixprec.architecture",
+        found: json.chars().take(80).collect(),
+        expected: r#"an MLP: {"model":"mlp","inputs":N,"hidden":[..],"outputs":N,"activation":"relu"}"#,
+        source: Some(Box::new(e)),
+    })
 }
 
 /// Fails, naming the data file, the row and the model's classes, when a label is not one of the

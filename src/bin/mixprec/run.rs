@@ -131,7 +131,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         set_global_policy(p)?;
     }
     if let Some(path) = &args.save {
-        check_writable_dir(path)?;
+        check_output_path(path)?;
     }
     let resume = match &args.resume {
         Some(path) => Some(Resume::read(path, &args.training)?),
@@ -155,16 +155,17 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         .as_ref()
         .map_or_else(global_policy, |r| r.ckpt.meta().policy);
     let t = resume.as_ref().map_or(&args.training, |r| &r.args);
-    let (train, test, data_name) = crate::data::load_split(t)?;
+    let (data, data_name) = crate::data::load(&t.data)?;
+    if let Some(r) = &resume {
+        let model = r.path.display().to_string();
+        crate::predict::check_labels(&data, &data_name, &r.spec, &model)?;
+    }
+    let (train, test) = data.shuffle_split(t.test_split, t.seed)?;
+    drop(data);
     let spec = match &resume {
         Some(r) => r.spec.clone(),
         None => spec_for(t, &train),
     };
-    if let Some(r) = &resume {
-        let model = r.path.display().to_string();
-        crate::predict::check_labels(&train, &data_name, &spec, &model)?;
-        crate::predict::check_labels(&test, &data_name, &spec, &model)?;
-    }
     let what = if resume.is_some() {
         "--resume"
     } else {
@@ -232,6 +233,10 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
     } else {
         args.policies.clone()
     };
+    if let Some(path) = &args.plot {
+        crate::plot::check_path(path)?;
+        check_output_path(path)?;
+    }
     let t = &args.training;
     let (train, test, data_name) = crate::data::load_split(t)?;
     let spec = spec_for(t, &train);
@@ -337,23 +342,24 @@ pub fn bytes(n: usize) -> String {
     }
 }
 
-/// Fails early (before training) when `path`'s directory does not exist.
-fn check_writable_dir(path: &std::path::Path) -> Result<()> {
+/// Fails early (before training) when `path`'s directory does not exist or `path` is a
+/// directory, so a run is not lost at the end for want of a place to write it.
+pub fn check_output_path(path: &std::path::Path) -> Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => std::path::Path::new("."),
     };
-    if dir.is_dir() {
-        Ok(())
+    let problem = if !dir.is_dir() {
+        format!("directory {} does not exist", dir.display())
+    } else if path.is_dir() {
+        format!("{} is a directory (expected a file name)", path.display())
     } else {
-        Err(Error::Io {
-            path: path.display().to_string(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!("directory {} does not exist", dir.display()),
-            ),
-        })
-    }
+        return Ok(());
+    };
+    Err(Error::Io {
+        path: path.display().to_string(),
+        source: std::io::Error::new(std::io::ErrorKind::NotFound, problem),
+    })
 }
 
 /// The training settings a checkpoint records (metadata key `mixprec.train`), so `--resume`
@@ -402,7 +408,7 @@ struct Resume {
 impl Resume {
     fn read(path: &std::path::Path, flags: &TrainingArgs) -> Result<Self> {
         let ckpt = checkpoint::read(path)?;
-        let spec = MlpSpec::from_json(&ckpt.meta().architecture)?;
+        let spec = crate::predict::architecture(&ckpt, path)?;
         let raw =
             ckpt.meta()
                 .extra
