@@ -63,6 +63,17 @@ impl DType {
         }
     }
 
+    /// The largest finite value: 65504 for float16, about 3.39e38 for bfloat16, `f32::MAX`,
+    /// `f64::MAX`.
+    pub fn max_finite(self) -> f64 {
+        match self {
+            DType::Float16 => f16::MAX.to_f64(),
+            DType::BFloat16 => bf16::MAX.to_f64(),
+            DType::Float32 => f64::from(f32::MAX),
+            DType::Float64 => f64::MAX,
+        }
+    }
+
     /// Unit roundoff `u = 2^-p` for a `p`-bit significand: the largest relative error of one
     /// rounding to nearest.
     pub fn unit_roundoff(self) -> f64 {

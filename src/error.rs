@@ -225,6 +225,28 @@ pub enum Error {
     #[cfg(feature = "serde")]
     #[error("invalid policy config: {0}")]
     PolicyConfig(#[source] serde_json::Error),
+    /// An optimizer update would have made a variable (or its optimizer state) NaN or infinite;
+    /// those elements kept their old values and the error stops training.
+    #[error("the update of variable #{variable} overflowed in {elements} element(s) (learning rate {learning_rate}): those weights were left unchanged (lower the learning rate, or check the data and the gradients' size)")]
+    NonFiniteUpdate {
+        /// Index of the first such variable, in visiting order.
+        variable: usize,
+        /// Elements held back over all variables.
+        elements: usize,
+        /// The optimizer's learning rate.
+        learning_rate: f32,
+    },
+    /// Training diverged: an epoch in which no step could be applied, or whose mean loss is not
+    /// finite (see [`FitOptions::stop_on_divergence`](crate::train::FitOptions)).
+    #[error("training diverged at epoch {epoch}: {what}; {hint}")]
+    Diverged {
+        /// 1-based epoch.
+        epoch: usize,
+        /// What was seen (`"all 45 steps were skipped..."`).
+        what: String,
+        /// The likely cause and the fix.
+        hint: &'static str,
+    },
 }
 
 /// The error of `"…".parse::<DTypePolicy>()`: the name is not one of Keras's float policies.

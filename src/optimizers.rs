@@ -10,7 +10,7 @@ mod loss_scale;
 mod sgd;
 
 pub use adam::Adam;
-pub use loss_scale::{LossScaleOptimizer, LossScaleState};
+pub use loss_scale::{LossScaleOptimizer, LossScaleState, DEFAULT_MIN_SCALE};
 pub use sgd::Sgd;
 
 use num_traits::Zero;
@@ -272,6 +272,9 @@ pub(crate) struct VarUpdate<'a, A: Element, C: Element> {
     pub g: &'a [A],
     /// `1 / loss scale` (1 without loss scaling).
     pub scale: A,
+    /// The largest magnitude a new weight may have: the variable type's largest finite value,
+    /// in `A`. An update whose result is beyond it (or NaN) keeps the old weight and state.
+    pub limit: A,
     chunk: usize,
     blocks: Vec<Option<RepackBlock<'a, C>>>,
 }
@@ -284,7 +287,9 @@ impl<A: Element, C: Element> VarUpdate<'_, A, C> {
 
     /// Runs `f(w, g, state)` on matching chunks of the weights, the gradients and each slice of
     /// `state` (each as long as the weights), chunks in parallel, and repacks each chunk of
-    /// weights into the packed copies right after `f` returns.
+    /// weights into the packed copies right after `f` returns. `f` returns how many elements it
+    /// held back (left unchanged because their new value was not finite, see
+    /// [`limit`](Self::limit)); the sum is returned.
     ///
     /// # Panics
     ///
@@ -292,8 +297,8 @@ impl<A: Element, C: Element> VarUpdate<'_, A, C> {
     pub fn par_apply(
         self,
         state: &mut [Vec<A>],
-        f: impl Fn(&mut [A], &[A], &mut [&mut [A]]) + Sync,
-    ) {
+        f: impl Fn(&mut [A], &[A], &mut [&mut [A]]) -> usize + Sync,
+    ) -> usize {
         let (chunk, n) = (self.chunk, self.w.len());
         let mut per_chunk: Vec<Vec<&mut [A]>> =
             (0..n.div_ceil(chunk)).map(|_| Vec::new()).collect();
@@ -308,12 +313,14 @@ impl<A: Element, C: Element> VarUpdate<'_, A, C> {
             .zip(self.g.par_chunks(chunk))
             .zip(per_chunk)
             .zip(self.blocks)
-            .for_each(|(((w, g), mut st), block)| {
-                f(w, g, &mut st);
+            .map(|(((w, g), mut st), block)| {
+                let held = f(w, g, &mut st);
                 if let (Some(block), Some(w)) = (block, f32::from_view(A::view(w))) {
                     block.pack(w);
                 }
-            });
+                held
+            })
+            .sum()
     }
 }
 
@@ -321,16 +328,18 @@ impl<A: Element, C: Element> VarUpdate<'_, A, C> {
 /// the accumulator type of the variables. When the variable type is its own accumulator type
 /// (f32, f64), both slices are the variable's own memory (no copy); otherwise each is converted
 /// once into a scratch buffer reused across variables, and the weights are rounded back after the
-/// update. Errors if a gradient is missing.
+/// update. Errors if a gradient is missing or `inv_scale` is not a finite positive number.
 pub(crate) fn for_each_grad<M: Module>(
     model: &mut M,
     inv_scale: f32,
     mut update: impl FnMut(VarUpdate<'_, VarAcc<M>, ComputeOf<M>>) -> Result<()>,
 ) -> Result<()> {
     type V<M> = <<M as Module>::Policy as Policy>::Variable;
+    check_positive("gradient unscaling factor", inv_scale)?;
     let (mut index, mut result) = (0, Ok(()));
     let (mut g_buf, mut w_buf) = (Vec::new(), Vec::new());
     let scale = VarAcc::<M>::from_f32_rne(inv_scale);
+    let limit = VarAcc::<M>::from_f64_rne(V::<M>::DTYPE.max_finite());
     model.visit_params_mut(&mut |p| {
         if result.is_err() {
             return;
@@ -358,6 +367,7 @@ pub(crate) fn for_each_grad<M: Module>(
                     w,
                     g,
                     scale,
+                    limit,
                     chunk,
                     blocks,
                 }),
@@ -369,6 +379,7 @@ pub(crate) fn for_each_grad<M: Module>(
                         w: &mut w_buf,
                         g,
                         scale,
+                        limit,
                         chunk,
                         blocks: blocks.into_iter().map(|_| None).collect(),
                     });
@@ -380,6 +391,46 @@ pub(crate) fn for_each_grad<M: Module>(
         index += 1;
     });
     result
+}
+
+/// What the element-wise updates held back in one step: the first variable with an element
+/// whose new value was not finite, and how many elements in all.
+#[derive(Debug, Default)]
+pub(crate) struct HeldBack {
+    first: Option<usize>,
+    elements: usize,
+}
+
+impl HeldBack {
+    /// Records `held` elements of variable `index`.
+    pub(crate) fn add(&mut self, index: usize, held: usize) {
+        if held > 0 {
+            self.first.get_or_insert(index);
+            self.elements += held;
+        }
+    }
+
+    /// `Ok` when nothing was held back, else [`Error::NonFiniteUpdate`].
+    pub(crate) fn into_result(self, learning_rate: f32) -> Result<()> {
+        match self.first {
+            None => Ok(()),
+            Some(variable) => Err(Error::NonFiniteUpdate {
+                variable,
+                elements: self.elements,
+                learning_rate,
+            }),
+        }
+    }
+}
+
+/// `new` when `ok`, else `old` (a select the compiler turns into a blend).
+#[inline(always)]
+pub(crate) fn commit<A: Element>(ok: bool, new: A, old: A) -> A {
+    if ok {
+        new
+    } else {
+        old
+    }
 }
 
 /// The compute type of a model's policy.

@@ -36,6 +36,12 @@ pub struct FitOptions {
     /// Epochs already done (Keras's `initial_epoch`, for resuming): training runs epochs
     /// `initial_epoch + 1 ..= epochs`, with the same shuffles an uninterrupted run would use.
     pub initial_epoch: usize,
+    /// Stop with [`Error::Diverged`] after an epoch that diverged (default true): one in which
+    /// every step was skipped by loss scaling, or whose mean loss is not finite. `false` trains
+    /// on, and the epochs are marked in [`EpochLogs::diverged`]. Keras has no such check (its
+    /// `TerminateOnNaN` callback is the nearest); without it a float16 run whose inputs overflow
+    /// skips every step and reports nothing.
+    pub stop_on_divergence: bool,
 }
 
 impl Default for FitOptions {
@@ -48,6 +54,7 @@ impl Default for FitOptions {
             validation_split: 0.0,
             loss: None,
             initial_epoch: 0,
+            stop_on_divergence: true,
         }
     }
 }
@@ -88,10 +95,44 @@ pub struct EpochLogs {
     pub seconds: f64,
     /// Training rows per second.
     pub samples_per_sec: f64,
+    /// Optimizer steps in this epoch (batches).
+    pub steps: usize,
     /// Steps skipped by loss scaling in this epoch.
     pub skipped_steps: usize,
     /// The optimizer's loss scale at the end of the epoch (1 without loss scaling).
     pub loss_scale: f32,
+}
+
+impl EpochLogs {
+    /// Whether this epoch diverged: no step was applied (every gradient was NaN or infinite,
+    /// whatever the loss scale), or the mean loss is NaN or infinite.
+    pub fn diverged(&self) -> bool {
+        (self.steps > 0 && self.skipped_steps == self.steps) || !self.loss.is_finite()
+    }
+
+    /// [`Error::Diverged`] for this epoch, when it [`diverged`](Self::diverged).
+    fn divergence(&self) -> Option<Error> {
+        let what = if self.steps > 0 && self.skipped_steps == self.steps {
+            format!(
+                "all {} steps were skipped because the gradients were NaN or infinite, down to loss scale {}",
+                self.steps, self.loss_scale
+            )
+        } else if !self.loss.is_finite() {
+            format!(
+                "the mean loss is {} ({} of {} steps skipped)",
+                self.loss, self.skipped_steps, self.steps
+            )
+        } else {
+            return None;
+        };
+        Some(Error::Diverged {
+            epoch: self.epoch,
+            what,
+            hint: "the likely causes are inputs beyond float16's range (|x| > 65504) under a \
+                   float16 policy, or a learning rate too high; scale the inputs, use \
+                   mixed_bfloat16, or lower the learning rate",
+        })
+    }
 }
 
 /// Everything [`fit`] observed.
@@ -114,6 +155,15 @@ impl History {
     /// Steps skipped by loss scaling over the whole run.
     pub fn skipped_steps(&self) -> usize {
         self.epochs.iter().map(|e| e.skipped_steps).sum()
+    }
+
+    /// The 1-based epochs that [diverged](EpochLogs::diverged).
+    pub fn diverged_epochs(&self) -> Vec<usize> {
+        self.epochs
+            .iter()
+            .filter(|e| e.diverged())
+            .map(|e| e.epoch)
+            .collect()
     }
 }
 
@@ -166,7 +216,11 @@ where
 /// [`Error::InvalidArgument`] for zero epochs or batch size, or a validation split that leaves a
 /// side empty; [`Error::ShapeMismatch`] when the data does not fit the model;
 /// [`Error::NonFinite`] when the loss or a gradient becomes NaN or infinite with an optimizer that
-/// does not scale the loss (training stops before the update, so the weights stay finite).
+/// does not scale the loss (training stops before the update, so the weights stay finite);
+/// [`Error::Diverged`] after an epoch that diverged, unless
+/// [`FitOptions::stop_on_divergence`] is false (the weights are those of the last applied step,
+/// all finite); [`Error::NonFiniteUpdate`] when an update would have made a weight NaN or
+/// infinite (those elements were left unchanged).
 pub fn fit_with_callback<M, O>(
     model: &mut M,
     optimizer: &mut O,
@@ -218,7 +272,11 @@ where
             logs.val_accuracy = m.accuracy;
         }
         callback.on_epoch_end(&logs);
+        let diverged = logs.divergence();
         history.epochs.push(logs);
+        if let (Some(e), true) = (diverged, options.stop_on_divergence) {
+            return Err(e);
+        }
     }
     history.seconds = start.elapsed().as_secs_f64();
     Ok(history)
@@ -330,6 +388,7 @@ where
         val_accuracy: None,
         seconds,
         samples_per_sec: seen as f64 / seconds.max(1e-9),
+        steps: batches,
         skipped_steps: skipped,
         loss_scale: optimizer.loss_scale(),
     })

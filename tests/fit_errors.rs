@@ -139,3 +139,93 @@ fn validation_split_reports_validation_metrics() {
     );
     assert!(last.loss < history.epochs[0].loss + 1.0);
 }
+
+fn all_weights_finite<M: Module>(model: &M) -> bool {
+    let mut finite = true;
+    model.visit_params("", &mut |_, p| {
+        finite &= p.value().as_slice().iter().all(|w| w.as_f64().is_finite())
+    });
+    finite
+}
+
+/// The digits with every 8th row's pixels multiplied by 1e4 (up to 1.6e5): finite in f32,
+/// beyond float16's 65504.
+fn digits_with_rows_beyond_f16() -> Dataset {
+    let d = digits();
+    let mut x = d.x().as_slice().to_vec();
+    let f = d.features();
+    for (r, row) in x.chunks_mut(f).enumerate() {
+        if r % 8 == 0 {
+            row.iter_mut().for_each(|v| *v = *v * 1e4 + 1e5);
+        }
+    }
+    let labels: Vec<u32> = match d.targets() {
+        mixprec::data::TargetData::Classes { labels, .. } => labels.clone(),
+        _ => unreachable!("digits are classes"),
+    };
+    Dataset::classification(Tensor::from_vec(vec![d.len(), f], x).unwrap(), labels, 10).unwrap()
+}
+
+/// Issue 10's scenario from the library: a float16 run on inputs beyond float16's range used to
+/// halve its loss scale to 0 and end with every weight NaN, reporting success. Now it stops after
+/// the first epoch with an error naming the likely cause, and the weights are finite.
+#[test]
+fn issue_10_float16_run_on_inputs_beyond_its_range_is_reported_and_stays_finite() {
+    let data = digits_with_rows_beyond_f16();
+    let mut model = (
+        Dense::<MixedF16>::new(64, 32).with_activation(Activation::Relu),
+        Dense::<MixedF16>::new(32, 10),
+    );
+    let mut opt = LossScaleOptimizer::new(Adam::new(1e-3));
+    let options = FitOptions {
+        epochs: 3,
+        batch_size: 32,
+        ..Default::default()
+    };
+    let err = fit(&mut model, &mut opt, &data, &options).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.starts_with("training diverged at epoch 1"), "{msg}");
+    assert!(msg.contains("float16's range"), "{msg}");
+    assert!(msg.contains("learning rate"), "{msg}");
+    assert!(all_weights_finite(&model));
+    assert!(
+        opt.scale() >= 1.0,
+        "the scale stops at its floor: {}",
+        opt.scale()
+    );
+
+    // Asked to continue, it trains on: every weight stays finite, the epochs are marked.
+    let options = FitOptions {
+        stop_on_divergence: false,
+        ..options
+    };
+    let history = fit(&mut model, &mut opt, &data, &options).unwrap();
+    assert_eq!(history.diverged_epochs(), [1, 2, 3]);
+    assert!(history.epochs.iter().all(|e| e.diverged() && e.steps == 57));
+    assert!(all_weights_finite(&model));
+
+    // The same data trains in float32.
+    let mut model = (
+        Dense::<F32>::new(64, 32).with_activation(Activation::Relu),
+        Dense::<F32>::new(32, 10),
+    );
+    let history = fit(&mut model, &mut Adam::new(1e-3), &data, &options).unwrap();
+    assert!(history.diverged_epochs().is_empty());
+}
+
+/// Every step skipped is divergence even when the loss is finite (the gradients overflow).
+#[test]
+fn an_epoch_with_every_step_skipped_is_divergence() {
+    let mut model = Dense::<MixedF16>::new(64, 10);
+    // A loss scale at f32::MAX overflows every gradient; the floor is set there too, so the
+    // scale cannot come down and every step is skipped.
+    let mut opt = LossScaleOptimizer::new(Sgd::new(0.1))
+        .with_scale_bounds(f32::MAX, f32::MAX)
+        .unwrap();
+    let err = fit(&mut model, &mut opt, &digits(), &FitOptions::default()).unwrap_err();
+    assert!(
+        err.to_string().contains("all 57 steps were skipped"),
+        "{err}"
+    );
+    assert!(all_weights_finite(&model));
+}

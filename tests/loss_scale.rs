@@ -1,7 +1,7 @@
 //! Keras 3's `LossScaleOptimizer` facts (keras/src/optimizers/loss_scale_optimizer_test.py), on a
 //! single variable `[1, 2, 3, 4]` held as the kernel of a bias-free `Dense<F32>` `[4, 1]`.
 
-use mixprec::optimizers::{grads_are_finite, StepOutcome};
+use mixprec::optimizers::{grads_are_finite, LossScaleState, StepOutcome};
 use mixprec::prelude::*;
 
 fn variable() -> Dense<F32> {
@@ -227,4 +227,136 @@ fn step_without_gradient_is_an_error() {
             .contains("a backward pass before the optimizer step"),
         "{err}"
     );
+}
+
+/// Issue 10: about 165 skips in a row used to halve the scale to 0.0, and the next finite step
+/// multiplied every gradient by `1 / 0 = inf`, turning every weight into NaN.
+#[test]
+fn issue_10_hundreds_of_skips_stop_at_the_floor_and_the_next_step_is_exact() {
+    let mut v = variable();
+    let mut opt = LossScaleOptimizer::new(Sgd::new(0.5));
+    for _ in 0..400 {
+        set_grad(&mut v, [f32::NAN; 4]);
+        assert!(!opt.step(&mut v).unwrap().is_applied());
+    }
+    assert_eq!(opt.scale(), mixprec::optimizers::DEFAULT_MIN_SCALE);
+    assert_eq!(opt.skipped_steps(), 400);
+    set_grad(&mut v, [2.0, 4.0, 6.0, 8.0]); // scale 1: the gradients are used as they are
+    assert!(opt.step(&mut v).unwrap().is_applied());
+    assert_eq!(values(&v), [0.0, 0.0, 0.0, 0.0]);
+}
+
+#[test]
+fn issue_10_a_skip_never_raises_a_scale_below_the_floor() {
+    let mut v = variable();
+    let mut opt = LossScaleOptimizer::new(Sgd::new(0.5))
+        .with_initial_scale(0.25)
+        .unwrap();
+    set_grad(&mut v, [f32::INFINITY; 4]);
+    let _ = opt.step(&mut v).unwrap();
+    assert_eq!(opt.scale(), 0.25);
+}
+
+/// The mechanism, not the symptom: whatever the scale, a step whose factor `inv_scale / scale`
+/// is not finite is skipped like a step with a NaN gradient.
+#[test]
+fn issue_10_a_step_whose_unscaling_factor_overflows_is_skipped() {
+    let tiny = f32::MIN_POSITIVE; // 2^-126: 1 / tiny = 2^126 is finite, 4 / tiny is not
+    let mut v = variable();
+    let mut opt = LossScaleOptimizer::new(Sgd::new(0.5))
+        .with_scale_bounds(tiny, 1.0)
+        .unwrap()
+        .with_initial_scale(tiny)
+        .unwrap();
+    set_grad(&mut v, [0.0; 4]);
+    let out = opt.step_unscaled(&mut v, 4.0).unwrap();
+    assert!(!out.is_applied(), "{out:?}");
+    assert_eq!(values(&v), [1.0, 2.0, 3.0, 4.0]);
+    for bad in [0.0, -1.0, f32::NAN, f32::INFINITY] {
+        assert!(!opt.step_unscaled(&mut v, bad).unwrap().is_applied());
+    }
+    assert_eq!(values(&v), [1.0, 2.0, 3.0, 4.0]);
+}
+
+#[test]
+fn issue_10_scales_whose_inverse_overflows_are_refused() {
+    let new = || LossScaleOptimizer::new(Sgd::new(0.5));
+    let sub = f32::MIN_POSITIVE / 2.0;
+    assert!(new().with_initial_scale(sub).is_err());
+    assert!(new().with_scale_bounds(sub, 1.0).is_err());
+    let mut opt = new();
+    let err = opt
+        .restore_state(LossScaleState {
+            scale: sub,
+            good_steps: 0,
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("1 / scale is finite"), "{err}");
+    assert_eq!(opt.scale(), 32768.0);
+}
+
+/// A plain optimizer given a bad factor through the public `step_unscaled` refuses it.
+#[test]
+fn issue_10_plain_optimizers_refuse_a_non_finite_unscaling_factor() {
+    for bad in [0.0, -2.0, f32::NAN, f32::INFINITY] {
+        let mut v = variable();
+        set_grad(&mut v, [1.0; 4]);
+        let err = Sgd::new(0.5).step_unscaled(&mut v, bad).unwrap_err();
+        assert!(err.to_string().contains("unscaling factor"), "{err}");
+        let err = Adam::new(0.5).step_unscaled(&mut v, bad).unwrap_err();
+        assert!(err.to_string().contains("unscaling factor"), "{err}");
+        assert_eq!(values(&v), [1.0, 2.0, 3.0, 4.0]);
+    }
+}
+
+/// A finite gradient can still overflow a weight (a learning rate of 1e30): the elements whose
+/// new value is not finite keep their old one, the others are updated, and the step says so.
+#[test]
+fn issue_10_an_update_that_overflows_leaves_those_weights_unchanged() {
+    let mut v = variable();
+    set_grad(&mut v, [1e10, 1.0, 1e10, 1.0]);
+    let err = Sgd::new(1e30).step(&mut v).unwrap_err();
+    assert!(
+        err.to_string().contains("overflowed in 2 element(s)"),
+        "{err}"
+    );
+    assert_eq!(values(&v), [1.0, 2.0 - 1e30, 3.0, 4.0 - 1e30]);
+    for opt in [
+        Sgd::new(1e30).with_momentum(0.9).unwrap(),
+        Sgd::new(1e30)
+            .with_momentum(0.9)
+            .unwrap()
+            .with_nesterov(true),
+    ] {
+        let mut v = variable();
+        set_grad(&mut v, [1e10; 4]);
+        let mut opt = opt;
+        assert!(opt.step(&mut v).is_err());
+        assert_eq!(values(&v), [1.0, 2.0, 3.0, 4.0]);
+    }
+    // Adam's step is bounded by its rate; g² overflowing `v` is what it must catch.
+    let mut v = variable();
+    set_grad(&mut v, [1e20, 1.0, 1.0, 1.0]);
+    let mut adam = Adam::new(0.5);
+    let err = adam.step(&mut v).unwrap_err();
+    assert!(err.to_string().contains("variable #0"), "{err}");
+    assert_eq!(values(&v)[0], 1.0);
+    assert!(values(&v).iter().all(|w| w.is_finite()));
+}
+
+/// In a float16 variable the limit is float16's: 65504.
+#[test]
+fn issue_10_a_float16_weight_is_not_pushed_past_65504() {
+    let k = Tensor::from_vec(vec![2, 1], vec![60000.0f32, 1.0]).unwrap();
+    let mut d = Dense::<F16>::from_weights(k, None).unwrap();
+    d.visit_params_mut(&mut |p| {
+        let g = Tensor::from_vec(vec![2, 1], vec![f16::from_f32(-1.0); 2]).unwrap();
+        p.set_grad(g).unwrap()
+    });
+    let mut opt = LossScaleOptimizer::new(Sgd::new(10000.0))
+        .with_initial_scale(1.0)
+        .unwrap();
+    assert!(opt.step(&mut d).is_err());
+    let w: Vec<f32> = d.kernel().as_slice().iter().map(|x| x.to_f32()).collect();
+    assert_eq!(w, [60000.0, 10000.0]); // 1 + 10000 rounds to 10000 in float16
 }

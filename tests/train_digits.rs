@@ -31,6 +31,7 @@ const OPTIONS: FitOptions = FitOptions {
     validation_split: 0.0,
     loss: None,
     initial_epoch: 0,
+    stop_on_divergence: true,
 };
 
 fn test_accuracy<M: Layer>(model: &M, test: &Dataset) -> f64 {

@@ -6,8 +6,8 @@ use crate::error::Result;
 use crate::kernels::{wide, WideOp};
 use crate::module::Module;
 use crate::optimizers::{
-    check_positive, check_unit_interval, flush_below, for_each_grad, Optimizer, OptimizerState,
-    Slots, StepOutcome, VarAcc, GRAD_FLOOR, STATE_FLOOR,
+    check_positive, check_unit_interval, commit, flush_below, for_each_grad, HeldBack, Optimizer,
+    OptimizerState, Slots, StepOutcome, VarAcc, GRAD_FLOOR, STATE_FLOOR,
 };
 
 /// Adam, as Keras computes it: with `t` the 1-based step,
@@ -129,9 +129,10 @@ impl Optimizer for Adam {
         let decay = f64::from(self.learning_rate) * f64::from(self.weight_decay);
         let eps = self.epsilon;
         let slots = &mut self.slots;
+        let mut held = HeldBack::default();
         for_each_grad(model, inv_scale, |var| {
             type A<M> = VarAcc<M>;
-            let (index, s) = (var.index, var.scale);
+            let (index, s, limit) = (var.index, var.scale, var.limit);
             let c = |x: f64| A::<M>::from_f64_rne(x);
             let (alpha, decay, eps) = (c(alpha), c(decay), A::<M>::from_f32_rne(eps));
             let (one_b1, one_b2) = (c(1.0 - b1), c(1.0 - b2));
@@ -139,6 +140,7 @@ impl Optimizer for Adam {
             let mut state = slots.get::<A<M>>(index, var.len(), 2)?;
             let k = Coeffs {
                 s,
+                limit,
                 alpha,
                 decay,
                 eps,
@@ -148,14 +150,16 @@ impl Optimizer for Adam {
                 s_floor,
             };
             // Element-wise: chunks across the rayon pool, each in AVX-512 lanes where present.
-            var.par_apply(&mut state, |w, g, st| match st {
+            let n = var.par_apply(&mut state, |w, g, st| match st {
                 [m, v] => wide(Chunk { w, m, v, g, k }),
                 _ => unreachable!("Adam keeps two slots"),
             });
             slots.put(index, state);
+            held.add(index, n);
             Ok(())
         })?;
         self.iterations += 1;
+        held.into_result(self.learning_rate)?;
         Ok(StepOutcome::Applied)
     }
 
@@ -187,6 +191,8 @@ impl Optimizer for Adam {
 struct Coeffs<A> {
     /// `1 / loss scale`.
     s: A,
+    /// The largest new weight magnitude ([`VarUpdate::limit`](crate::optimizers::VarUpdate)).
+    limit: A,
     alpha: A,
     decay: A,
     eps: A,
@@ -206,18 +212,27 @@ struct Chunk<'a, A> {
 }
 
 impl<A: Element> WideOp for Chunk<'_, A> {
-    type Output = ();
+    /// Elements held back: their new weight was beyond `limit` or NaN, or their new `v` was not
+    /// finite; they keep their old weight, `m` and `v`.
+    type Output = usize;
 
     #[inline(always)]
-    fn run(self) {
+    fn run(self) -> usize {
         let k = self.k;
+        let mut held = 0;
         for (((w, m), v), &g) in self.w.iter_mut().zip(self.m).zip(self.v).zip(self.g) {
-            *w = *w - k.decay * *w;
+            let nw = *w - k.decay * *w;
             let g = flush_below(g * k.s, k.g_floor);
-            *m = flush_below(*m + (g - *m) * k.one_b1, k.s_floor);
-            *v = flush_below(*v + (g * g - *v) * k.one_b2, k.s_floor);
-            *w = *w - k.alpha * *m / (v.sqrt() + k.eps);
+            let nm = flush_below(*m + (g - *m) * k.one_b1, k.s_floor);
+            let nv = flush_below(*v + (g * g - *v) * k.one_b2, k.s_floor);
+            let nw = nw - k.alpha * nm / (nv.sqrt() + k.eps);
+            let ok = nw.abs() <= k.limit && nv.is_finite();
+            *w = commit(ok, nw, *w);
+            *m = commit(ok, nm, *m);
+            *v = commit(ok, nv, *v);
+            held += usize::from(!ok);
         }
+        held
     }
 }
 
@@ -267,6 +282,7 @@ mod tests {
         let v0: Vec<f32> = (0..n).map(|i| val(i, 4).abs()).collect();
         let k = Coeffs {
             s: 0.5,
+            limit: f32::MAX,
             alpha: 1e-3,
             decay: 1e-4,
             eps: 1e-7,
@@ -284,15 +300,16 @@ mod tests {
                 g: &g,
                 k,
             };
-            if wide_lanes {
-                wide(c)
-            } else {
-                c.run()
-            }
+            let held = if wide_lanes { wide(c) } else { c.run() };
             let bits = |x: &[f32]| x.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            (bits(&w), bits(&m), bits(&v))
+            (bits(&w), bits(&m), bits(&v), held)
         };
-        assert_eq!(run(true), run(false));
+        let (wide_run, portable) = (run(true), run(false));
+        assert!(
+            portable.3 > 0,
+            "the specials must exercise the held-back path"
+        );
+        assert_eq!(wide_run, portable);
     }
 
     /// Where the gradient stays zero, `m` decays by β₁ per step; it must reach exactly 0 without

@@ -1,14 +1,14 @@
 //! [`Sgd`]: stochastic gradient descent with optional momentum and Nesterov momentum (Keras's
 //! `SGD`, same defaults: learning rate 0.01, momentum 0).
 
-use num_traits::Zero;
+use num_traits::{Float, Zero};
 
 use crate::dtype::Element;
 use crate::error::Result;
 use crate::module::Module;
 use crate::optimizers::{
-    check_positive, check_unit_interval, flush_below, for_each_grad, Optimizer, OptimizerState,
-    Slots, StepOutcome, VarAcc, STATE_FLOOR,
+    check_positive, check_unit_interval, commit, flush_below, for_each_grad, HeldBack, Optimizer,
+    OptimizerState, Slots, StepOutcome, VarAcc, STATE_FLOOR,
 };
 
 /// SGD: `v = momentum·v - lr·g; w += v` (Nesterov: `w += momentum·v - lr·g`); without
@@ -87,35 +87,51 @@ impl Optimizer for Sgd {
     fn step_unscaled<M: Module>(&mut self, model: &mut M, inv_scale: f32) -> Result<StepOutcome> {
         let (lr, mu, nesterov) = (self.learning_rate, self.momentum, self.nesterov);
         let slots = &mut self.slots;
+        let mut held = HeldBack::default();
         for_each_grad(model, inv_scale, |var| {
             let lr = VarAcc::<M>::from_f32_rne(lr);
             let mu = VarAcc::<M>::from_f32_rne(mu);
             let floor = VarAcc::<M>::from_f64_rne(STATE_FLOOR);
-            let (index, s) = (var.index, var.scale);
-            if mu == VarAcc::<M>::zero() {
+            let (index, s, lim) = (var.index, var.scale, var.limit);
+            let n = if mu == VarAcc::<M>::zero() {
                 var.par_apply(&mut [], |w, g, _| {
-                    w.iter_mut()
-                        .zip(g)
-                        .for_each(|(w, &g)| *w = *w - lr * (g * s))
-                });
+                    let mut held = 0;
+                    for (w, &g) in w.iter_mut().zip(g) {
+                        let nw = *w - lr * (g * s);
+                        let ok = nw.abs() <= lim;
+                        *w = commit(ok, nw, *w);
+                        held += usize::from(!ok);
+                    }
+                    held
+                })
             } else {
                 let mut state = slots.get::<VarAcc<M>>(index, var.len(), 1)?;
-                var.par_apply(&mut state, |w, g, st| {
+                let n = var.par_apply(&mut state, |w, g, st| {
+                    let mut held = 0;
                     for ((w, v), &g) in w.iter_mut().zip(st[0].iter_mut()).zip(g) {
                         let g = g * s;
-                        *v = flush_below(mu * *v - lr * g, floor);
-                        *w = if nesterov {
-                            *w + mu * *v - lr * g
+                        let nv = flush_below(mu * *v - lr * g, floor);
+                        let nw = if nesterov {
+                            *w + mu * nv - lr * g
                         } else {
-                            *w + *v
+                            *w + nv
                         };
+                        // A finite weight with an infinite velocity would overflow next step.
+                        let ok = nw.abs() <= lim && nv.is_finite();
+                        *w = commit(ok, nw, *w);
+                        *v = commit(ok, nv, *v);
+                        held += usize::from(!ok);
                     }
+                    held
                 });
                 slots.put(index, state);
-            }
+                n
+            };
+            held.add(index, n);
             Ok(())
         })?;
         self.iterations += 1;
+        held.into_result(self.learning_rate)?;
         Ok(StepOutcome::Applied)
     }
 
