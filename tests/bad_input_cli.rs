@@ -200,6 +200,10 @@ const CASES: &[Case] = &[
     bad!("expected [rows, 2]", "predict" "--model" "{d}/valid.safetensors" "--data" "{d}/wide.csv"),
     bad!("row 2 has label 4, but model {d}/valid.safetensors has 2 classes (labels 0..=1)", "predict" "--model" "{d}/valid.safetensors" "--data" "{d}/five-class.csv"),
     bad!("five-class.csv row 2 has label 4, but model {d}/other-data.safetensors has 2 classes (labels 0..=1)", "train" "--resume" "{d}/other-data.safetensors" "--epochs" "2" "--save" "{d}/out/existing.safetensors"),
+    // --- divergence (inputs beyond float16's range) ------------------------------------------
+    bad!("training diverged at epoch 1", "train" "--data" "{d}/overflow.csv" "--policy" "mixed_float16" "--epochs" "2" "--save" "{d}/out/existing.safetensors"),
+    bad!("beyond float16's range", "train" "--data" "{d}/overflow.csv" "--policy" "float16" "--epochs" "1" "--save" "{d}/out/new.safetensors"),
+    bad!("compare stopped at policy mixed_float16:", "compare" "--data" "{d}/overflow.csv" "--policies" "mixed_float16" "--epochs" "1" "--plot" "{d}/out/existing.svg"),
     // --- --save and --plot -------------------------------------------------------------------
     bad!("directory {d}/missing-dir does not exist", "train" "--data" "{d}/tiny.csv" "--epochs" "1" "--save" "{d}/missing-dir/m.safetensors"),
     bad!("{d}/adir is a directory", "train" "--data" "{d}/tiny.csv" "--epochs" "1" "--save" "{d}/adir"),
@@ -447,6 +451,13 @@ fn write_data(dir: &Path) {
     for (name, bytes) in files {
         std::fs::write(dir.join(name), bytes).unwrap();
     }
+    let overflow: String = (0..40)
+        .map(|i| {
+            let big = if i % 5 == 0 { "1e5" } else { "0.5" };
+            format!("{big},0.{i},{}\n", i % 2)
+        })
+        .collect();
+    std::fs::write(dir.join("overflow.csv"), overflow).unwrap();
     let gz = gzip(TINY.as_bytes());
     std::fs::write(dir.join("truncated.csv.gz"), &gz[..gz.len() / 2]).unwrap();
 }

@@ -643,3 +643,155 @@ fn csv_label_too_large_for_a_class_count_is_refused_before_building() {
     assert_fails_with(&o, "labels up to 4294967295");
     assert_fails_with(&o, "is --label-column the label column?");
 }
+
+/// 200 rows of 4 features, every fifth row holding 1e5 (finite in f32, beyond float16's 65504).
+fn overflowing_csv(name: &str) -> PathBuf {
+    let mut text = String::new();
+    for i in 0..200u32 {
+        let c = i % 2;
+        let x: Vec<String> = (0..4u32)
+            .map(|j| {
+                if i % 5 == 0 && j == 0 {
+                    "1e5".to_string()
+                } else {
+                    format!(
+                        "{:.3}",
+                        f64::from((i * 7 + j * 13) % 100) / 100.0 + f64::from(c)
+                    )
+                }
+            })
+            .collect();
+        text.push_str(&format!("{},{c}\n", x.join(",")));
+    }
+    let path = tmp(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn diverged_float16_run_fails_and_keeps_the_existing_checkpoint() {
+    let csv = overflowing_csv("overflow-f16.csv");
+    let save = tmp("keep-on-divergence.safetensors");
+    let o = mixprec(&[
+        "train",
+        "--epochs",
+        "1",
+        "--hidden",
+        "4",
+        "--save",
+        save.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let before = std::fs::read(&save).unwrap();
+    let o = mixprec(&[
+        "train",
+        "--data",
+        csv.to_str().unwrap(),
+        "--policy",
+        "mixed_float16",
+        "--epochs",
+        "3",
+        "--hidden",
+        "8",
+        "--save",
+        save.to_str().unwrap(),
+    ]);
+    assert_fails_with(&o, "training diverged at epoch 1");
+    assert_fails_with(&o, "float16's range");
+    assert_fails_with(&o, "learning rate");
+    assert!(!stdout(&o).contains("saved"), "{}", stdout(&o));
+    assert_eq!(
+        std::fs::read(&save).unwrap(),
+        before,
+        "the checkpoint changed"
+    );
+
+    let o = mixprec(&[
+        "train",
+        "--data",
+        csv.to_str().unwrap(),
+        "--policy",
+        "float32",
+        "--epochs",
+        "3",
+        "--hidden",
+        "8",
+    ]);
+    assert!(
+        o.status.success(),
+        "float32 trains on the same file: {}",
+        stderr(&o)
+    );
+    assert!(stdout(&o).contains("test accuracy"), "{}", stdout(&o));
+}
+
+#[test]
+fn continue_on_divergence_saves_with_a_warning_naming_the_epochs() {
+    let csv = overflowing_csv("overflow-continue.csv");
+    let save = tmp("diverged.safetensors");
+    let _ = std::fs::remove_file(&save);
+    let o = mixprec(&[
+        "train",
+        "--data",
+        csv.to_str().unwrap(),
+        "--policy",
+        "mixed_float16",
+        "--epochs",
+        "2",
+        "--hidden",
+        "8",
+        "--save",
+        save.to_str().unwrap(),
+        "--continue-on-divergence",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("although training diverged in epochs 1, 2 (--continue-on-divergence)"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stdout(&o).contains("diverged        in epochs 1, 2"),
+        "{}",
+        stdout(&o)
+    );
+    // What was saved can be read back, and every weight is finite.
+    let ckpt = mixprec::io::checkpoint::read(&save).unwrap();
+    let o = mixprec(&["inspect", save.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for t in ckpt.tensors() {
+        assert_eq!(t.dtype(), mixprec::DType::Float32, "{}", t.name());
+        let finite = t
+            .bytes()
+            .chunks_exact(4)
+            .all(|b| f32::from_le_bytes(b.try_into().unwrap()).is_finite());
+        assert!(finite, "tensor {} holds NaN or inf", t.name());
+    }
+}
+
+#[test]
+fn compare_stops_at_a_diverged_policy_unless_asked_to_continue() {
+    let csv = overflowing_csv("overflow-compare.csv");
+    let data = csv.to_str().unwrap();
+    let args = [
+        "compare",
+        "--data",
+        data,
+        "--policies",
+        "float32,mixed_float16",
+        "--epochs",
+        "1",
+        "--hidden",
+        "8",
+    ];
+    let o = mixprec(&args);
+    assert_fails_with(&o, "compare stopped at policy mixed_float16:");
+    assert_fails_with(&o, "training diverged at epoch 1");
+    let o = mixprec(&[&args[..], &["--continue-on-divergence"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("warning: mixed_float16 diverged in epochs 1"),
+        "{}",
+        stderr(&o)
+    );
+}

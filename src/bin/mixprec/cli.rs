@@ -87,6 +87,11 @@ pub struct TrainingArgs {
     pub seed: u64,
     #[command(flatten)]
     pub data: DataArgs,
+    /// Keep training after an epoch that diverged (every step skipped by loss scaling, or a
+    /// NaN/infinite mean loss) instead of stopping with an error; `--save` then writes the
+    /// model with a warning naming those epochs.
+    #[arg(long)]
+    pub continue_on_divergence: bool,
     /// Fraction of the data held out as the test set, between 0 and 1 (exclusive).
     #[arg(long, default_value_t = 0.2, value_parser = unit_fraction, allow_negative_numbers = true)]
     pub test_split: f32,

@@ -1,7 +1,7 @@
 //! `train` and `compare`: one generic training run per policy, reached from the run-time policy
 //! through `DTypePolicy::visit` (no `dyn` in the model or the optimizer).
 
-use crate::output::outln;
+use crate::output::{errln, outln};
 use std::time::Instant;
 
 use mixprec::data::Dataset;
@@ -29,6 +29,8 @@ pub struct Report {
     pub activation_bytes: usize,
     pub loss_scale: Option<f32>,
     pub skipped_steps: u64,
+    /// The 1-based epochs that diverged (only with `--continue-on-divergence`).
+    pub diverged_epochs: Vec<usize>,
 }
 
 /// A training run for a policy chosen at run time.
@@ -69,6 +71,7 @@ impl Run<'_> {
             batch_size: self.args.batch_size as usize,
             seed: self.args.seed,
             initial_epoch,
+            stop_on_divergence: !self.args.continue_on_divergence,
             ..FitOptions::default()
         };
         self.progress.start(P::NAME);
@@ -83,7 +86,16 @@ impl Run<'_> {
         let seconds = start.elapsed().as_secs_f64();
         self.progress.finish();
         let test = evaluate(&model, self.test, 256, None)?;
+        let diverged_epochs = history.diverged_epochs();
         if let Some(path) = self.save {
+            if !diverged_epochs.is_empty() {
+                errln!(
+                    "warning: saving {} although training diverged in epoch{} {} (--continue-on-divergence); its weights are those of the last step that could be applied",
+                    path.display(),
+                    if diverged_epochs.len() == 1 { "" } else { "s" },
+                    list(&diverged_epochs)
+                );
+            }
             let record = TrainRecord::new(self.args, options.epochs);
             let meta = CheckpointMeta::new(P::RUNTIME)
                 .with_architecture(self.spec.to_json())
@@ -113,6 +125,7 @@ impl Run<'_> {
             activation_bytes: history.activation_bytes,
             loss_scale: optimizer.scales_loss().then(|| optimizer.loss_scale()),
             skipped_steps: optimizer.skipped_steps(),
+            diverged_epochs,
         })
     }
 }
@@ -220,6 +233,9 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             r.skipped_steps
         );
     }
+    if !r.diverged_epochs.is_empty() {
+        outln!("diverged        in epochs {}", list(&r.diverged_epochs));
+    }
     if let Some(path) = &args.save {
         outln!("saved           {}", path.display());
     }
@@ -261,9 +277,22 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
             args: t,
             progress: Progress::per_run(t.epochs as usize),
         };
-        reports.push(policy.visit(run)?);
+        match policy.visit(run) {
+            Ok(r) => reports.push(r),
+            Err(e) => {
+                errln!("compare stopped at policy {policy}:");
+                return Err(e);
+            }
+        }
     }
     print_table(&reports);
+    for r in reports.iter().filter(|r| !r.diverged_epochs.is_empty()) {
+        errln!(
+            "warning: {} diverged in epochs {} (--continue-on-divergence)",
+            r.policy,
+            list(&r.diverged_epochs)
+        );
+    }
     if let Some(path) = &args.plot {
         crate::plot::loss_curves(path, &reports, &spec.describe())?;
         outln!("\nloss curves written to {}", path.display());
@@ -331,6 +360,15 @@ pub fn check_model_memory(
         ),
         crate::limits::training_bytes(spec, batch),
     )
+}
+
+/// `[1, 2, 5]` → `1, 2, 5`.
+fn list(epochs: &[usize]) -> String {
+    epochs
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `1234567` → `1.18 MiB`.
@@ -443,6 +481,7 @@ impl Resume {
             hidden: crate::cli::Widths(spec.hidden.clone()),
             seed: rec.seed,
             data: rec.data,
+            continue_on_divergence: flags.continue_on_divergence,
             test_split: rec.test_split,
         };
         Ok(Resume {
