@@ -136,8 +136,14 @@ const CASES: &[Case] = &[
     // --- data files ------------------------------------------------------------------------
     bad!("cannot access {d}/missing.csv", "train" "--data" "{d}/missing.csv"),
     bad!("cannot access {d}/tiny.csv/under-a-file.csv", "train" "--data" "{d}/tiny.csv/under-a-file.csv"),
-    bad!("cannot access {d}/adir: Is a directory", "train" "--data" "{d}/adir"),
-    bad!("cannot access {d}/adir: Is a directory", "predict" "--model" "{d}/valid.safetensors" "--data" "{d}/adir"),
+    bad!("cannot access {d}/adir: is a directory (expected a file)", "train" "--data" "{d}/adir"),
+    bad!("cannot access {d}/adir: is a directory (expected a file)", "predict" "--model" "{d}/valid.safetensors" "--data" "{d}/adir"),
+    bad!("cannot access {d}/fifo: is not a regular file but a FIFO", "train" "--data" "{d}/fifo"),
+    bad!("cannot access {d}/fifo: is not a regular file but a FIFO", "train" "--data" "{d}/images.ubyte" "--labels" "{d}/fifo"),
+    bad!("cannot access {d}/fifo: is not a regular file but a FIFO", "predict" "--model" "{d}/fifo"),
+    bad!("cannot access {d}/fifo: is not a regular file but a FIFO", "inspect" "{d}/fifo"),
+    bad!("cannot access {d}/fifo: is not a regular file but a FIFO", "train" "--resume" "{d}/fifo" "--epochs" "3"),
+    bad!("cannot access /dev/null: is not a regular file", "inspect" "/dev/null"),
     bad!("{d}/empty.csv has no data rows", "train" "--data" "{d}/empty.csv"),
     bad!("{d}/blank.csv has no data rows", "compare" "--data" "{d}/blank.csv"),
     bad!("not UTF-8 text", "train" "--data" "{d}/binary.dat"),
@@ -169,7 +175,7 @@ const CASES: &[Case] = &[
     bad!("cannot access {d}/truncated.idx.gz", "train" "--data" "{d}/truncated.idx.gz" "--labels" "{d}/labels.idx"),
     // --- checkpoints -------------------------------------------------------------------------
     bad!("cannot access {d}/missing.safetensors", "inspect" "{d}/missing.safetensors"),
-    bad!("cannot access {d}/adir", "inspect" "{d}/adir"),
+    bad!("cannot access {d}/adir: is a directory (expected a file)", "inspect" "{d}/adir"),
     bad!("{d}/empty.safetensors is not a valid safetensors checkpoint", "inspect" "{d}/empty.safetensors"),
     bad!("{d}/truncated.safetensors is not a valid safetensors checkpoint", "inspect" "{d}/truncated.safetensors"),
     bad!("{d}/truncated.safetensors is not a valid safetensors checkpoint", "predict" "--model" "{d}/truncated.safetensors"),
@@ -394,6 +400,8 @@ fn fixtures() -> &'static Path {
         std::fs::create_dir_all(dir.join("out")).unwrap();
         std::fs::create_dir_all(dir.join("adir")).unwrap();
         std::fs::create_dir_all(dir.join("plotdir.svg")).unwrap();
+        let fifo = Command::new("mkfifo").arg(dir.join("fifo")).status();
+        assert!(fifo.is_ok_and(|s| s.success()), "mkfifo failed");
         write_data(&dir);
         write_idx(&dir);
         write_checkpoints(&dir);

@@ -795,3 +795,28 @@ fn compare_stops_at_a_diverged_policy_unless_asked_to_continue() {
         stderr(&o)
     );
 }
+
+#[test]
+fn more_classes_than_rows_warns_about_the_label_column() {
+    let csv = tmp("million.csv");
+    std::fs::write(
+        &csv,
+        "0.5,1,1000\n0.2,0.3,1\n0.1,0.1,0\n0.4,0.4,1\n0.3,0.3,0\n",
+    )
+    .unwrap();
+    let o = mixprec(&[
+        "train",
+        "--data",
+        csv.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--hidden",
+        "4",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("has labels up to 1000 (1001 classes, an output layer that wide) but only 5 rows; is --label-column the label column?"),
+        "{}",
+        stderr(&o)
+    );
+}

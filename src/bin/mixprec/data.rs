@@ -31,6 +31,10 @@ pub fn load(args: &DataArgs) -> Result<(Dataset, String)> {
     }
     let path = Path::new(data);
     let name = path.display().to_string();
+    regular_file(path)?;
+    if let Some(labels) = labels {
+        regular_file(labels)?;
+    }
     match (sniff_format(path)?, labels) {
         (DataFormat::Idx, Some(labels)) => Ok((mixprec::io::read_idx_dataset(path, labels)?, name)),
         (DataFormat::Idx, None) => Err(Error::InvalidArgument {
@@ -106,4 +110,25 @@ fn read_head(r: &mut impl Read) -> std::io::Result<Vec<u8>> {
     let mut head = Vec::with_capacity(4);
     r.take(4).read_to_end(&mut head)?;
     Ok(head)
+}
+
+/// Fails unless `path` is a regular file (or a link to one): a directory is named as such, and a
+/// FIFO, socket or device is refused before it is opened, since reading one could block forever
+/// and the loaders read a file more than once.
+pub fn regular_file(path: &Path) -> Result<()> {
+    let meta = std::fs::metadata(path).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let problem = if meta.is_file() {
+        return Ok(());
+    } else if meta.is_dir() {
+        "is a directory (expected a file)"
+    } else {
+        "is not a regular file but a FIFO, socket or device (expected a file)"
+    };
+    Err(Error::Io {
+        path: path.display().to_string(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, problem),
+    })
 }

@@ -31,6 +31,7 @@ impl PolicyVisitor for Predict<'_> {
 
 /// `mixprec predict`.
 pub fn predict(args: &PredictArgs) -> Result<()> {
+    crate::data::regular_file(&args.model)?;
     let ckpt = checkpoint::read(&args.model)?;
     let spec = architecture(&ckpt, &args.model)?;
     let model = args.model.display();
@@ -130,6 +131,7 @@ fn argmax_rows(logits: &Tensor<f32>) -> Vec<usize> {
 
 /// `mixprec inspect`.
 pub fn inspect(file: &Path) -> Result<()> {
+    crate::data::regular_file(file)?;
     outln!("{}", checkpoint::inspect(file)?);
     Ok(())
 }

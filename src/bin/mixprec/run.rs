@@ -179,6 +179,9 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         Some(r) => r.spec.clone(),
         None => spec_for(t, &train),
     };
+    if resume.is_none() {
+        warn_if_more_classes_than_rows(&spec, train.len() + test.len(), &data_name);
+    }
     let what = if resume.is_some() {
         "--resume"
     } else {
@@ -256,6 +259,7 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
     let t = &args.training;
     let (train, test, data_name) = crate::data::load_split(t)?;
     let spec = spec_for(t, &train);
+    warn_if_more_classes_than_rows(&spec, train.len() + test.len(), &data_name);
     check_model_memory("--hidden", &spec, t, &data_name)?;
     outln!(
         "mixprec compare: MLP {}, {data_name}, {} epochs, batch {}, {:?} lr {}, seed {}\n",
@@ -362,6 +366,18 @@ pub fn check_model_memory(
     )
 }
 
+/// A class count above the row count usually means the label column holds IDs, not classes
+/// (a label of 1,000,000 builds a model with a million outputs); say so, once, on stderr.
+fn warn_if_more_classes_than_rows(spec: &MlpSpec, rows: usize, data_name: &str) {
+    if spec.outputs > rows.max(2) {
+        errln!(
+            "warning: {data_name} has labels up to {} ({} classes, an output layer that wide) but only {rows} rows; is --label-column the label column?",
+            spec.outputs - 1,
+            spec.outputs
+        );
+    }
+}
+
 /// `[1, 2, 5]` → `1, 2, 5`.
 fn list(epochs: &[usize]) -> String {
     epochs
@@ -445,6 +461,7 @@ struct Resume {
 
 impl Resume {
     fn read(path: &std::path::Path, flags: &TrainingArgs) -> Result<Self> {
+        crate::data::regular_file(path)?;
         let ckpt = checkpoint::read(path)?;
         let spec = crate::predict::architecture(&ckpt, path)?;
         let raw =
