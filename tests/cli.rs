@@ -820,3 +820,19 @@ fn more_classes_than_rows_warns_about_the_label_column() {
         stderr(&o)
     );
 }
+
+#[test]
+fn batch_size_beyond_the_data_is_budgeted_as_one_batch_of_all_rows() {
+    // 2^20 rows of 2,074 units would be 26 GiB of activations, but digits has 1,438 training rows.
+    let o = mixprec(&[
+        "train",
+        "--batch-size",
+        "1048576",
+        "--hidden",
+        "2000",
+        "--epochs",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("test accuracy"), "{}", stdout(&o));
+}

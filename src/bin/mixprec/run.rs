@@ -187,7 +187,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     } else {
         "--hidden"
     };
-    check_model_memory(what, &spec, t, &data_name)?;
+    check_model_memory(what, &spec, t, train.len(), &data_name)?;
     if let Some(r) = &resume {
         outln!(
             "resuming {} after epoch {} (its policy, architecture, optimizer state, learning rate, batch size, seed and data)",
@@ -260,7 +260,7 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
     let (train, test, data_name) = crate::data::load_split(t)?;
     let spec = spec_for(t, &train);
     warn_if_more_classes_than_rows(&spec, train.len() + test.len(), &data_name);
-    check_model_memory("--hidden", &spec, t, &data_name)?;
+    check_model_memory("--hidden", &spec, t, train.len(), &data_name)?;
     outln!(
         "mixprec compare: MLP {}, {data_name}, {} epochs, batch {}, {:?} lr {}, seed {}\n",
         spec.describe(),
@@ -334,12 +334,14 @@ fn print_table(reports: &[Report]) {
     }
 }
 
-/// Fails, naming `--hidden`, the data's width and class count and the bytes, when training
+/// Fails, naming `what` (`--hidden`, or `--resume` for a checkpoint's architecture), the data's
+/// width and class count and the bytes, when training
 /// `spec` would plan more than [`limits::MEMORY_LIMIT`](crate::limits::MEMORY_LIMIT).
-pub fn check_model_memory(
+fn check_model_memory(
     what: &'static str,
     spec: &MlpSpec,
     t: &TrainingArgs,
+    train_rows: usize,
     data_name: &str,
 ) -> Result<()> {
     if spec.outputs as u64 > crate::limits::MAX_DIM {
@@ -353,7 +355,8 @@ pub fn check_model_memory(
             expected: "class labels 0..=16777215; is --label-column the label column?",
         });
     }
-    let batch = (t.batch_size as usize).min(crate::limits::MAX_BATCH as usize);
+    // A batch is never more than the training rows.
+    let batch = (t.batch_size as usize).min(train_rows);
     crate::limits::check_memory(
         what,
         format!(
