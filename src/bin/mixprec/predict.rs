@@ -41,6 +41,16 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
         crate::limits::training_bytes(&spec, 256),
     )?;
     let (data, name) = crate::data::load(&args.data)?;
+    // The logits of every row are held at once.
+    crate::limits::check_memory(
+        "--data",
+        format!(
+            "{} rows of {name} through {model}'s {} outputs",
+            data.len(),
+            spec.outputs
+        ),
+        4 * data.len() as u128 * spec.outputs as u128,
+    )?;
     if data.features() != spec.inputs {
         return Err(Error::ShapeMismatch {
             what: "data features",
