@@ -190,8 +190,9 @@ const CASES: &[Case] = &[
     bad!("\"mixprec.policy\" is missing", "inspect" "{d}/no-policy.safetensors"),
     bad!("{d}/arch-bad-json.safetensors: metadata key \"mixprec.architecture\" holds", "predict" "--model" "{d}/arch-bad-json.safetensors" "--data" "{d}/tiny.csv"),
     bad!("{d}/arch-bad-json.safetensors: metadata key \"mixprec.architecture\" holds", "train" "--resume" "{d}/arch-bad-json.safetensors" "--epochs" "3"),
-    bad!("arch-huge-hidden.safetensors's architecture, an MLP 2-100000000000-2, needs about 292.1 TiB", "predict" "--model" "{d}/arch-huge-hidden.safetensors" "--data" "{d}/tiny.csv"),
+    bad!("arch-huge-hidden.safetensors's architecture, an MLP 2-100000000000-2, needs about 193.5 TiB", "predict" "--model" "{d}/arch-huge-hidden.safetensors" "--data" "{d}/tiny.csv"),
     bad!("invalid --resume: an MLP 2-100000000000-2", "train" "--resume" "{d}/arch-huge-hidden.safetensors" "--epochs" "3" "--save" "{d}/out/existing.safetensors"),
+    bad!("invalid --data: 5000 rows of {d}/rows5000.csv through {d}/arch-many-outputs.safetensors's 1000000 outputs needs about 18.6 GiB", "predict" "--model" "{d}/arch-many-outputs.safetensors" "--data" "{d}/rows5000.csv"),
     bad!("tensor \"0.kernel\" has shape [2, 4], the model expects [3, 4]", "predict" "--model" "{d}/arch-wrong-inputs.safetensors" "--data" "{d}/wide.csv"),
     bad!("\"mixprec.loss_scale\"", "inspect" "{d}/scale-zero.safetensors"),
     bad!("\"mixprec.loss_scale\"", "predict" "--model" "{d}/scale-zero.safetensors" "--data" "{d}/tiny.csv"),
@@ -466,6 +467,10 @@ fn write_data(dir: &Path) {
         })
         .collect();
     std::fs::write(dir.join("overflow.csv"), overflow).unwrap();
+    let rows5000: String = (0..5000)
+        .map(|i| format!("0.{i},0.5,{}\n", i % 2))
+        .collect();
+    std::fs::write(dir.join("rows5000.csv"), rows5000).unwrap();
     let gz = gzip(TINY.as_bytes());
     std::fs::write(dir.join("truncated.csv.gz"), &gz[..gz.len() / 2]).unwrap();
 }
@@ -587,6 +592,16 @@ fn write_checkpoints(dir: &Path) {
                 &good,
                 "mixprec.architecture",
                 Some(&arch("[100000000000]", 2)),
+            ),
+        ),
+        (
+            "arch-many-outputs.safetensors",
+            with_meta(
+                &good,
+                "mixprec.architecture",
+                Some(
+                    r#"{"model":"mlp","inputs":2,"hidden":[1],"outputs":1000000,"activation":"relu"}"#,
+                ),
             ),
         ),
         (

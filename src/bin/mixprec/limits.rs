@@ -53,10 +53,20 @@ pub fn parameters(spec: &MlpSpec) -> u128 {
 /// (28 bytes), and per batch row and unit the forward output, its f32 accumulator and the
 /// backward's gradient (12 bytes).
 pub fn training_bytes(spec: &MlpSpec, batch: usize) -> u128 {
-    let units: u128 = spec.hidden.iter().map(|&w| w as u128).sum::<u128>()
+    28 * parameters(spec) + 12 * batch as u128 * units(spec)
+}
+
+/// Bytes running `spec` forward on batches of `batch` rows will need, roughly: per parameter
+/// the value, a compute copy and two packed copies (16 bytes), and per batch row and unit the
+/// output and its f32 accumulator (8 bytes).
+pub fn inference_bytes(spec: &MlpSpec, batch: usize) -> u128 {
+    16 * parameters(spec) + 8 * batch as u128 * units(spec)
+}
+
+fn units(spec: &MlpSpec) -> u128 {
+    spec.hidden.iter().map(|&w| w as u128).sum::<u128>()
         + spec.inputs as u128
-        + spec.outputs as u128;
-    28 * parameters(spec) + 12 * batch as u128 * units
+        + spec.outputs as u128
 }
 
 /// Fails unless `bytes` fits in [`MEMORY_LIMIT`]; `what` names the flag or file and `needs` says

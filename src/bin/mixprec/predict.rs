@@ -38,7 +38,7 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
     crate::limits::check_memory(
         "--model",
         format!("{model}'s architecture, an MLP {},", spec.describe()),
-        crate::limits::training_bytes(&spec, 256),
+        crate::limits::inference_bytes(&spec, 256),
     )?;
     let (data, name) = crate::data::load(&args.data)?;
     // The logits of every row are held at once.
