@@ -55,7 +55,7 @@ pub fn bytes_needed((b, i, o): (usize, usize, usize)) -> u128 {
 fn input(n: usize) -> Result<Vec<f32>> {
     let mut v = Vec::new();
     v.try_reserve_exact(n).map_err(|e| Error::Io {
-        path: "bench inputs".to_string(),
+        path: format!("memory for {n} bench inputs"),
         source: std::io::Error::new(std::io::ErrorKind::OutOfMemory, e),
     })?;
     v.extend((0..n).map(|k| ((k * 7919) % 1000) as f32 / 500.0 - 1.0));
