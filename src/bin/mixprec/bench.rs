@@ -2,6 +2,7 @@
 //! run (each policy right after float32 on the same shape), reported as GFLOP/s and as a ratio to
 //! float32. Criterion benches (`cargo bench`) are the careful measurement; this is the quick look.
 
+use crate::output::outln;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -28,8 +29,8 @@ impl PolicyVisitor for Measure {
     fn visit<P: Policy>(self) -> Result<Timing> {
         let (b, i, o) = self.shape;
         let mut dense = Dense::<P>::try_new(i, o)?.with_seed(1);
-        let x: Tensor<P::Compute> = Tensor::from_vec(vec![b, i], input(b * i))?.cast();
-        let dy: Tensor<P::Compute> = Tensor::from_vec(vec![b, o], input(b * o))?.cast();
+        let x: Tensor<P::Compute> = Tensor::from_vec(vec![b, i], input(b * i)?)?.cast();
+        let dy: Tensor<P::Compute> = Tensor::from_vec(vec![b, o], input(b * o)?)?.cast();
         let forward = time(self.budget, || black_box(dense.try_forward(&x)).map(drop))?;
         let backward = time(self.budget, || {
             dense.train_forward(x.clone())?;
@@ -42,10 +43,23 @@ impl PolicyVisitor for Measure {
     }
 }
 
-fn input(n: usize) -> Vec<f32> {
-    (0..n)
-        .map(|k| ((k * 7919) % 1000) as f32 / 500.0 - 1.0)
-        .collect()
+/// Bytes one measurement of `(b, i, o)` needs, roughly: the f32 inputs `x` and `dy` and their
+/// compute-type copies, the saved input, the output and its accumulator, `dx`, and per kernel
+/// element its value, gradient, compute copy and two packed copies.
+pub fn bytes_needed((b, i, o): (usize, usize, usize)) -> u128 {
+    let (b, i, o) = (b as u128, i as u128, o as u128);
+    4 * (4 * b * i + 5 * b * o) + 20 * (i * o + o)
+}
+
+/// `n` deterministic inputs in [-1, 1), or an error if the memory cannot be had.
+fn input(n: usize) -> Result<Vec<f32>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|e| Error::Io {
+        path: format!("memory for {n} bench inputs"),
+        source: std::io::Error::new(std::io::ErrorKind::OutOfMemory, e),
+    })?;
+    v.extend((0..n).map(|k| ((k * 7919) % 1000) as f32 / 500.0 - 1.0));
+    Ok(v)
 }
 
 /// Best time per call over two rounds of at least `budget / 2` each.
@@ -65,7 +79,17 @@ fn time(budget: Duration, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
 
 /// `mixprec bench`.
 pub fn bench(args: &BenchArgs) -> Result<()> {
-    let budget = Duration::from_secs_f32(args.seconds);
+    // --seconds is checked to be in (0, 3600] by its parser; this is the guard behind it.
+    let budget = match Duration::try_from_secs_f32(args.seconds) {
+        Ok(d) if d.as_secs_f32() <= crate::limits::MAX_SECONDS => d,
+        _ => {
+            return Err(Error::InvalidArgument {
+                what: "--seconds",
+                found: args.seconds.to_string(),
+                expected: "a number of seconds in (0, 3600]",
+            })
+        }
+    };
     let mut policies = vec![DTypePolicy::Float32];
     policies.extend(
         args.policies
@@ -73,10 +97,15 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
             .copied()
             .filter(|&p| p != DTypePolicy::Float32),
     );
-    println!("Dense forward (2·b·i·o flop) and backward (dX and dW, 4·b·i·o flop), best of 2 rounds of {:.2} s\n", args.seconds / 2.0);
-    println!(
+    outln!("Dense forward (2·b·i·o flop) and backward (dX and dW, 4·b·i·o flop), best of 2 rounds of {:.2} s\n", args.seconds / 2.0);
+    outln!(
         "{:<16} {:<16} {:>12} {:>8} {:>12} {:>8}",
-        "shape", "policy", "fwd GFLOP/s", "vs f32", "bwd GFLOP/s", "vs f32"
+        "shape",
+        "policy",
+        "fwd GFLOP/s",
+        "vs f32",
+        "bwd GFLOP/s",
+        "vs f32"
     );
     for &(b, i, o) in &args.shapes {
         let flop = (2 * b * i * o) as f64;
@@ -90,7 +119,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
                 forward: t.forward,
                 backward: t.backward,
             });
-            println!(
+            outln!(
                 "{:<16} {:<16} {:>12.1} {:>7.2}x {:>12.1} {:>7.2}x",
                 format!("{b}x{i}x{o}"),
                 policy.name(),

@@ -5,9 +5,19 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use mixprec::DTypePolicy;
 
+use crate::limits::{MAX_BATCH, MAX_DIM, MAX_EPOCHS, MAX_LAYERS, MAX_LR, MAX_SECONDS};
+
 /// Keras 3 mixed precision in Rust: train, compare and benchmark the six dtype policies.
 #[derive(Debug, Parser)]
-#[command(name = "mixprec", version, about)]
+#[command(
+    name = "mixprec",
+    version,
+    about,
+    after_help = "Limits: a command may plan at most 16 GiB for its model, optimizer state and \
+                  activations (or bench's tensors); --epochs 1..=1000000, --batch-size \
+                  1..=1048576, --hidden and --shape sizes 1..=16777216 (at most 64 layers), --lr \
+                  in (0, 10], --seconds in (0, 3600]."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -42,8 +52,8 @@ pub struct PredictArgs {
     /// Run in another policy than the stored one (the variables are cast explicitly).
     #[arg(long)]
     pub policy: Option<DTypePolicy>,
-    /// How many predictions to print.
-    #[arg(long, default_value_t = 10)]
+    /// How many predictions to print (0 or more).
+    #[arg(long, default_value_t = 10, value_parser = show, allow_negative_numbers = true)]
     pub show: usize,
 }
 
@@ -57,28 +67,33 @@ pub enum OptimizerKind {
 /// What to train on and how; shared by `train` and `compare`.
 #[derive(Debug, Clone, Args)]
 pub struct TrainingArgs {
-    /// Passes over the training data.
-    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Passes over the training data (1 to 1000000).
+    #[arg(long, default_value_t = 20, value_parser = epochs, allow_negative_numbers = true)]
     pub epochs: u32,
-    /// Rows per optimizer step.
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Rows per optimizer step (1 to 1048576; more than the data is one batch of all rows).
+    #[arg(long, default_value_t = 32, value_parser = batch_size, allow_negative_numbers = true)]
     pub batch_size: u32,
-    /// Learning rate (> 0).
-    #[arg(long, default_value_t = 1e-3, value_parser = positive_f32)]
+    /// Learning rate, in (0, 10].
+    #[arg(long, default_value_t = 1e-3, value_parser = learning_rate, allow_negative_numbers = true)]
     pub lr: f32,
     /// The optimizer (float16 policies wrap it in a LossScaleOptimizer, as Keras does).
     #[arg(long, value_enum, default_value_t = OptimizerKind::Adam)]
     pub optimizer: OptimizerKind,
-    /// Hidden layer widths, comma-separated.
-    #[arg(long, default_value = "128,128", value_parser = parse_widths)]
+    /// Hidden layer widths, comma-separated (each 1 to 16777216, at most 64 layers).
+    #[arg(long, default_value = "128,128", value_parser = parse_widths, allow_negative_numbers = true)]
     pub hidden: Widths,
-    /// Seed of the initial weights, the train/test split and the shuffles.
-    #[arg(long, default_value_t = 0)]
+    /// Seed of the initial weights, the train/test split and the shuffles (0 to 2^64-1).
+    #[arg(long, default_value_t = 0, value_parser = seed, allow_negative_numbers = true)]
     pub seed: u64,
     #[command(flatten)]
     pub data: DataArgs,
-    /// Fraction of the data held out as the test set.
-    #[arg(long, default_value_t = 0.2, value_parser = unit_fraction)]
+    /// Keep training after an epoch that diverged (every step skipped by loss scaling, or a
+    /// NaN/infinite mean loss) instead of stopping with an error; `--save` then writes the
+    /// model with a warning naming those epochs.
+    #[arg(long)]
+    pub continue_on_divergence: bool,
+    /// Fraction of the data held out as the test set, between 0 and 1 (exclusive).
+    #[arg(long, default_value_t = 0.2, value_parser = unit_fraction, allow_negative_numbers = true)]
     pub test_split: f32,
 }
 
@@ -91,7 +106,7 @@ pub struct DataArgs {
     #[arg(long, default_value = "digits")]
     pub data: String,
     /// The label column of a CSV file: `last`, `first` or a 0-based index.
-    #[arg(long, default_value = "last")]
+    #[arg(long, default_value = "last", value_parser = label_column, allow_negative_numbers = true)]
     pub label_column: String,
     /// The labels file for IDX images.
     #[arg(long)]
@@ -130,8 +145,9 @@ pub struct CompareArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
-    /// Shapes `BATCHxINxOUT`, comma-separated.
-    #[arg(long = "shape", value_delimiter = ',', default_value = "256x1024x1024,1024x1024x1024", value_parser = parse_shape)]
+    /// Shapes `BATCHxINxOUT`, comma-separated (each size 1 to 16777216, at most 16 GiB of
+    /// tensors per shape).
+    #[arg(long = "shape", value_delimiter = ',', default_value = "256x1024x1024,1024x1024x1024", value_parser = parse_shape, allow_negative_numbers = true)]
     pub shapes: Vec<(usize, usize, usize)>,
     /// Policies to measure, comma-separated (float32 is always measured, as the reference).
     #[arg(
@@ -140,8 +156,8 @@ pub struct BenchArgs {
         default_value = "float32,mixed_bfloat16,mixed_float16,bfloat16"
     )]
     pub policies: Vec<DTypePolicy>,
-    /// Seconds of timing per measurement.
-    #[arg(long, default_value_t = 0.5, value_parser = positive_f32)]
+    /// Seconds of timing per measurement, in (0, 3600].
+    #[arg(long, default_value_t = 0.5, value_parser = seconds, allow_negative_numbers = true)]
     pub seconds: f32,
 }
 
@@ -153,41 +169,113 @@ fn parse_widths(s: &str) -> Result<Widths, String> {
     if s.trim().is_empty() {
         return Ok(Widths(Vec::new()));
     }
-    s.split(',')
-        .map(|w| match w.trim().parse::<usize>() {
-            Ok(n) if n > 0 => Ok(n),
-            _ => Err(format!(
-                "{w:?} is not a positive width (expected e.g. 128,128)"
-            )),
+    let widths = s
+        .split(',')
+        .map(|w| {
+            whole(w, 1, MAX_DIM)
+                .map(|n| n as usize)
+                .map_err(|e| format!("width {:?} {e} (expected e.g. 128,128)", w.trim()))
         })
-        .collect::<Result<_, _>>()
-        .map(Widths)
+        .collect::<Result<Vec<_>, _>>()?;
+    if widths.len() > MAX_LAYERS {
+        return Err(format!(
+            "{} hidden layers; at most {MAX_LAYERS} are allowed",
+            widths.len()
+        ));
+    }
+    Ok(Widths(widths))
 }
 
 fn parse_shape(s: &str) -> Result<(usize, usize, usize), String> {
-    let dims: Vec<usize> = s
-        .split('x')
-        .filter_map(|d| d.parse().ok())
-        .filter(|&d| d > 0)
-        .collect();
-    match dims[..] {
-        [b, i, o] if s.split('x').count() == 3 => Ok((b, i, o)),
-        _ => Err(format!(
-            "{s:?} is not BATCHxINxOUT with positive sizes (expected e.g. 256x1024x1024)"
-        )),
+    let parts: Vec<&str> = s.split('x').collect();
+    let [b, i, o] = parts[..] else {
+        return Err(format!(
+            "{s:?} is not BATCHxINxOUT (expected three sizes, e.g. 256x1024x1024)"
+        ));
+    };
+    let dim = |name: &str, d: &str| {
+        whole(d, 1, MAX_DIM).map(|n| n as usize).map_err(|e| {
+            format!(
+                "{name} {:?} {e} (expected BATCHxINxOUT, e.g. 256x1024x1024)",
+                d.trim()
+            )
+        })
+    };
+    let shape = (dim("BATCH", b)?, dim("IN", i)?, dim("OUT", o)?);
+    let bytes = crate::bench::bytes_needed(shape);
+    if bytes > crate::limits::MEMORY_LIMIT {
+        return Err(format!(
+            "needs about {} for its inputs, outputs, weights and gradients; the limit is {}",
+            crate::limits::human(bytes),
+            crate::limits::human(crate::limits::MEMORY_LIMIT)
+        ));
+    }
+    Ok(shape)
+}
+
+/// A whole number in `lo..=hi`, with a message that says which bound was crossed.
+fn whole(s: &str, lo: u64, hi: u64) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.strip_prefix('-').unwrap_or(t);
+    let is_integer = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+    match t.parse::<i128>() {
+        Ok(v) if v < i128::from(lo) => Err(format!("must be at least {lo}")),
+        Ok(v) if v > i128::from(hi) => Err(format!("must be at most {hi}")),
+        Ok(v) => Ok(v as u64),
+        Err(_) if is_integer && t.starts_with('-') => Err(format!("must be at least {lo}")),
+        Err(_) if is_integer => Err(format!("must be at most {hi}")),
+        Err(_) => Err(format!("must be a whole number from {lo} to {hi}")),
     }
 }
 
-fn positive_f32(s: &str) -> Result<f32, String> {
-    match s.parse::<f32>() {
-        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
-        _ => Err(format!("{s:?} is not a finite number > 0")),
+/// A number in `(0, hi]`; `unit` follows the bound in messages.
+fn positive(s: &str, hi: f32, unit: &str) -> Result<f32, String> {
+    match s.trim().parse::<f32>() {
+        Ok(v) if v.is_nan() => Err(format!("must be a number in (0, {hi}]{unit}")),
+        Ok(v) if v <= 0.0 => Err(format!(
+            "must be greater than 0 (a number in (0, {hi}]{unit})"
+        )),
+        Ok(v) if v > hi => Err(format!("must be at most {hi}{unit}")),
+        Ok(v) => Ok(v),
+        Err(_) => Err(format!("must be a number in (0, {hi}]{unit}")),
     }
+}
+
+fn epochs(s: &str) -> Result<u32, String> {
+    whole(s, 1, MAX_EPOCHS).map(|n| n as u32)
+}
+
+fn batch_size(s: &str) -> Result<u32, String> {
+    whole(s, 1, MAX_BATCH).map(|n| n as u32)
+}
+
+fn seed(s: &str) -> Result<u64, String> {
+    whole(s, 0, u64::MAX)
+}
+
+fn show(s: &str) -> Result<usize, String> {
+    whole(s, 0, u32::MAX.into()).map(|n| n as usize)
+}
+
+fn learning_rate(s: &str) -> Result<f32, String> {
+    positive(s, MAX_LR, "")
+}
+
+fn seconds(s: &str) -> Result<f32, String> {
+    positive(s, MAX_SECONDS, " seconds")
 }
 
 fn unit_fraction(s: &str) -> Result<f32, String> {
-    match s.parse::<f32>() {
+    match s.trim().parse::<f32>() {
         Ok(v) if v > 0.0 && v < 1.0 => Ok(v),
-        _ => Err(format!("{s:?} is not a fraction between 0 and 1")),
+        _ => Err("must be a fraction between 0 and 1, exclusive (e.g. 0.2)".to_string()),
+    }
+}
+
+fn label_column(s: &str) -> Result<String, String> {
+    match s {
+        "last" | "first" => Ok(s.to_string()),
+        _ if s.parse::<usize>().is_ok() => Ok(s.to_string()),
+        _ => Err("must be last, first, or a 0-based column index (0, 1, ...)".to_string()),
     }
 }

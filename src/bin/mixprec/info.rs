@@ -1,6 +1,7 @@
 //! `mixprec info`: the CPU's 16-bit features, the kernel each policy runs on, and whether mixed
 //! precision will speed things up here (what Keras's guide asks users to check by hand).
 
+use crate::output::outln;
 use mixprec::{DTypePolicy, Result};
 
 /// `mixprec info`.
@@ -8,33 +9,33 @@ pub fn info() -> Result<()> {
     let flags = cpu_flags();
     let has = |f: &str| flags.iter().any(|x| x == f);
     let yes = |b: bool| if b { "yes" } else { "no" };
-    println!(
+    outln!(
         "CPU: {}",
         cpu_model().unwrap_or_else(|| std::env::consts::ARCH.to_string())
     );
-    println!("  AVX-512F     {}", yes(has("avx512f")));
-    println!("  AVX512-BF16  {}", yes(has("avx512_bf16")));
-    println!("  AVX512-FP16  {}", yes(has("avx512_fp16")));
-    println!("  F16C         {}", yes(has("f16c")));
-    println!("  AMX-BF16     {}", yes(has("amx_bf16")));
+    outln!("  AVX-512F     {}", yes(has("avx512f")));
+    outln!("  AVX512-BF16  {}", yes(has("avx512_bf16")));
+    outln!("  AVX512-FP16  {}", yes(has("avx512_fp16")));
+    outln!("  F16C         {}", yes(has("f16c")));
+    outln!("  AMX-BF16     {}", yes(has("amx_bf16")));
     let isa = mixprec::kernels::isa::isa();
-    println!(
+    outln!(
         "  AMX granted  {} (the OS must allow the tile state: arch_prctl on Linux)",
         yes(isa.amx_bf16)
     );
-    println!(
+    outln!(
         "\nkernels (MIXPREC_KERNEL={}):",
         std::env::var("MIXPREC_KERNEL").unwrap_or_else(|_| "auto".into())
     );
     for p in DTypePolicy::ALL {
-        println!(
+        outln!(
             "  {:<15} {}",
             p.name(),
             mixprec::kernels::kernel_name(p.compute_dtype())
         );
     }
-    println!();
-    println!("{}", verdict(isa));
+    outln!();
+    outln!("{}", verdict(isa));
     Ok(())
 }
 

@@ -3,11 +3,18 @@
 //! `cargo run --release -- compare` trains the same MLP on the embedded digits data under every
 //! Keras policy and prints a table; `mixprec --help` lists the rest. Errors are one line on stderr
 //! and a non-zero exit code; nothing is written unless the command succeeds.
+//!
+//! Standard output is written only through [`output`]: when the reader of a pipe has gone
+//! (`mixprec compare | head -1`) the program ends quietly with exit status 0, as a Unix tool
+//! ends on SIGPIPE but without the 141 status; any other write error (`> /dev/full`) is
+//! `error: cannot write to standard output: ...` and exit status 1.
 
 mod bench;
 mod cli;
 mod data;
 mod info;
+mod limits;
+mod output;
 mod plot;
 mod predict;
 mod progress;
@@ -30,10 +37,29 @@ fn main() -> ExitCode {
         Command::Info => info::info(),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {
+            output::flush();
+            ExitCode::SUCCESS
+        }
         Err(e) => {
-            eprintln!("error: {e}");
+            output::flush();
+            output::errln!("error: {}", with_causes(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// `e`'s message followed by each cause its message does not already include, on one line
+/// (`checkpoint m.safetensors: metadata key "mixprec.policy" holds ...: unknown policy ...`).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut line = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !line.contains(&text) {
+            line = format!("{line}: {text}");
+        }
+        cause = c.source();
+    }
+    line
 }

@@ -21,14 +21,7 @@ const COLORS: [RGBColor; 6] = [
 /// Writes the loss curves to `path` (`.svg` or `.png`), through a temporary file renamed into
 /// place, so a failed plot never leaves a partial image.
 pub fn loss_curves(path: &Path, reports: &[Report], model: &str) -> Result<()> {
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-    if !matches!(ext, "svg" | "png") {
-        return Err(Error::InvalidArgument {
-            what: "--plot",
-            found: path.display().to_string(),
-            expected: "a file name ending in .svg or .png",
-        });
-    }
+    let ext = check_path(path)?;
     let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
     let tmp = path.with_extension(format!("tmp-{}.{ext}", std::process::id()));
     let drawn = match ext {
@@ -53,6 +46,18 @@ pub fn loss_curves(path: &Path, reports: &[Report], model: &str) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// The extension of `path`, `svg` or `png`, or an error naming `--plot`.
+pub fn check_path(path: &Path) -> Result<&str> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some(ext @ ("svg" | "png")) => Ok(ext),
+        _ => Err(Error::InvalidArgument {
+            what: "--plot",
+            found: path.display().to_string(),
+            expected: "a file name ending in .svg or .png",
+        }),
+    }
 }
 
 fn plot_error(path: &Path, e: impl std::fmt::Display) -> Error {

@@ -1,8 +1,9 @@
 //! `predict` and `inspect`: run a saved model, or describe a checkpoint.
 
+use crate::output::outln;
 use std::path::Path;
 
-use mixprec::data::TargetData;
+use mixprec::data::{Dataset, TargetData};
 use mixprec::io::{checkpoint, Checkpoint};
 use mixprec::models::MlpSpec;
 use mixprec::policy::Policy;
@@ -30,9 +31,26 @@ impl PolicyVisitor for Predict<'_> {
 
 /// `mixprec predict`.
 pub fn predict(args: &PredictArgs) -> Result<()> {
+    crate::data::regular_file(&args.model)?;
     let ckpt = checkpoint::read(&args.model)?;
-    let spec = MlpSpec::from_json(&ckpt.meta().architecture)?;
+    let spec = architecture(&ckpt, &args.model)?;
+    let model = args.model.display();
+    crate::limits::check_memory(
+        "--model",
+        format!("{model}'s architecture, an MLP {},", spec.describe()),
+        crate::limits::inference_bytes(&spec, 256),
+    )?;
     let (data, name) = crate::data::load(&args.data)?;
+    // The logits of every row are held at once.
+    crate::limits::check_memory(
+        "--data",
+        format!(
+            "{} rows of {name} through {model}'s {} outputs",
+            data.len(),
+            spec.outputs
+        ),
+        4 * data.len() as u128 * spec.outputs as u128,
+    )?;
     if data.features() != spec.inputs {
         return Err(Error::ShapeMismatch {
             what: "data features",
@@ -40,6 +58,7 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
             found: data.x().shape().to_vec(),
         });
     }
+    check_labels(&data, &name, &spec, &model.to_string())?;
     let stored = ckpt.meta().policy;
     let policy = args.policy.unwrap_or(stored);
     let logits = policy.visit(Predict {
@@ -48,7 +67,7 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
         x: data.x(),
     })?;
     let classes = argmax_rows(&logits);
-    println!(
+    outln!(
         "model {} ({}, stored as {stored}, run as {policy}) on {name}: {} rows",
         args.model.display(),
         spec.describe(),
@@ -60,16 +79,51 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
             .zip(labels)
             .filter(|(p, l)| **p == **l as usize)
             .count();
-        println!(
+        outln!(
             "accuracy {:.2}% ({correct}/{})",
             100.0 * correct as f64 / data.len() as f64,
             data.len()
         );
         for (i, (p, l)) in classes.iter().zip(labels).take(args.show).enumerate() {
-            println!("row {i:>5}: predicted {p}, label {l}");
+            outln!("row {i:>5}: predicted {p}, label {l}");
         }
     }
     Ok(())
+}
+
+/// The model a checkpoint describes, or an error naming the file and the metadata key.
+pub fn architecture(ckpt: &Checkpoint, path: &Path) -> Result<MlpSpec> {
+    let json = &ckpt.meta().architecture;
+    MlpSpec::from_json(json).map_err(|e| Error::InvalidMetadata {
+        path: path.display().to_string(),
+        key: "mixprec.architecture",
+        found: json.chars().take(80).collect(),
+        expected: r#"an MLP: {"model":"mlp","inputs":N,"hidden":[..],"outputs":N,"activation":"relu"}"#,
+        source: Some(Box::new(e)),
+    })
+}
+
+/// Fails, naming the data file, the row and the model's classes, when a label is not one of the
+/// model's classes (accuracy against it would mean nothing).
+pub fn check_labels(data: &Dataset, name: &str, spec: &MlpSpec, model: &str) -> Result<()> {
+    let TargetData::Classes { labels, .. } = data.targets() else {
+        return Ok(());
+    };
+    match labels.iter().position(|&l| l as usize >= spec.outputs) {
+        None => Ok(()),
+        Some(row) => Err(Error::InvalidArgument {
+            what: "--data",
+            found: format!(
+                "{name} row {} has label {}, but model {model} has {} class{} (labels 0..={})",
+                row + 1,
+                labels[row],
+                spec.outputs,
+                if spec.outputs == 1 { "" } else { "es" },
+                spec.outputs.saturating_sub(1)
+            ),
+            expected: "labels the model was trained on",
+        }),
+    }
 }
 
 fn argmax_rows(logits: &Tensor<f32>) -> Vec<usize> {
@@ -87,6 +141,7 @@ fn argmax_rows(logits: &Tensor<f32>) -> Vec<usize> {
 
 /// `mixprec inspect`.
 pub fn inspect(file: &Path) -> Result<()> {
-    println!("{}", checkpoint::inspect(file)?);
+    crate::data::regular_file(file)?;
+    outln!("{}", checkpoint::inspect(file)?);
     Ok(())
 }

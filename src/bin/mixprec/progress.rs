@@ -1,5 +1,6 @@
 //! Progress of `fit`: indicatif bars on a terminal, plain lines otherwise.
 
+use crate::output::outln;
 use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -16,18 +17,19 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// A bar per epoch, or a line per epoch when stdout is not a terminal.
+    /// A bar per epoch on a terminal's stderr, and a line per epoch on stdout.
     pub fn per_epoch(epochs: usize) -> Self {
         Progress {
             epochs,
             per_epoch: true,
-            tty: std::io::stdout().is_terminal(),
+            // The bar is drawn on stderr, so it is wanted when stderr is a terminal.
+            tty: std::io::stderr().is_terminal(),
             bar: None,
             name: "",
         }
     }
 
-    /// One bar for the run, or nothing when stdout is not a terminal.
+    /// One bar for the run on a terminal's stderr, or nothing when stderr is not a terminal.
     pub fn per_run(epochs: usize) -> Self {
         Progress {
             per_epoch: false,
@@ -91,11 +93,13 @@ impl Callback for Progress {
         );
         match (&self.bar, self.per_epoch) {
             (Some(bar), true) => {
-                bar.println(line);
+                // The epoch line goes to stdout like every other line of the report, with the
+                // bar hidden while it is written.
+                bar.suspend(|| outln!("{line}"));
                 bar.reset();
                 bar.set_prefix(format!("epoch {}/{}", logs.epoch + 1, self.epochs));
             }
-            (None, true) => println!("{line}"),
+            (None, true) => outln!("{line}"),
             _ => {}
         }
     }

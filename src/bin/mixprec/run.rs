@@ -1,6 +1,7 @@
 //! `train` and `compare`: one generic training run per policy, reached from the run-time policy
 //! through `DTypePolicy::visit` (no `dyn` in the model or the optimizer).
 
+use crate::output::{errln, outln};
 use std::time::Instant;
 
 use mixprec::data::Dataset;
@@ -28,6 +29,8 @@ pub struct Report {
     pub activation_bytes: usize,
     pub loss_scale: Option<f32>,
     pub skipped_steps: u64,
+    /// The 1-based epochs that diverged (only with `--continue-on-divergence`).
+    pub diverged_epochs: Vec<usize>,
 }
 
 /// A training run for a policy chosen at run time.
@@ -68,6 +71,7 @@ impl Run<'_> {
             batch_size: self.args.batch_size as usize,
             seed: self.args.seed,
             initial_epoch,
+            stop_on_divergence: !self.args.continue_on_divergence,
             ..FitOptions::default()
         };
         self.progress.start(P::NAME);
@@ -82,7 +86,16 @@ impl Run<'_> {
         let seconds = start.elapsed().as_secs_f64();
         self.progress.finish();
         let test = evaluate(&model, self.test, 256, None)?;
+        let diverged_epochs = history.diverged_epochs();
         if let Some(path) = self.save {
+            if !diverged_epochs.is_empty() {
+                errln!(
+                    "warning: saving {} although training diverged in epoch{} {} (--continue-on-divergence); its weights are those of the last step that could be applied",
+                    path.display(),
+                    if diverged_epochs.len() == 1 { "" } else { "s" },
+                    list(&diverged_epochs)
+                );
+            }
             let record = TrainRecord::new(self.args, options.epochs);
             let meta = CheckpointMeta::new(P::RUNTIME)
                 .with_architecture(self.spec.to_json())
@@ -112,6 +125,7 @@ impl Run<'_> {
             activation_bytes: history.activation_bytes,
             loss_scale: optimizer.scales_loss().then(|| optimizer.loss_scale()),
             skipped_steps: optimizer.skipped_steps(),
+            diverged_epochs,
         })
     }
 }
@@ -130,7 +144,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         set_global_policy(p)?;
     }
     if let Some(path) = &args.save {
-        check_writable_dir(path)?;
+        check_output_path(path)?;
     }
     let resume = match &args.resume {
         Some(path) => Some(Resume::read(path, &args.training)?),
@@ -154,19 +168,34 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         .as_ref()
         .map_or_else(global_policy, |r| r.ckpt.meta().policy);
     let t = resume.as_ref().map_or(&args.training, |r| &r.args);
-    let (train, test, data_name) = crate::data::load_split(t)?;
+    let (data, data_name) = crate::data::load(&t.data)?;
+    if let Some(r) = &resume {
+        let model = r.path.display().to_string();
+        crate::predict::check_labels(&data, &data_name, &r.spec, &model)?;
+    }
+    let (train, test) = data.shuffle_split(t.test_split, t.seed)?;
+    drop(data);
     let spec = match &resume {
         Some(r) => r.spec.clone(),
         None => spec_for(t, &train),
     };
+    if resume.is_none() {
+        warn_if_more_classes_than_rows(&spec, train.len() + test.len(), &data_name);
+    }
+    let what = if resume.is_some() {
+        "--resume"
+    } else {
+        "--hidden"
+    };
+    check_model_memory(what, &spec, t, train.len(), &data_name)?;
     if let Some(r) = &resume {
-        println!(
+        outln!(
             "resuming {} after epoch {} (its policy, architecture, optimizer state, learning rate, batch size, seed and data)",
             r.path.display(),
             r.done
         );
     }
-    println!(
+    outln!(
         "mixprec train: policy {policy} (compute {}, variables {}), MLP {}, {data_name}: {} train / {} test rows",
         policy.compute_dtype(),
         policy.variable_dtype(),
@@ -184,30 +213,34 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         progress: Progress::per_epoch(t.epochs as usize),
     };
     let r = policy.visit(run)?;
-    println!(
+    outln!(
         "\ntest accuracy   {:.2}%  (test loss {:.4})",
         100.0 * r.test_accuracy,
         r.test_loss
     );
-    println!("final loss      {:.4}", r.final_loss);
-    println!(
+    outln!("final loss      {:.4}", r.final_loss);
+    outln!(
         "wall time       {:.2} s  ({:.0} samples/s)",
-        r.seconds, r.samples_per_sec
+        r.seconds,
+        r.samples_per_sec
     );
-    println!("variables       {}", bytes(r.variable_bytes));
-    println!(
+    outln!("variables       {}", bytes(r.variable_bytes));
+    outln!(
         "activations     {} per batch of {}",
         bytes(r.activation_bytes),
         t.batch_size
     );
     if let Some(scale) = r.loss_scale {
-        println!(
+        outln!(
             "loss scale      {scale} at the end, {} steps skipped",
             r.skipped_steps
         );
     }
+    if !r.diverged_epochs.is_empty() {
+        outln!("diverged        in epochs {}", list(&r.diverged_epochs));
+    }
     if let Some(path) = &args.save {
-        println!("saved           {}", path.display());
+        outln!("saved           {}", path.display());
     }
     Ok(())
 }
@@ -219,10 +252,16 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
     } else {
         args.policies.clone()
     };
+    if let Some(path) = &args.plot {
+        crate::plot::check_path(path)?;
+        check_output_path(path)?;
+    }
     let t = &args.training;
     let (train, test, data_name) = crate::data::load_split(t)?;
     let spec = spec_for(t, &train);
-    println!(
+    warn_if_more_classes_than_rows(&spec, train.len() + test.len(), &data_name);
+    check_model_memory("--hidden", &spec, t, train.len(), &data_name)?;
+    outln!(
         "mixprec compare: MLP {}, {data_name}, {} epochs, batch {}, {:?} lr {}, seed {}\n",
         spec.describe(),
         t.epochs,
@@ -242,12 +281,25 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
             args: t,
             progress: Progress::per_run(t.epochs as usize),
         };
-        reports.push(policy.visit(run)?);
+        match policy.visit(run) {
+            Ok(r) => reports.push(r),
+            Err(e) => {
+                errln!("compare stopped at policy {policy}:");
+                return Err(e);
+            }
+        }
     }
     print_table(&reports);
+    for r in reports.iter().filter(|r| !r.diverged_epochs.is_empty()) {
+        errln!(
+            "warning: {} diverged in epochs {} (--continue-on-divergence)",
+            r.policy,
+            list(&r.diverged_epochs)
+        );
+    }
     if let Some(path) = &args.plot {
         crate::plot::loss_curves(path, &reports, &spec.describe())?;
-        println!("\nloss curves written to {}", path.display());
+        outln!("\nloss curves written to {}", path.display());
     }
     Ok(())
 }
@@ -257,13 +309,19 @@ fn print_table(reports: &[Report]) {
         .iter()
         .find(|r| r.policy == DTypePolicy::Float32)
         .map(|r| r.seconds);
-    println!(
+    outln!(
         "\n{:<15} {:>9} {:>10} {:>8} {:>10} {:>10} {:>12}",
-        "policy", "test acc", "final loss", "time", "vs f32", "variables", "activations"
+        "policy",
+        "test acc",
+        "final loss",
+        "time",
+        "vs f32",
+        "variables",
+        "activations"
     );
     for r in reports {
         let speed = reference.map_or("-".to_string(), |f| format!("{:.2}x", f / r.seconds));
-        println!(
+        outln!(
             "{:<15} {:>8.2}% {:>10.4} {:>7.2}s {:>10} {:>10} {:>12}",
             r.policy.name(),
             100.0 * r.test_accuracy,
@@ -276,6 +334,62 @@ fn print_table(reports: &[Report]) {
     }
 }
 
+/// Fails, naming `what` (`--hidden`, or `--resume` for a checkpoint's architecture), the data's
+/// width and class count and the bytes, when training
+/// `spec` would plan more than [`limits::MEMORY_LIMIT`](crate::limits::MEMORY_LIMIT).
+fn check_model_memory(
+    what: &'static str,
+    spec: &MlpSpec,
+    t: &TrainingArgs,
+    train_rows: usize,
+    data_name: &str,
+) -> Result<()> {
+    if spec.outputs as u64 > crate::limits::MAX_DIM {
+        return Err(Error::InvalidArgument {
+            what: "--data",
+            found: format!(
+                "{data_name} has labels up to {}, so the model would need {} classes",
+                spec.outputs - 1,
+                spec.outputs
+            ),
+            expected: "class labels 0..=16777215; is --label-column the label column?",
+        });
+    }
+    // A batch is never more than the training rows.
+    let batch = (t.batch_size as usize).min(train_rows);
+    crate::limits::check_memory(
+        what,
+        format!(
+            "an MLP {} ({} inputs and {} classes from {data_name}) trained in batches of {batch}",
+            spec.describe(),
+            spec.inputs,
+            spec.outputs
+        ),
+        crate::limits::training_bytes(spec, batch),
+    )
+}
+
+/// A class count above the row count usually means the label column holds IDs, not classes
+/// (a label of 1,000,000 builds a model with a million outputs); say so, once, on stderr.
+fn warn_if_more_classes_than_rows(spec: &MlpSpec, rows: usize, data_name: &str) {
+    if spec.outputs > rows.max(2) {
+        errln!(
+            "warning: {data_name} has labels up to {} ({} classes, an output layer that wide) but only {rows} rows; is --label-column the label column?",
+            spec.outputs - 1,
+            spec.outputs
+        );
+    }
+}
+
+/// `[1, 2, 5]` → `1, 2, 5`.
+fn list(epochs: &[usize]) -> String {
+    epochs
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `1234567` → `1.18 MiB`.
 pub fn bytes(n: usize) -> String {
     match n {
@@ -285,23 +399,24 @@ pub fn bytes(n: usize) -> String {
     }
 }
 
-/// Fails early (before training) when `path`'s directory does not exist.
-fn check_writable_dir(path: &std::path::Path) -> Result<()> {
+/// Fails early (before training) when `path`'s directory does not exist or `path` is a
+/// directory, so a run is not lost at the end for want of a place to write it.
+pub fn check_output_path(path: &std::path::Path) -> Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => std::path::Path::new("."),
     };
-    if dir.is_dir() {
-        Ok(())
+    let problem = if !dir.is_dir() {
+        format!("directory {} does not exist", dir.display())
+    } else if path.is_dir() {
+        format!("{} is a directory (expected a file name)", path.display())
     } else {
-        Err(Error::Io {
-            path: path.display().to_string(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!("directory {} does not exist", dir.display()),
-            ),
-        })
-    }
+        return Ok(());
+    };
+    Err(Error::Io {
+        path: path.display().to_string(),
+        source: std::io::Error::new(std::io::ErrorKind::NotFound, problem),
+    })
 }
 
 /// The training settings a checkpoint records (metadata key `mixprec.train`), so `--resume`
@@ -349,8 +464,9 @@ struct Resume {
 
 impl Resume {
     fn read(path: &std::path::Path, flags: &TrainingArgs) -> Result<Self> {
+        crate::data::regular_file(path)?;
         let ckpt = checkpoint::read(path)?;
-        let spec = MlpSpec::from_json(&ckpt.meta().architecture)?;
+        let spec = crate::predict::architecture(&ckpt, path)?;
         let raw =
             ckpt.meta()
                 .extra
@@ -385,6 +501,7 @@ impl Resume {
             hidden: crate::cli::Widths(spec.hidden.clone()),
             seed: rec.seed,
             data: rec.data,
+            continue_on_divergence: flags.continue_on_divergence,
             test_split: rec.test_split,
         };
         Ok(Resume {
