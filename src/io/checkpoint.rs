@@ -306,9 +306,11 @@ fn save_impl<M: Module>(
         }
     }
     let bytes = safetensors::serialize(tensors.iter().map(|t| (t.name.as_str(), t)), Some(map))
-        .map_err(|source| Error::InvalidCheckpoint {
+        .map_err(|e| Error::UnsavableCheckpoint {
             path: shown.clone(),
-            source,
+            what: "the safetensors file".into(),
+            found: format!("cannot be serialized ({e})"),
+            expected: "a header within safetensors' 100,000,000-byte limit",
         })?;
     // What `read` refuses, `save` refuses first: the header as `read` parses it.
     validate::header(&shown, &bytes, meta)?;
