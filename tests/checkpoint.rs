@@ -910,3 +910,47 @@ fn sigterm_during_save_removes_the_temp_file() {
         .collect();
     assert!(left.is_empty(), "left {left:?}");
 }
+
+/// The same through the `mixprec` program: SIGTERM while `train --save` writes its checkpoint
+/// leaves no temp file. Needs `main` to call `mixprec::io::cleanup_temp_files_on_signal()`
+/// first (the CLI owner wires it; then drop the `ignore`).
+#[cfg(all(unix, feature = "cli"))]
+#[test]
+#[ignore = "until src/bin/mixprec/main.rs calls mixprec::io::cleanup_temp_files_on_signal()"]
+fn cli_sigterm_during_save_leaves_no_temp_file() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let save = dir.path().join("big.safetensors");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mixprec"))
+        .args(["train", "--epochs", "1", "--hidden", "2048,2048", "--save"])
+        .arg(&save)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let seen = loop {
+        if dir_entries(dir.path()).iter().any(|n| n.contains(".tmp-")) {
+            break true;
+        }
+        if start.elapsed() > Duration::from_secs(300) || child.try_wait().unwrap().is_some() {
+            break false;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    };
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert!(
+        seen,
+        "the save's temp file was never seen (finished: {status:?})"
+    );
+    assert_eq!(status.signal(), Some(15), "{status:?}");
+    let left: Vec<String> = dir_entries(dir.path())
+        .into_iter()
+        .filter(|n| n.contains(".tmp-"))
+        .collect();
+    assert!(left.is_empty(), "left {left:?}");
+}
