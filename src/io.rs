@@ -148,3 +148,45 @@ pub(crate) fn gunzip(source: &str, bytes: &[u8], limit: u128) -> Result<Vec<u8>>
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gz(bytes: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn gunzip_stops_at_the_budget_and_names_the_source() {
+        let packed = gz(&[0u8; 100_000]);
+        assert!(packed.len() < 1_000, "{}", packed.len());
+        let err = gunzip("bomb.gz", &packed, 4096).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::TooLarge {
+                    bytes: 4097,
+                    limit: 4096,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(
+            err.to_string().starts_with("decompressing bomb.gz"),
+            "{err}"
+        );
+        assert_eq!(gunzip("ok.gz", &packed, 100_000).unwrap().len(), 100_000);
+    }
+
+    #[test]
+    fn gunzip_reads_every_member() {
+        let mut two = gz(b"1,2,0\n");
+        two.extend(gz(b"3,4,1\n"));
+        assert_eq!(gunzip("two.gz", &two, 1 << 20).unwrap(), b"1,2,0\n3,4,1\n");
+    }
+}
