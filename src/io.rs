@@ -1,7 +1,7 @@
 //! Reading and writing data from outside: the embedded digits data set ([`digits`]), CSV files
 //! ([`read_csv`]) and MNIST-style IDX files ([`read_idx_dataset`]), gzip or plain, and model
 //! checkpoints in safetensors ([`checkpoint`], with the `serde` feature, on by default). Every
-//! malformed input is an [`Error`](crate::Error) naming the file and what was expected.
+//! malformed input is an [`Error`] naming the file and what was expected.
 
 #[cfg(feature = "serde")]
 pub mod checkpoint;
