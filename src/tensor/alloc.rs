@@ -57,7 +57,7 @@ pub(crate) fn check_shape<T>(what: impl FnOnce() -> String, shape: &[usize]) -> 
             numel(shape)
         }
         None => Err(Error::TooLarge {
-            what: what(),
+            what: format!("{}, whose element count overflows u128,", what()),
             bytes: u128::MAX,
             limit: MAX_ALLOCATION_BYTES,
         }),
