@@ -66,7 +66,7 @@ pub enum Error {
         layer: &'static str,
     },
     /// A class label is not below the number of classes.
-    #[error("label {label} is out of range for {classes} classes (expected 0..={max})", max = classes.saturating_sub(1))]
+    #[error("label {label} is out of range for a model with {classes} output {noun} (expected {range})", noun = if *classes == 1 { "class" } else { "classes" }, range = label_range(*classes))]
     LabelOutOfRange {
         /// The label.
         label: u64,
@@ -247,6 +247,60 @@ pub enum Error {
         /// The likely cause and the fix.
         hint: &'static str,
     },
+    /// An allocation whose size comes from outside (a shape, a width, a label count, a file
+    /// header) is larger than [`MAX_ALLOCATION_BYTES`](crate::tensor::MAX_ALLOCATION_BYTES).
+    #[error("{what} needs {bytes} bytes ({shown}), more than the {limit} bytes ({limit_shown}) mixprec allocates at once (expected a smaller size)", shown = human_bytes(*bytes), limit_shown = human_bytes(*limit))]
+    TooLarge {
+        /// What was to be allocated and where its size came from
+        /// (`"dense kernel [1048576, 1048576] of f32"`).
+        what: String,
+        /// The bytes it needs.
+        bytes: u128,
+        /// The most mixprec allocates at once.
+        limit: u128,
+    },
+    /// An allocation within the limit that the system refused (not enough memory).
+    #[error("{what} needs {bytes} bytes ({shown}), which the system could not allocate (expected a size that fits in free memory)", shown = human_bytes(*bytes))]
+    AllocationFailed {
+        /// What was to be allocated.
+        what: String,
+        /// The bytes it needs.
+        bytes: u128,
+        /// The allocator's refusal.
+        #[source]
+        source: std::collections::TryReserveError,
+    },
+    /// A class label that cannot be read from a data file: not an integer, negative, or beyond
+    /// the number of classes the loader accepts.
+    #[error("{source_name} line {line}, column {column}: label {found:?} is not a class index (expected an integer in 0..={max}{hint})", max = max_classes.saturating_sub(1))]
+    InvalidLabel {
+        /// The file.
+        source_name: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// The field as written.
+        found: String,
+        /// The most classes the loader accepts.
+        max_classes: usize,
+        /// A suggestion (`"; is the label column right? see --label-column"`), or empty.
+        hint: String,
+    },
+    /// A checkpoint that [`save`](crate::io::checkpoint::save) refuses to write, because
+    /// [`read`](crate::io::checkpoint::read) or [`load_into`](crate::io::checkpoint::load_into)
+    /// would refuse it; nothing was written.
+    #[error("refusing to save {path}: {what} {found} (expected {expected}); nothing was written")]
+    UnsavableCheckpoint {
+        /// The target file.
+        path: String,
+        /// What is wrong (`"variable \"0.kernel\""`, `"loss scale"`).
+        what: String,
+        /// The bad value, formatted.
+        found: String,
+        /// What would be valid.
+        expected: &'static str,
+    },
 }
 
 /// The error of `"…".parse::<DTypePolicy>()`: the name is not one of Keras's float policies.
@@ -289,6 +343,30 @@ impl Error {
             expected,
             found: found.to_vec(),
         }
+    }
+}
+
+/// The valid labels for `classes` classes, as an error message writes them.
+fn label_range(classes: usize) -> String {
+    match classes {
+        0 => "no label: the model has no output".into(),
+        1 => "0".into(),
+        n => format!("0..={}", n - 1),
+    }
+}
+
+/// `bytes` in binary units, for messages (`4.0 GiB`).
+fn human_bytes(bytes: u128) -> String {
+    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let (mut v, mut u) = (bytes as f64, 0);
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
     }
 }
 

@@ -301,7 +301,7 @@ mod tests {
         let err = scce.loss(&t, Targets::Classes(&[3])).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "label 3 is out of range for 3 classes (expected 0..=2)"
+            "label 3 is out of range for a model with 3 output classes (expected 0..=2)"
         );
     }
 }

@@ -1,7 +1,9 @@
 //! Ready-made architectures described by data, so a model can be chosen on a command line and
 //! recorded in a checkpoint: [`MlpSpec`] builds a `Vec<Dense<P>>` for any policy.
 
-use crate::error::{Error, Result};
+#[cfg(feature = "serde")]
+use crate::error::Error;
+use crate::error::Result;
 use crate::layers::{Activation, Dense};
 use crate::policy::Policy;
 
@@ -43,12 +45,26 @@ impl MlpSpec {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidArgument`] when a width is zero.
+    /// [`Error::InvalidArgument`] when a width is zero; [`Error::TooLarge`] naming the layer when
+    /// a kernel would need more than [`MAX_ALLOCATION_BYTES`](crate::tensor::MAX_ALLOCATION_BYTES)
+    /// (checked for every layer before any is built).
     pub fn build<P: Policy>(&self, seed: u64) -> Result<Vec<Dense<P>>> {
         let widths: Vec<usize> = std::iter::once(self.inputs)
             .chain(self.hidden.iter().copied())
             .chain([self.outputs])
             .collect();
+        for (i, w) in widths.windows(2).enumerate() {
+            let what = || {
+                format!(
+                    "layer {i} of the mlp {}: dense kernel [{}, {}] of {}",
+                    self.describe(),
+                    w[0],
+                    w[1],
+                    <P::Variable as crate::dtype::Element>::DTYPE
+                )
+            };
+            crate::tensor::alloc::check_shape::<P::Variable>(what, w)?;
+        }
         let last = widths.len() - 2;
         widths
             .windows(2)

@@ -24,15 +24,10 @@ pub struct Tensor<T: Element> {
     data: Vec<T>,
 }
 
-/// The number of elements of `shape`, or an error when it overflows.
-pub(crate) fn numel(shape: &[usize]) -> Result<usize> {
-    shape
-        .iter()
-        .try_fold(1usize, |n, &d| n.checked_mul(d))
-        .ok_or_else(|| Error::ShapeOverflow {
-            shape: shape.to_vec(),
-        })
-}
+pub(crate) mod alloc;
+
+pub(crate) use alloc::numel;
+pub use alloc::MAX_ALLOCATION_BYTES;
 
 impl<T: Element> Tensor<T> {
     /// A tensor of `shape` holding `data` in row-major order.
@@ -57,13 +52,13 @@ impl<T: Element> Tensor<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::ShapeOverflow`] when the element count overflows.
+    /// [`Error::TooLarge`] when it would need more than [`MAX_ALLOCATION_BYTES`] (an overflowing
+    /// element count included); [`Error::AllocationFailed`] when the system refuses the memory.
     pub fn zeros(shape: Vec<usize>) -> Result<Self> {
-        let n = numel(&shape)?;
-        Ok(Tensor {
-            shape,
-            data: vec![T::default(); n],
-        })
+        let what = || format!("tensor of shape {shape:?} of {}", T::DTYPE);
+        let n = alloc::check_shape::<T>(what, &shape)?;
+        let data = alloc::try_filled(what, n, T::default())?;
+        Ok(Tensor { shape, data })
     }
 
     /// A tensor from data the caller has already checked (`data.len() == numel(shape)`).

@@ -606,3 +606,349 @@ fn missing_or_invalid_metadata_names_the_key() {
         assert!(msg.starts_with(&prefix) && msg.contains(want), "{msg}");
     }
 }
+
+// ---- What save writes, read accepts (issue 10). ----
+
+mod save_read_property {
+    use super::*;
+    use mixprec::dtype::VecOf;
+    use mixprec::models::MlpSpec;
+    use mixprec::optimizers::OptimizerState;
+    use proptest::prelude::*;
+
+    /// Loss scales a run can reach: the extremes of f32's positive range, powers of two in
+    /// between, any positive finite value; and values it must never save.
+    fn scale() -> impl Strategy<Value = f32> {
+        prop_oneof![
+            Just(f32::from_bits(1)), // 2^-149
+            Just(f32::MIN_POSITIVE),
+            Just(f32::MAX),
+            Just(1.0),
+            (-149i32..=127).prop_map(|e| 2f32.powi(e)),
+            (1u32..0x7f80_0000).prop_map(f32::from_bits),
+            Just(0.0),
+            Just(-0.0),
+            Just(-1.0),
+            Just(f32::NAN),
+            Just(f32::INFINITY),
+        ]
+    }
+
+    fn good_steps() -> impl Strategy<Value = u64> {
+        prop_oneof![Just(0), Just(u64::MAX), any::<u64>()]
+    }
+
+    fn slot_value() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            20 => -1e30f64..1e30,
+            1 => Just(f64::NAN),
+            1 => Just(f64::INFINITY),
+        ]
+    }
+
+    #[derive(Debug, Clone)]
+    struct Case {
+        spec: MlpSpec,
+        seed: u64,
+        iterations: u64,
+        loss_scale: Option<(f32, u64)>,
+        /// (variable, slot, wide accumulator, one value per element drawn from this cycle)
+        slots: Vec<(usize, usize, bool, Vec<f64>)>,
+        nan_weight: bool,
+    }
+
+    fn case() -> impl Strategy<Value = Case> {
+        (
+            1usize..12,
+            prop::collection::vec(1usize..12, 0..3),
+            1usize..6,
+            any::<u64>(),
+            prop_oneof![Just(0u64), Just(u64::MAX), any::<u64>()],
+            prop::option::of((scale(), good_steps())),
+            prop::collection::vec(
+                (
+                    0usize..8,
+                    0usize..2,
+                    any::<bool>(),
+                    prop::collection::vec(slot_value(), 1..4),
+                ),
+                0..5,
+            ),
+            prop::bool::weighted(0.05),
+        )
+            .prop_map(
+                |(i, h, o, seed, iterations, loss_scale, slots, nan_weight)| Case {
+                    spec: MlpSpec::new(i, h, o),
+                    seed,
+                    iterations,
+                    loss_scale,
+                    slots,
+                    nan_weight,
+                },
+            )
+    }
+
+    fn state_for(case: &Case, lens: &[usize]) -> OptimizerState {
+        let mut slots: Vec<(usize, usize, VecOf)> = Vec::new();
+        for (var, slot, wide, cycle) in &case.slots {
+            let var = var % lens.len();
+            if slots.iter().any(|(v, s, _)| *v == var && s == slot) {
+                continue;
+            }
+            let vals = (0..lens[var]).map(|k| cycle[k % cycle.len()]);
+            let values = if *wide {
+                VecOf::F64(vals.collect())
+            } else {
+                VecOf::F32(vals.map(|v| v as f32).collect())
+            };
+            slots.push((var, *slot, values));
+        }
+        OptimizerState {
+            iterations: case.iterations,
+            slots,
+            loss_scale: case
+                .loss_scale
+                .map(|(scale, good_steps)| LossScaleState { scale, good_steps }),
+        }
+    }
+
+    fn finite(v: &VecOf) -> bool {
+        match v {
+            VecOf::F32(v) => v.iter().all(|x| x.is_finite()),
+            VecOf::F64(v) => v.iter().all(|x| x.is_finite()),
+            _ => false,
+        }
+    }
+
+    fn check<P: Policy>(case: &Case) -> Result<(), TestCaseError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.safetensors");
+        // An earlier good checkpoint, which a refused save must leave byte-identical.
+        let mut model = case.spec.build::<P>(case.seed).unwrap();
+        let meta = CheckpointMeta::new(P::RUNTIME).with_architecture(case.spec.to_json());
+        checkpoint::save(&model, &path, &meta).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        if case.nan_weight {
+            model[0].visit_params_mut(&mut |p| {
+                p.update(|v| v[0] = mixprec::Element::from_f32_rne(f32::NAN))
+            });
+        }
+        let mut lens = Vec::new();
+        model.visit_params("", &mut |_, p| lens.push(p.len()));
+        let state = state_for(case, &lens);
+        let valid = !case.nan_weight
+            && state
+                .loss_scale
+                .is_none_or(|ls| ls.scale.is_finite() && ls.scale > 0.0)
+            && state.slots.iter().all(|(_, _, v)| finite(v));
+        let saved = checkpoint::save_training(&model, &state, &path, &meta);
+        prop_assert_eq!(saved.is_ok(), valid, "save gave {:?}", saved.err());
+        prop_assert_eq!(dir_entries(dir.path()), vec!["run.safetensors".to_string()]);
+        if !valid {
+            let msg = saved.unwrap_err().to_string();
+            prop_assert!(msg.starts_with("refusing to save"), "{}", msg);
+            prop_assert_eq!(std::fs::read(&path).unwrap(), before);
+            return Ok(());
+        }
+        let ckpt = checkpoint::read(&path).unwrap();
+        let mut fresh = case.spec.build::<P>(case.seed.wrapping_add(1)).unwrap();
+        checkpoint::load_into(&mut fresh, &ckpt).unwrap();
+        prop_assert!(fresh == model, "variables differ after the round trip");
+        let mut got = checkpoint::optimizer_state(&fresh, &ckpt).unwrap();
+        let mut want = state;
+        got.slots.sort_by_key(|s| (s.0, s.1));
+        want.slots.sort_by_key(|s| (s.0, s.1));
+        prop_assert_eq!(got.iterations, want.iterations);
+        prop_assert_eq!(
+            got.loss_scale.map(|l| (l.scale.to_bits(), l.good_steps)),
+            want.loss_scale.map(|l| (l.scale.to_bits(), l.good_steps))
+        );
+        prop_assert_eq!(got.slots, want.slots);
+        prop_assert_eq!(
+            MlpSpec::from_json(&ckpt.meta().architecture).unwrap(),
+            case.spec.clone()
+        );
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(
+            std::env::var("MIXPREC_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(300)
+        ))]
+
+        #[test]
+        fn prop_save_then_read_round_trips_exactly_or_save_refuses_and_keeps_the_old_file(
+            case in case(),
+            policy in 0usize..6,
+        ) {
+            match policy {
+                0 => check::<F32>(&case)?,
+                1 => check::<F64>(&case)?,
+                2 => check::<F16>(&case)?,
+                3 => check::<Bf16>(&case)?,
+                4 => check::<MixedF16>(&case)?,
+                _ => check::<MixedBf16>(&case)?,
+            }
+        }
+    }
+}
+
+// ---- No litter (issue 10). ----
+
+fn stale_temp(dir: &Path, target: &str, pid: u32, n: u32) -> PathBuf {
+    let p = dir.join(format!(".{target}.tmp-{pid}-{n}"));
+    std::fs::write(&p, b"partial checkpoint").unwrap();
+    p
+}
+
+#[test]
+fn save_removes_stale_temp_files_of_dead_processes_for_its_target_only() {
+    let dir = tempfile::tempdir().unwrap();
+    // No process has this pid (above Linux's pid_max of 2^22).
+    let dead = stale_temp(dir.path(), "model.safetensors", 999_999_999, 0);
+    let other_target = stale_temp(dir.path(), "other.safetensors", 999_999_999, 1);
+    // Process 1 is alive: its fresh temp file may be a save in progress.
+    let live = stale_temp(dir.path(), "model.safetensors", 1, 2);
+    let unrelated = dir.path().join(".model.safetensors.tmp-notes");
+    std::fs::write(&unrelated, b"x").unwrap();
+    save_tmp(dir.path(), &mlp::<F32>(1));
+    if cfg!(target_os = "linux") {
+        assert!(!dead.exists(), "a dead process's temp file was kept");
+    }
+    assert!(
+        other_target.exists(),
+        "another target's temp file was removed"
+    );
+    assert!(
+        live.exists(),
+        "a live process's fresh temp file was removed"
+    );
+    assert!(
+        unrelated.exists(),
+        "a file not named like a temp file was removed"
+    );
+}
+
+#[test]
+fn save_removes_temp_files_older_than_the_stale_limit_whatever_their_pid() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = stale_temp(dir.path(), "model.safetensors", 1, 7);
+    let long_ago = std::time::SystemTime::now() - checkpoint::STALE_AFTER * 2;
+    std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(long_ago)
+        .unwrap();
+    save_tmp(dir.path(), &mlp::<F32>(1));
+    assert!(!old.exists());
+    assert_eq!(dir_entries(dir.path()), ["model.safetensors"]);
+}
+
+#[test]
+fn refused_save_leaves_no_temp_file_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.safetensors");
+    std::fs::create_dir(&path).unwrap();
+    assert!(checkpoint::save(&mlp::<F32>(1), &path, &meta::<F32>()).is_err());
+    assert!(checkpoint::temp_files_in_flight()
+        .iter()
+        .all(|p| !p.starts_with(dir.path())));
+}
+
+/// The child half of [`sigterm_during_save_removes_the_temp_file`]: installs the handler and
+/// saves a 16 MB model into `MIXPREC_TEST_SIGNAL_DIR` until it is killed.
+#[test]
+fn signal_child_saves_until_killed() {
+    let Some(dir) = std::env::var_os("MIXPREC_TEST_SIGNAL_DIR") else {
+        return; // only meaningful as the child process
+    };
+    mixprec::io::cleanup_temp_files_on_signal().unwrap();
+    let model = vec![Dense::<F32>::new(2048, 2048)];
+    let meta = CheckpointMeta::new(DTypePolicy::Float32);
+    let path = Path::new(&dir).join("big.safetensors");
+    for _ in 0..10_000 {
+        checkpoint::save(&model, &path, &meta).unwrap();
+    }
+    panic!("not killed within 10,000 saves");
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_during_save_removes_the_temp_file() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "signal_child_saves_until_killed", "--nocapture"])
+        .env("MIXPREC_TEST_SIGNAL_DIR", dir.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let seen = loop {
+        let names = dir_entries(dir.path());
+        if names.iter().any(|n| n.contains(".tmp-")) {
+            break true;
+        }
+        if start.elapsed() > Duration::from_secs(60) || child.try_wait().unwrap().is_some() {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(seen, "no temp file appeared within 60 s");
+    assert!(sent.success());
+    assert_eq!(status.signal(), Some(15), "child ended with {status:?}");
+    let left: Vec<String> = dir_entries(dir.path())
+        .into_iter()
+        .filter(|n| n.contains(".tmp-"))
+        .collect();
+    assert!(left.is_empty(), "left {left:?}");
+}
+
+/// The same through the `mixprec` program: SIGTERM while `train --save` writes its checkpoint
+/// leaves no temp file (`main` installs `mixprec::io::cleanup_temp_files_on_signal()`).
+#[cfg(all(unix, feature = "cli"))]
+#[test]
+fn cli_sigterm_during_save_leaves_no_temp_file() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let save = dir.path().join("big.safetensors");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mixprec"))
+        .args(["train", "--epochs", "1", "--hidden", "2048,2048", "--save"])
+        .arg(&save)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let seen = loop {
+        if dir_entries(dir.path()).iter().any(|n| n.contains(".tmp-")) {
+            break true;
+        }
+        if start.elapsed() > Duration::from_secs(300) || child.try_wait().unwrap().is_some() {
+            break false;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    };
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert!(
+        seen,
+        "the save's temp file was never seen (finished: {status:?})"
+    );
+    assert_eq!(status.signal(), Some(15), "{status:?}");
+    let left: Vec<String> = dir_entries(dir.path())
+        .into_iter()
+        .filter(|n| n.contains(".tmp-"))
+        .collect();
+    assert!(left.is_empty(), "left {left:?}");
+}

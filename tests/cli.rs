@@ -167,7 +167,10 @@ fn csv_with_nan_is_rejected() {
     let csv = tmp("nan.csv");
     std::fs::write(&csv, "0.5,1.0,0\nNaN,0.25,1\n").unwrap();
     let o = mixprec(&["train", "--data", csv.to_str().unwrap(), "--epochs", "1"]);
-    assert_fails_with(&o, "non-finite value NaN in features");
+    assert_fails_with(
+        &o,
+        "nan.csv line 2: column 1 value \"NaN\" is not a finite number",
+    );
 }
 
 #[test]

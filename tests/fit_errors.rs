@@ -114,7 +114,7 @@ fn empty_and_malformed_data_sets_are_errors() {
     let err = Dataset::classification(x.clone(), vec![0, 5], 3).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "label 5 is out of range for 3 classes (expected 0..=2)"
+        "label 5 is out of range for a model with 3 output classes (expected 0..=2)"
     );
     let err = Dataset::classification(x, vec![0], 3).unwrap_err();
     assert!(err.to_string().contains("labels"), "{err}");

@@ -165,3 +165,76 @@ fn zero_sized_images_and_missing_files_are_errors() {
     let e = read_idx_labels(&dir.path().join("absent")).unwrap_err();
     assert!(matches!(e, Error::Io { .. }), "{e}");
 }
+
+// ---- Formats told by content, not by name (issue 10). ----
+
+#[test]
+fn sniff_format_reads_the_magic_not_the_name() {
+    use mixprec::io::{sniff_format, DataFormat};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let idx_dir = d.join("runs-idxdir");
+    std::fs::create_dir(&idx_dir).unwrap();
+    let cases = [
+        (
+            write(d, "images.ubyte", &images_bytes(3, 2, 2, &PIXELS)),
+            DataFormat::Idx,
+        ),
+        (
+            write(d, "train.csv", &labels_bytes(&[1, 2])),
+            DataFormat::Idx,
+        ),
+        (
+            write(d, "train.csv.gz", &gz(&images_bytes(3, 2, 2, &PIXELS))),
+            DataFormat::Idx,
+        ),
+        (write(&idx_dir, "ok.csv", b"1,2,0\n"), DataFormat::Csv),
+        (write(d, "labels-idx1-ubyte", b"1,2,0\n"), DataFormat::Csv),
+        (write(d, "data.idx.gz", &gz(b"1,2,0\n")), DataFormat::Csv),
+        // `00 00` with a type byte or dimension count IDX does not define: still IDX (text
+        // never starts with NUL), so the IDX reader can name what is wrong.
+        (
+            write(d, "t07.csv", &[0, 0, 7, 1, 0, 0, 0, 0]),
+            DataFormat::Idx,
+        ),
+        (write(d, "dims0.csv", &[0, 0, 8, 0]), DataFormat::Idx),
+        (
+            write(d, "one-nul.idx", &[0, b'1', b',', b'2']),
+            DataFormat::Csv,
+        ),
+        (write(d, "empty.idx", &[]), DataFormat::Csv),
+        (
+            write(d, "f64.bin", &[0, 0, 0x0e, 2, 0, 0, 0, 1]),
+            DataFormat::Idx,
+        ),
+    ];
+    for (path, want) in cases {
+        assert_eq!(sniff_format(&path).unwrap(), want, "{}", path.display());
+    }
+}
+
+#[test]
+fn idx_readers_take_gzip_by_magic_whatever_the_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = write(
+        dir.path(),
+        "images.raw",
+        &gz(&images_bytes(3, 2, 2, &PIXELS)),
+    );
+    let y = write(dir.path(), "labels.gz", &labels_bytes(&[0, 1, 2]));
+    let d = read_idx_dataset(&x, &y).unwrap();
+    assert_eq!((d.len(), d.features(), d.classes()), (3, 4, Some(3)));
+}
+
+#[test]
+fn idx_header_claiming_2_pow_32_images_is_checked_against_the_file_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = write(dir.path(), "x", &images_bytes(u32::MAX, 28, 28, &PIXELS));
+    let err = read_idx_images(&x).unwrap_err();
+    assert!(matches!(err, Error::InvalidIdx { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("28 bytes (expected 3367254359296 bytes"),
+        "{err}"
+    );
+}

@@ -20,6 +20,7 @@
 
 mod atomic;
 mod meta;
+mod validate;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -36,6 +37,7 @@ use crate::param::Param;
 use crate::policy::Policy;
 use crate::tensor::Tensor;
 
+pub use atomic::{cleanup_temp_files_on_signal, temp_files_in_flight, STALE_AFTER};
 pub use meta::{
     CheckpointMeta, LossScaleState, FORMAT_VERSION, KEY_ARCHITECTURE, KEY_FORMAT, KEY_ITERATIONS,
     KEY_LOSS_SCALE, KEY_POLICY,
@@ -222,7 +224,12 @@ impl Checkpoint {
 ///
 /// [`Error::CheckpointPolicyMismatch`] when `meta.policy` is not the model's policy;
 /// [`Error::InvalidArgument`] when an extra key is one of the `mixprec.*` keys;
-/// [`Error::Io`] (naming `path`) when the file cannot be written or renamed.
+/// [`Error::UnsavableCheckpoint`] for what [`read`], [`load_into`] or [`optimizer_state`] would
+/// refuse: a NaN or infinite weight or optimizer value (naming the variable), a loss scale that
+/// is not finite and positive, two variables of one name, an optimizer slot for no variable or
+/// of another size, a header beyond safetensors' limit;
+/// [`Error::Io`] (naming `path`) when the file cannot be written or renamed. Every check runs
+/// before anything is written, so after an error an existing `path` is byte-identical.
 pub fn save<M: Module>(model: &M, path: &Path, meta: &CheckpointMeta) -> Result<()> {
     save_impl(model, None, path, meta)
 }
@@ -266,9 +273,15 @@ fn save_impl<M: Module>(
             expected: policy,
         });
     }
+    let shown = path.display().to_string();
+    validate::meta(&shown, meta)?;
     let map = meta.to_map()?;
     let mut tensors = Vec::new();
+    let mut bad = Ok(());
     model.visit_params("", &mut |name, p: &Param<M::Policy>| {
+        if bad.is_ok() {
+            bad = validate::finite(&shown, &format!("variable {name:?}"), p.value().as_slice());
+        }
         tensors.push(CheckpointTensor {
             name: name.to_string(),
             dtype: <M::Policy as Policy>::VARIABLE_DTYPE,
@@ -276,29 +289,31 @@ fn save_impl<M: Module>(
             bytes: le_bytes(p.value().as_slice()),
         });
     });
+    bad?;
+    validate::variable_names(&shown, &tensors)?;
     if let Some(o) = optimizer {
         let names = model.param_names();
+        validate::slots(&shown, &names, &tensors, o)?;
         for (var, slot, values) in &o.slots {
-            let Some(name) = names.get(*var) else {
-                continue;
-            };
-            let shape = tensors
-                .iter()
-                .find(|t| t.name == *name)
-                .map(|t| t.shape.clone());
+            let name = &names[*var];
+            let shape = tensors[*var].shape.clone();
             tensors.push(CheckpointTensor {
                 name: format!("{OPTIMIZER_PREFIX}{slot}.{name}"),
                 dtype: values.dtype(),
-                shape: shape.unwrap_or_else(|| vec![values.len()]),
+                shape,
                 bytes: vec_of_le_bytes(values),
             });
         }
     }
     let bytes = safetensors::serialize(tensors.iter().map(|t| (t.name.as_str(), t)), Some(map))
-        .map_err(|source| Error::InvalidCheckpoint {
-            path: path.display().to_string(),
-            source,
+        .map_err(|e| Error::UnsavableCheckpoint {
+            path: shown.clone(),
+            what: "the safetensors file".into(),
+            found: format!("cannot be serialized ({e})"),
+            expected: "a header within safetensors' 100,000,000-byte limit",
         })?;
+    // What `read` refuses, `save` refuses first: the header as `read` parses it.
+    validate::header(&shown, &bytes, meta)?;
     atomic::write_atomic(path, &bytes)
 }
 
@@ -317,23 +332,10 @@ pub fn read(path: &Path) -> Result<Checkpoint> {
         path: shown.clone(),
         source,
     })?;
-    let (header_len, header) =
-        SafeTensors::read_metadata(&bytes).map_err(|source| Error::InvalidCheckpoint {
-            path: shown.clone(),
-            source,
-        })?;
-    let empty = HashMap::new();
-    let meta = CheckpointMeta::from_map(&shown, header.metadata().as_ref().unwrap_or(&empty))?;
-    // `read_metadata` has checked that the offsets tile the data exactly and match each shape.
-    let data = &bytes[8 + header_len..];
+    let (data, header, meta) = parse_header(&shown, &bytes)?;
     let mut tensors = Vec::new();
     for (name, info) in header.tensors() {
-        let dtype =
-            from_safetensors_dtype(info.dtype).ok_or_else(|| Error::UnsupportedTensorDType {
-                path: shown.clone(),
-                tensor: name.clone(),
-                found: info.dtype.to_string(),
-            })?;
+        let dtype = from_safetensors_dtype(info.dtype).expect("parse_header checked the dtypes");
         let (start, end) = info.data_offsets;
         tensors.push(CheckpointTensor {
             name,
@@ -348,6 +350,34 @@ pub fn read(path: &Path) -> Result<Checkpoint> {
         tensors,
         meta,
     })
+}
+
+/// The checks of [`read`] that need only the bytes: a well-formed safetensors header (whose
+/// offsets `read_metadata` checks against the file's actual length, so no size in it is
+/// trusted), float tensors, mixprec's metadata. Returns the data section, the header and the
+/// metadata.
+fn parse_header<'a>(
+    shown: &str,
+    bytes: &'a [u8],
+) -> Result<(&'a [u8], safetensors::tensor::Metadata, CheckpointMeta)> {
+    let (header_len, header) =
+        SafeTensors::read_metadata(bytes).map_err(|source| Error::InvalidCheckpoint {
+            path: shown.to_string(),
+            source,
+        })?;
+    let empty = HashMap::new();
+    let meta = CheckpointMeta::from_map(shown, header.metadata().as_ref().unwrap_or(&empty))?;
+    for (name, info) in header.tensors() {
+        if from_safetensors_dtype(info.dtype).is_none() {
+            return Err(Error::UnsupportedTensorDType {
+                path: shown.to_string(),
+                tensor: name.clone(),
+                found: info.dtype.to_string(),
+            });
+        }
+    }
+    // `read_metadata` has checked that the offsets tile the data exactly and match each shape.
+    Ok((&bytes[8 + header_len..], header, meta))
 }
 
 /// Sets every variable of `model` from `ckpt`, cast from the stored type to the model's variable

@@ -1,6 +1,5 @@
 //! CSV data sets: one row per sample, numeric features and one integer label column.
 
-use std::io::Read;
 use std::path::Path;
 
 use crate::data::Dataset;
@@ -18,6 +17,10 @@ pub enum LabelColumn {
     Index(usize),
 }
 
+/// The default of [`CsvOptions::max_classes`]: 65,536 classes (labels 0..=65535). A label column
+/// holding larger numbers is more often an ID or a measurement chosen by mistake than a class.
+pub const DEFAULT_MAX_CLASSES: usize = 1 << 16;
+
 /// How to read a CSV file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CsvOptions {
@@ -27,6 +30,10 @@ pub struct CsvOptions {
     pub scale: f32,
     /// Skip the first line (default false).
     pub header: bool,
+    /// The most classes accepted: every label must be below it (default
+    /// [`DEFAULT_MAX_CLASSES`]). The model's output layer gets `max label + 1` units, so this
+    /// bounds its size.
+    pub max_classes: usize,
 }
 
 impl Default for CsvOptions {
@@ -35,54 +42,41 @@ impl Default for CsvOptions {
             label_column: LabelColumn::Last,
             scale: 1.0,
             header: false,
+            max_classes: DEFAULT_MAX_CLASSES,
         }
     }
 }
 
-/// Decompresses gzip data.
-pub(crate) fn gunzip(source: &str, bytes: &[u8]) -> Result<String> {
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(bytes)
-        .read_to_string(&mut text)
-        .map_err(|e| Error::Io {
-            path: source.to_string(),
-            source: e,
-        })?;
-    Ok(text)
-}
-
-/// Reads a CSV file (gzip when the name ends in `.gz`).
+/// Reads a CSV file, gzip-compressed or plain (told by the gzip magic `1f 8b`, not the name).
 ///
 /// # Errors
 ///
-/// [`Error::Io`] when the file cannot be read; [`Error::Parse`] for a malformed line;
-/// the [`Dataset`] checks for the values.
+/// [`Error::Io`] when the file cannot be read or decompressed; [`Error::TooLarge`] when it
+/// decompresses to more than [`MAX_ALLOCATION_BYTES`](crate::tensor::MAX_ALLOCATION_BYTES);
+/// [`Error::Parse`] for text that is not UTF-8 or a malformed line; as [`parse_csv`].
 pub fn read_csv(path: &Path, options: &CsvOptions) -> Result<Dataset> {
     let name = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| Error::Io {
-        path: name.clone(),
-        source: e,
+    let bytes = super::read_maybe_gzip(path)?;
+    let text = String::from_utf8(bytes).map_err(|e| Error::Parse {
+        source_name: name.clone(),
+        line: 0,
+        message: format!("not UTF-8 text ({e})"),
     })?;
-    let text = if name.ends_with(".gz") {
-        gunzip(&name, &bytes)?
-    } else {
-        String::from_utf8(bytes).map_err(|e| Error::Parse {
-            source_name: name.clone(),
-            line: 0,
-            message: format!("not UTF-8 text ({e})"),
-        })?
-    };
     parse_csv(&text, &name, options)
 }
 
 /// Parses CSV text into a classification [`Dataset`]; the number of classes is the largest
-/// label plus one.
+/// label plus one. A leading byte-order mark, CRLF line ends and blank lines are accepted.
 ///
 /// # Errors
 ///
-/// [`Error::Parse`] naming the line for a wrong column count, a non-numeric field, or a label
-/// that is not a non-negative integer; [`Error::Empty`] for no rows.
+/// [`Error::Parse`] naming the line for a wrong column count or a feature that is not a finite
+/// number; [`Error::InvalidLabel`] naming the line and column for a label that is not an integer
+/// in `0..max_classes` (negative, fractional, NaN, too large); [`Error::Empty`] for no rows;
+/// [`Error::InvalidArgument`] for a non-finite `scale` or zero `max_classes`.
 pub fn parse_csv(text: &str, source_name: &str, options: &CsvOptions) -> Result<Dataset> {
+    check_options(options)?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let bad = |line: usize, message: String| Error::Parse {
         source_name: source_name.to_string(),
         line,
@@ -113,27 +107,39 @@ pub fn parse_csv(text: &str, source_name: &str, options: &CsvOptions) -> Result<
             LabelColumn::Index(c) => {
                 return Err(bad(
                     line_no,
-                    format!("label column {c} but only {w} columns"),
+                    format!(
+                        "label column {c} but only {w} columns (expected 0..={})",
+                        w - 1
+                    ),
                 ))
             }
         };
         for (c, f) in fields.iter().enumerate() {
             if c == label_at {
-                let label: u32 = f.parse().map_err(|_| {
-                    bad(
-                        line_no,
-                        format!("label {f:?} is not a non-negative integer"),
-                    )
-                })?;
-                labels.push(label);
+                labels.push(parse_label(
+                    f,
+                    source_name,
+                    line_no,
+                    c + 1,
+                    options.max_classes,
+                )?);
             } else {
-                let v: f32 = f.parse().map_err(|_| {
-                    bad(
-                        line_no,
-                        format!("column {} value {f:?} is not a number", c + 1),
-                    )
-                })?;
-                x.push(v * options.scale);
+                let v = f
+                    .parse::<f32>()
+                    .ok()
+                    .map(|v| v * options.scale)
+                    .filter(|v| v.is_finite())
+                    .ok_or_else(|| {
+                        bad(
+                            line_no,
+                            format!(
+                                "column {} value {f:?} is not a finite number (expected a decimal \
+                                 number whose scaled value fits in f32)",
+                                c + 1
+                            ),
+                        )
+                    })?;
+                x.push(v);
             }
         }
     }
@@ -148,6 +154,76 @@ pub fn parse_csv(text: &str, source_name: &str, options: &CsvOptions) -> Result<
     Dataset::classification(Tensor::from_vec(vec![rows, w - 1], x)?, labels, classes)
 }
 
+fn check_options(options: &CsvOptions) -> Result<()> {
+    if !options.scale.is_finite() {
+        return Err(Error::InvalidArgument {
+            what: "CSV scale",
+            found: options.scale.to_string(),
+            expected: "a finite number",
+        });
+    }
+    if options.max_classes == 0 || options.max_classes > u32::MAX as usize {
+        return Err(Error::InvalidArgument {
+            what: "CSV max_classes",
+            found: options.max_classes.to_string(),
+            expected: "between 1 and 4294967295",
+        });
+    }
+    Ok(())
+}
+
+/// A label field as a class index below `max_classes`.
+fn parse_label(
+    field: &str,
+    source_name: &str,
+    line: usize,
+    column: usize,
+    max_classes: usize,
+) -> Result<u32> {
+    let mut hint = String::new();
+    match field.parse::<u64>() {
+        Ok(v) if v < max_classes as u64 => return Ok(v as u32),
+        Ok(v) => {
+            hint = format!(
+                "; {v} would make a model with {} output classes: is the label column right? \
+                 choose it with --label-column, or raise CsvOptions::max_classes",
+                u128::from(v) + 1
+            )
+        }
+        Err(_) => {
+            if let Ok(v) = field.parse::<f64>() {
+                hint = if v.is_nan() {
+                    "; NaN is not a class".into()
+                } else if v < 0.0 {
+                    "; labels are not negative".into()
+                } else if v.fract() != 0.0 {
+                    "; labels are whole numbers: is the label column right? choose it with \
+                     --label-column"
+                        .into()
+                } else {
+                    "; write it as a plain integer".into()
+                };
+            }
+        }
+    }
+    Err(Error::InvalidLabel {
+        source_name: source_name.to_string(),
+        line,
+        column,
+        found: shorten(field),
+        max_classes,
+        hint,
+    })
+}
+
+/// A field quoted back in an error, cut to 40 characters.
+fn shorten(s: &str) -> String {
+    match s.char_indices().nth(40) {
+        Some((cut, _)) => format!("{}…", &s[..cut]),
+        None => s.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,7 +233,8 @@ mod tests {
         let err = parse_csv("1,2,0\n3,x,1\n", "t.csv", &CsvOptions::default()).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "t.csv line 2: column 2 value \"x\" is not a number"
+            "t.csv line 2: column 2 value \"x\" is not a finite number (expected a decimal \
+             number whose scaled value fits in f32)"
         );
         let err = parse_csv("1,2,0\n3,1\n", "t.csv", &CsvOptions::default()).unwrap_err();
         assert_eq!(
@@ -174,6 +251,7 @@ mod tests {
             label_column: LabelColumn::First,
             header: true,
             scale: 0.5,
+            ..CsvOptions::default()
         };
         let d = parse_csv("y,a,b\n1,2,4\n0,6,8\n", "t", &opts).unwrap();
         assert_eq!(d.x().as_slice(), &[1.0, 2.0, 3.0, 4.0]);

@@ -3,12 +3,11 @@
 //! every header number a big-endian `u32`. Pixels are scaled to [0, 1] as Keras's MNIST examples
 //! do (`x / 255`).
 
-use std::io::Read;
 use std::path::Path;
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::tensor::Tensor;
+use crate::tensor::{alloc, Tensor};
 
 /// The magic number of an unsigned-byte, 3-dimensional IDX file (images).
 const IMAGES_MAGIC: u32 = 0x0000_0803;
@@ -24,22 +23,9 @@ fn invalid(path: &str, found: String, expected: String) -> Error {
 }
 
 /// The file's bytes, decompressed when they start with gzip's magic `1f 8b` (IDX files start
-/// with `00 00`, so the two cannot be confused).
+/// with `00 00`, so the two cannot be confused), whatever the file is called.
 fn read_bytes(path: &Path) -> Result<(String, Vec<u8>)> {
-    let name = path.display().to_string();
-    let io = |source| Error::Io {
-        path: name.clone(),
-        source,
-    };
-    let raw = std::fs::read(path).map_err(io)?;
-    if !raw.starts_with(&[0x1f, 0x8b]) {
-        return Ok((name, raw));
-    }
-    let mut out = Vec::new();
-    flate2::read::GzDecoder::new(raw.as_slice())
-        .read_to_end(&mut out)
-        .map_err(io)?;
-    Ok((name, out))
+    Ok((path.display().to_string(), super::read_maybe_gzip(path)?))
 }
 
 /// Checks the magic number and the exact file length; returns the dimensions and the payload.
@@ -94,11 +80,19 @@ fn parse<'a>(
 ///
 /// [`Error::Io`] when the file cannot be read or decompressed; [`Error::InvalidIdx`] naming the
 /// file for a wrong magic number, a short header, a length that is not exactly the header plus
-/// `n · rows · cols` bytes, or zero rows or columns.
+/// `n · rows · cols` bytes (so a header's counts are never trusted), or zero rows or columns;
+/// [`Error::Empty`] for zero images.
 pub fn read_idx_images(path: &Path) -> Result<Tensor<f32>> {
     let (name, bytes) = read_bytes(path)?;
     let (dims, pixels) = parse(&name, &bytes, IMAGES_MAGIC, "images")?;
-    let (n, size) = (dims[0], dims[1] * dims[2]);
+    // With zero images the header's rows and columns are not bounded by the length.
+    let (n, size) = (dims[0], dims[1].checked_mul(dims[2]).unwrap_or(0));
+    if n == 0 {
+        return Err(Error::Empty {
+            what: "IDX image file",
+            why: format!("{name} holds 0 images (expected at least 1)"),
+        });
+    }
     if size == 0 {
         return Err(invalid(
             &name,
@@ -106,7 +100,8 @@ pub fn read_idx_images(path: &Path) -> Result<Tensor<f32>> {
             "at least 1 row and 1 column".into(),
         ));
     }
-    let x = pixels.iter().map(|&p| f32::from(p) / 255.0).collect();
+    let mut x = alloc::try_with_capacity(|| format!("pixels of {name} as f32"), pixels.len())?;
+    x.extend(pixels.iter().map(|&p| f32::from(p) / 255.0));
     Tensor::from_vec(vec![n, size], x)
 }
 

@@ -173,8 +173,10 @@ impl<P: Policy> Dense<P> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidArgument`] if `input_dim` or `units` is zero; [`Error::ShapeOverflow`] if
-    /// the kernel's size overflows.
+    /// [`Error::InvalidArgument`] if `input_dim` or `units` is zero; [`Error::TooLarge`] if the
+    /// kernel would need more than [`MAX_ALLOCATION_BYTES`](crate::tensor::MAX_ALLOCATION_BYTES)
+    /// (an overflowing size included), [`Error::AllocationFailed`] if the system refuses it.
+    /// Nothing is allocated before these checks.
     pub fn try_new(input_dim: usize, units: usize) -> Result<Self> {
         for (what, v) in [("input_dim", input_dim), ("units", units)] {
             if v == 0 {
@@ -185,29 +187,28 @@ impl<P: Policy> Dense<P> {
                 });
             }
         }
-        crate::tensor::numel(&[input_dim, units])?;
-        Ok(Self::init(
-            input_dim,
-            units,
-            DEFAULT_SEED,
-            true,
-            Activation::Linear,
-        ))
+        Self::try_init(input_dim, units, DEFAULT_SEED, true, Activation::Linear)
     }
 
-    fn init(input_dim: usize, units: usize, seed: u64, use_bias: bool, act: Activation) -> Self {
+    fn try_init(
+        input_dim: usize,
+        units: usize,
+        seed: u64,
+        use_bias: bool,
+        act: Activation,
+    ) -> Result<Self> {
         let kernel = Tensor::from_parts(
             vec![input_dim, units],
-            cast_vec(glorot_uniform(input_dim, units, seed)),
+            glorot_uniform(input_dim, units, seed)?,
         );
-        Dense {
+        Ok(Dense {
             kernel: Param::new(kernel),
             bias: use_bias.then(|| Self::zero_bias(units)),
             activation: act,
             saved: None,
             scratch: Scratch::default(),
             _policy: PhantomData,
-        }
+        })
     }
 
     fn zero_bias(units: usize) -> Param<P> {
@@ -247,14 +248,18 @@ impl<P: Policy> Dense<P> {
     }
 
     /// Re-initialises the kernel from `seed` (Glorot uniform) and the bias to zeros.
+    ///
+    /// # Panics
+    ///
+    /// Only if a kernel of this layer's size cannot be allocated again (a layer from
+    /// [`from_weights`](Self::from_weights) beyond
+    /// [`MAX_ALLOCATION_BYTES`](crate::tensor::MAX_ALLOCATION_BYTES)); layers from
+    /// [`try_new`](Self::try_new) were checked.
     pub fn with_seed(self, seed: u64) -> Self {
-        Self::init(
-            self.input_dim(),
-            self.units(),
-            seed,
-            self.bias.is_some(),
-            self.activation,
-        )
+        let (input_dim, units, use_bias) = (self.input_dim(), self.units(), self.bias.is_some());
+        drop(self.kernel);
+        Self::try_init(input_dim, units, seed, use_bias, self.activation)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Sets the activation.

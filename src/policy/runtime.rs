@@ -299,13 +299,36 @@ mod serde_impl {
         registered_name: Option<std::borrow::Cow<'a, str>>,
     }
 
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Repr<'a> {
-        #[serde(borrow)]
-        Name(std::borrow::Cow<'a, str>),
-        #[serde(borrow)]
-        Keras(Keras<'a>),
+    /// What a policy's JSON may be, as a deserialization error says it.
+    const EXPECTED: &str = "a policy name string such as \"mixed_float16\", or Keras's config \
+        {\"module\": \"keras\", \"class_name\": \"DTypePolicy\", \"config\": {\"name\": \"mixed_float16\"}}";
+
+    /// Reads either JSON form, and says which forms exist when given anything else (serde's
+    /// `untagged` would only say "data did not match any variant").
+    struct PolicyVisitor;
+
+    impl<'de> de::Visitor<'de> for PolicyVisitor {
+        type Value = String;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(EXPECTED)
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+
+        fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<String, A::Error> {
+            let k = Keras::deserialize(de::value::MapAccessDeserializer::new(map))?;
+            // Keras 3.0–3.3 wrote "FloatDTypePolicy"; later versions "DTypePolicy".
+            if !matches!(&*k.class_name, "DTypePolicy" | "FloatDTypePolicy") {
+                return Err(de::Error::custom(format_args!(
+                    "unknown class_name {:?} (expected \"DTypePolicy\")",
+                    k.class_name
+                )));
+            }
+            Ok(k.config.name.into_owned())
+        }
     }
 
     impl Serialize for DTypePolicy {
@@ -324,19 +347,7 @@ mod serde_impl {
 
     impl<'de> Deserialize<'de> for DTypePolicy {
         fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            let name = match Repr::deserialize(d)? {
-                Repr::Name(n) => n,
-                Repr::Keras(k) => {
-                    // Keras 3.0–3.3 wrote "FloatDTypePolicy"; later versions "DTypePolicy".
-                    if !matches!(&*k.class_name, "DTypePolicy" | "FloatDTypePolicy") {
-                        return Err(de::Error::custom(format_args!(
-                            "unknown class_name {:?} (expected \"DTypePolicy\")",
-                            k.class_name
-                        )));
-                    }
-                    k.config.name
-                }
-            };
+            let name = d.deserialize_any(PolicyVisitor)?;
             name.parse().map_err(de::Error::custom)
         }
     }

@@ -1,10 +1,9 @@
 //! Loading the data a command names: the embedded digits, a CSV file, or IDX files.
 
-use std::io::Read;
 use std::path::Path;
 
 use mixprec::data::Dataset;
-use mixprec::io::{read_csv, CsvOptions, LabelColumn};
+use mixprec::io::{read_csv, sniff_format, CsvOptions, DataFormat, LabelColumn};
 use mixprec::{Error, Result};
 
 use crate::cli::{DataArgs, TrainingArgs};
@@ -42,12 +41,12 @@ pub fn load(args: &DataArgs) -> Result<(Dataset, String)> {
             found: format!("missing, but {name} is an IDX images file"),
             expected: "the IDX labels file that goes with the images",
         }),
-        (DataFormat::Csv, Some(labels)) => Err(Error::InvalidArgument {
+        (_, Some(labels)) => Err(Error::InvalidArgument {
             what: "--labels",
             found: format!("{} given, but {name} is a CSV file", labels.display()),
             expected: "--labels only with IDX images; a CSV file holds its labels in a column, see --label-column",
         }),
-        (DataFormat::Csv, None) => {
+        (_, None) => {
             let options = CsvOptions {
                 label_column: parse_label_column(label_column)?,
                 ..CsvOptions::default()
@@ -70,46 +69,6 @@ fn parse_label_column(s: &str) -> Result<LabelColumn> {
             }),
         },
     }
-}
-
-/// What a data file holds, decided by its first bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum DataFormat {
-    Csv,
-    Idx,
-}
-
-/// IDX files start with `00 00 <type> <ndims>` (type 0x08 for unsigned bytes); gzip files with
-/// `1f 8b`, and then the decompressed bytes decide. Text never starts with a NUL byte, so any file
-/// starting `00 00` is read as IDX (and the IDX reader names a wrong type or dimension count in
-/// its magic number); anything else is read as CSV, whose parser says what is wrong with it. The
-/// file's name plays no part.
-// The library's `mixprec::io::sniff_format` (being added by the io work) will replace this.
-fn sniff_format(path: &Path) -> Result<DataFormat> {
-    let io = |source| Error::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    let mut file = std::fs::File::open(path).map_err(io)?;
-    let head = read_head(&mut file).map_err(io)?;
-    let head = if head.starts_with(&[0x1f, 0x8b]) {
-        let mut gz = flate2::read::GzDecoder::new(head.as_slice().chain(file));
-        read_head(&mut gz).map_err(io)?
-    } else {
-        head
-    };
-    Ok(if head.starts_with(&[0, 0]) {
-        DataFormat::Idx
-    } else {
-        DataFormat::Csv
-    })
-}
-
-/// Up to the first 4 bytes of `r` (fewer if it is shorter).
-fn read_head(r: &mut impl Read) -> std::io::Result<Vec<u8>> {
-    let mut head = Vec::with_capacity(4);
-    r.take(4).read_to_end(&mut head)?;
-    Ok(head)
 }
 
 /// Fails unless `path` is a regular file (or a link to one): a directory is named as such, and a

@@ -27,6 +27,9 @@ use clap::Parser;
 use cli::{Cli, Command};
 
 fn main() -> ExitCode {
+    // A SIGINT or SIGTERM during a save removes the save's temporary file before the process
+    // ends; without the handler (if it cannot be installed) saves are still atomic.
+    let _ = mixprec::io::cleanup_temp_files_on_signal();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(args) => run::train(&args),
