@@ -219,20 +219,22 @@ impl<A: Element> WideOp for Chunk<'_, A> {
     #[inline(always)]
     fn run(self) -> usize {
         let k = self.k;
-        let mut held = 0;
+        // Counted in u32 lanes, as wide as the f32 lanes (a chunk is far below 2^32 elements).
+        let mut held = 0u32;
         for (((w, m), v), &g) in self.w.iter_mut().zip(self.m).zip(self.v).zip(self.g) {
             let nw = *w - k.decay * *w;
             let g = flush_below(g * k.s, k.g_floor);
             let nm = flush_below(*m + (g - *m) * k.one_b1, k.s_floor);
             let nv = flush_below(*v + (g * g - *v) * k.one_b2, k.s_floor);
             let nw = nw - k.alpha * nm / (nv.sqrt() + k.eps);
-            let ok = nw.abs() <= k.limit && nv.is_finite();
+            // `&`, not `&&`: both sides are cheap, and no branch keeps the loop in vector lanes.
+            let ok = (nw.abs() <= k.limit) & nv.is_finite();
             *w = commit(ok, nw, *w);
             *m = commit(ok, nm, *m);
             *v = commit(ok, nv, *v);
-            held += usize::from(!ok);
+            held += u32::from(!ok);
         }
-        held
+        held as usize
     }
 }
 
