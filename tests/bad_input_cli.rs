@@ -13,6 +13,9 @@
 //! the corpus stays within seconds in a debug build. `{d}` in an argument is the fixture
 //! directory.
 
+mod files;
+use files::{gzip, idx};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Output, Stdio};
 use std::sync::OnceLock;
@@ -478,22 +481,6 @@ fn write_data(dir: &Path) {
     std::fs::write(dir.join("rows5000.csv"), rows5000).unwrap();
     let gz = gzip(TINY.as_bytes());
     std::fs::write(dir.join("truncated.csv.gz"), &gz[..gz.len() / 2]).unwrap();
-}
-
-fn idx(magic: u32, dims: &[u32], payload: &[u8]) -> Vec<u8> {
-    let mut b = magic.to_be_bytes().to_vec();
-    for d in dims {
-        b.extend(d.to_be_bytes());
-    }
-    b.extend(payload);
-    b
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    e.write_all(bytes).unwrap();
-    e.finish().unwrap()
 }
 
 fn write_idx(dir: &Path) {

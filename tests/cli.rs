@@ -1,6 +1,9 @@
 //! End-to-end tests of the `mixprec` binary: each command on small inputs, and each kind of bad
 //! input giving a one-line error, a non-zero exit code and no file written.
 
+mod files;
+use files::{gzip, idx};
+
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
@@ -557,22 +560,6 @@ fn counts_and_rates_beyond_their_limits_name_the_limit() {
     ] {
         assert_fails_with(&mixprec(args), needle);
     }
-}
-
-fn idx(magic: u32, dims: &[u32], payload: &[u8]) -> Vec<u8> {
-    let mut b = magic.to_be_bytes().to_vec();
-    for d in dims {
-        b.extend(d.to_be_bytes());
-    }
-    b.extend(payload);
-    b
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    e.write_all(bytes).unwrap();
-    e.finish().unwrap()
 }
 
 #[test]
