@@ -301,6 +301,31 @@ pub enum Error {
         /// What would be valid.
         expected: &'static str,
     },
+    /// A checkpoint variable holds NaN or an infinity, or a value beyond the model's variable
+    /// type (an f32 weight above 65504 loaded into float16 variables); nothing was loaded.
+    #[error("checkpoint {path}: tensor {tensor:?} holds {stored} at flat index {index}, not a finite {dtype} (expected finite weights; the file is damaged, or the model's variable type is too narrow for it)")]
+    NonFiniteTensor {
+        /// The file.
+        path: String,
+        /// The tensor's name.
+        tensor: String,
+        /// Row-major index of the first bad element.
+        index: usize,
+        /// The value as stored in the file.
+        stored: f64,
+        /// The model's variable type.
+        dtype: crate::DType,
+    },
+    /// A file that starts like gzip but whose compressed data is damaged or cut short (the file
+    /// itself could be read).
+    #[error("{path} is not valid gzip data: {source} (expected a complete gzip file; was it truncated?)")]
+    CorruptGzip {
+        /// The file.
+        path: String,
+        /// What the decoder found.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The error of `"…".parse::<DTypePolicy>()`: the name is not one of Keras's float policies.

@@ -87,8 +87,8 @@ pub enum DataFormat {
 ///
 /// # Errors
 ///
-/// [`Error::Io`] naming the file when it cannot be opened or read, or its gzip data is corrupt
-/// before the first 4 bytes.
+/// [`Error::Io`] naming the file when it cannot be opened or read; [`Error::CorruptGzip`] when
+/// its gzip data is damaged before the first 4 bytes.
 pub fn sniff_format(path: &Path) -> Result<DataFormat> {
     let io = |source| Error::Io {
         path: path.display().to_string(),
@@ -103,7 +103,10 @@ pub fn sniff_format(path: &Path) -> Result<DataFormat> {
         flate2::read::MultiGzDecoder::new(raw)
             .take(4)
             .read_to_end(&mut start)
-            .map_err(io)?;
+            .map_err(|source| Error::CorruptGzip {
+                path: path.display().to_string(),
+                source,
+            })?;
     }
     Ok(match start[..] {
         [0, 0, ..] => DataFormat::Idx,
@@ -115,15 +118,25 @@ pub fn sniff_format(path: &Path) -> Result<DataFormat> {
 /// decompressed size capped by [`MAX_ALLOCATION_BYTES`].
 pub(crate) fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>> {
     let name = path.display().to_string();
-    let raw = std::fs::read(path).map_err(|source| Error::Io {
-        path: name.clone(),
-        source,
-    })?;
+    let raw = read_limited(path)?;
     if raw.starts_with(&GZIP_MAGIC) {
         gunzip(&name, &raw, MAX_ALLOCATION_BYTES)
     } else {
         Ok(raw)
     }
+}
+
+/// A file's bytes, refused before reading when the file is larger than
+/// [`MAX_ALLOCATION_BYTES`] (a 5 GB sparse CSV used to be read whole, then parsed).
+pub(crate) fn read_limited(path: &Path) -> Result<Vec<u8>> {
+    let name = path.display().to_string();
+    let io = |source| Error::Io {
+        path: name.clone(),
+        source,
+    };
+    let len = std::fs::metadata(path).map_err(io)?.len();
+    crate::tensor::alloc::check_bytes(|| format!("reading {name}"), u128::from(len), 1)?;
+    std::fs::read(path).map_err(io)
 }
 
 /// Decompresses gzip data (every member), refusing more than `limit` bytes of output: the
@@ -134,7 +147,7 @@ pub(crate) fn gunzip(source: &str, bytes: &[u8], limit: u128) -> Result<Vec<u8>>
     flate2::read::MultiGzDecoder::new(bytes)
         .take(cap)
         .read_to_end(&mut out)
-        .map_err(|e| Error::Io {
+        .map_err(|e| Error::CorruptGzip {
             path: source.to_string(),
             source: e,
         })?;

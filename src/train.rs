@@ -37,7 +37,8 @@ pub struct FitOptions {
     /// `initial_epoch + 1 ..= epochs`, with the same shuffles an uninterrupted run would use.
     pub initial_epoch: usize,
     /// Stop with [`Error::Diverged`] after an epoch that diverged (default true): one in which
-    /// every step was skipped by loss scaling, or whose mean loss is not finite. `false` trains
+    /// every step was skipped by loss scaling with the scale at its floor, or whose mean loss is
+    /// not finite. `false` trains
     /// on, and the epochs are marked in [`EpochLogs::diverged`]. Keras has no such check (its
     /// `TerminateOnNaN` callback is the nearest); without it a float16 run whose inputs overflow
     /// skips every step and reports nothing.
@@ -99,22 +100,31 @@ pub struct EpochLogs {
     pub steps: usize,
     /// Steps skipped by loss scaling in this epoch.
     pub skipped_steps: usize,
+    /// Of those, the steps skipped at the scale's floor: the scale could not be lowered, so the
+    /// gradients overflow whatever the scale (inputs or learning rate, not the scale, are at fault).
+    pub skipped_at_floor: usize,
     /// The optimizer's loss scale at the end of the epoch (1 without loss scaling).
     pub loss_scale: f32,
 }
 
 impl EpochLogs {
-    /// Whether this epoch diverged: no step was applied (every gradient was NaN or infinite,
-    /// whatever the loss scale), or the mean loss is NaN or infinite.
+    /// Whether this epoch diverged: no step was applied and the loss scale reached its floor
+    /// (every gradient was NaN or infinite, whatever the scale), or the mean loss is NaN or
+    /// infinite. Skips while the scale is still coming down from a high initial value are
+    /// loss scaling at work, not divergence.
     pub fn diverged(&self) -> bool {
-        (self.steps > 0 && self.skipped_steps == self.steps) || !self.loss.is_finite()
+        self.all_skipped_at_floor() || !self.loss.is_finite()
+    }
+
+    fn all_skipped_at_floor(&self) -> bool {
+        self.steps > 0 && self.skipped_steps == self.steps && self.skipped_at_floor > 0
     }
 
     /// [`Error::Diverged`] for this epoch, when it [`diverged`](Self::diverged).
     fn divergence(&self) -> Option<Error> {
-        let what = if self.steps > 0 && self.skipped_steps == self.steps {
+        let what = if self.all_skipped_at_floor() {
             format!(
-                "all {} steps were skipped because the gradients were NaN or infinite, down to loss scale {}",
+                "all {} steps were skipped because the gradients were NaN or infinite, down to loss scale {} (its floor)",
                 self.steps, self.loss_scale
             )
         } else if !self.loss.is_finite() {
@@ -343,6 +353,7 @@ where
     let start = Instant::now();
     let batches = data.len().div_ceil(batch_size);
     let (mut loss_sum, mut correct, mut seen, mut skipped) = (0f64, 0usize, 0usize, 0usize);
+    let mut at_floor = 0usize;
     for b in 0..batches {
         let (lo, hi) = (b * batch_size, ((b + 1) * batch_size).min(data.len()));
         let step = train_on_batch(
@@ -363,6 +374,10 @@ where
         })?;
         history.activation_bytes = history.activation_bytes.max(step.activation_bytes);
         skipped += usize::from(!step.outcome.is_applied());
+        at_floor += usize::from(matches!(
+            step.outcome,
+            StepOutcome::Skipped { scale_before, scale_after } if scale_after >= scale_before
+        ));
         loss_sum += step.loss * (hi - lo) as f64;
         correct += step.correct.unwrap_or(0);
         seen += hi - lo;
@@ -390,6 +405,7 @@ where
         samples_per_sec: seen as f64 / seconds.max(1e-9),
         steps: batches,
         skipped_steps: skipped,
+        skipped_at_floor: at_floor,
         loss_scale: optimizer.loss_scale(),
     })
 }

@@ -162,8 +162,8 @@ const CASES: &[Case] = &[
     bad!("{d}/neg-label.csv line 1, column 3: label \"-1\" is not a class index", "train" "--data" "{d}/neg-label.csv"),
     bad!("{d}/float-label.csv line 1, column 3: label \"1.5\" is not a class index", "train" "--data" "{d}/float-label.csv"),
     bad!("0.2 of 1 rows (between 0 and 1, leaving at least one row on each side)", "train" "--data" "{d}/one-row.csv"),
-    bad!("cannot access {d}/truncated.csv.gz", "train" "--data" "{d}/truncated.csv.gz"),
-    bad!("cannot access {d}/garbage.gz", "train" "--data" "{d}/garbage.gz"),
+    bad!("{d}/truncated.csv.gz is not valid gzip data", "train" "--data" "{d}/truncated.csv.gz"),
+    bad!("{d}/garbage.gz is not valid gzip data", "train" "--data" "{d}/garbage.gz"),
     bad!("is a CSV file (--labels only with IDX images", "train" "--data" "{d}/tiny.csv" "--labels" "{d}/labels.idx"),
     // --- IDX files ---------------------------------------------------------------------------
     bad!("invalid --labels: missing, but {d}/images.ubyte is an IDX images file", "train" "--data" "{d}/images.ubyte"),
@@ -175,7 +175,7 @@ const CASES: &[Case] = &[
     bad!("IDX file {d}/images.ubyte: magic number 0x00000803", "train" "--data" "{d}/images.ubyte" "--labels" "{d}/images.ubyte"),
     bad!("IDX file {d}/labels.idx: magic number 0x00000801", "train" "--data" "{d}/labels.idx" "--labels" "{d}/labels.idx"),
     bad!("cannot access {d}/missing.idx", "train" "--data" "{d}/images.ubyte" "--labels" "{d}/missing.idx"),
-    bad!("cannot access {d}/truncated.idx.gz", "train" "--data" "{d}/truncated.idx.gz" "--labels" "{d}/labels.idx"),
+    bad!("{d}/truncated.idx.gz is not valid gzip data", "train" "--data" "{d}/truncated.idx.gz" "--labels" "{d}/labels.idx"),
     // --- checkpoints -------------------------------------------------------------------------
     bad!("cannot access {d}/missing.safetensors", "inspect" "{d}/missing.safetensors"),
     bad!("cannot access {d}/adir: is a directory (expected a file)", "inspect" "{d}/adir"),

@@ -590,7 +590,7 @@ fn missing_or_invalid_metadata_names_the_key() {
         (
             "mixprec.loss_scale",
             r#"{"scale": 0, "good_steps": 1}"#,
-            "finite positive",
+            "finite f32 >= 2^-126",
         ),
         ("mixprec.loss_scale", r#"{"scale": 2}"#, "good_steps"),
     ];
@@ -739,7 +739,7 @@ mod save_read_property {
         let valid = !case.nan_weight
             && state
                 .loss_scale
-                .is_none_or(|ls| ls.scale.is_finite() && ls.scale > 0.0)
+                .is_none_or(|ls| ls.scale.is_finite() && ls.scale >= f32::MIN_POSITIVE)
             && state.slots.iter().all(|(_, _, v)| finite(v));
         let saved = checkpoint::save_training(&model, &state, &path, &meta);
         prop_assert_eq!(saved.is_ok(), valid, "save gave {:?}", saved.err());
@@ -764,6 +764,11 @@ mod save_read_property {
             want.loss_scale.map(|l| (l.scale.to_bits(), l.good_steps))
         );
         prop_assert_eq!(got.slots, want.slots);
+        // And resuming accepts it: the loss scale a checkpoint holds is one the optimizer holds.
+        if let Some(ls) = got.loss_scale {
+            let mut opt = LossScaleOptimizer::new(Adam::new(1e-3));
+            prop_assert!(opt.restore_state(ls).is_ok(), "resume refuses {:?}", ls);
+        }
         prop_assert_eq!(
             MlpSpec::from_json(&ckpt.meta().architecture).unwrap(),
             case.spec.clone()
@@ -951,4 +956,84 @@ fn cli_sigterm_during_save_leaves_no_temp_file() {
         .filter(|n| n.contains(".tmp-"))
         .collect();
     assert!(left.is_empty(), "left {left:?}");
+}
+
+/// Review of issue 10: `save` refuses NaN weights, so `load_into` must refuse them too (a file
+/// damaged on disk), and so must a cast into a type too narrow for a weight.
+#[test]
+fn load_into_refuses_non_finite_weights_and_overflowing_casts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nan.safetensors");
+    let marker = 1.234_567_9f32;
+    let kernel = Tensor::from_vec(vec![2, 1], vec![marker, 70000.0]).unwrap();
+    let model = vec![Dense::<F32>::from_weights(kernel, None).unwrap()];
+    checkpoint::save(&model, &path, &meta::<F32>()).unwrap();
+
+    // 70000 is beyond float16's 65504: loading into float16 variables is refused, not inf.
+    let ckpt = checkpoint::read(&path).unwrap();
+    let k = Tensor::from_vec(vec![2, 1], vec![0.0f32; 2]).unwrap();
+    let mut narrow = vec![Dense::<F16>::from_weights(k, None).unwrap()];
+    let err = checkpoint::load_into(&mut narrow, &ckpt).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("\"0.kernel\" holds 70000 at flat index 1, not a finite float16"),
+        "{msg}"
+    );
+    assert!(narrow[0]
+        .kernel()
+        .as_slice()
+        .iter()
+        .all(|w| w.to_f32() == 0.0));
+
+    // A NaN written into the file by damage.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes
+        .windows(4)
+        .position(|w| w == marker.to_le_bytes())
+        .unwrap();
+    bytes[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let ckpt = checkpoint::read(&path).unwrap();
+    let mut target = mlp_like(&model);
+    let err = checkpoint::load_into(&mut target, &ckpt).unwrap_err();
+    assert!(
+        err.to_string().contains("holds NaN at flat index 0"),
+        "{err}"
+    );
+    assert!(target[0].kernel().as_slice().iter().all(|w| w.is_finite()));
+}
+
+fn mlp_like(m: &[Dense<F32>]) -> Vec<Dense<F32>> {
+    m.iter()
+        .map(|d| {
+            let k = Tensor::from_vec(d.kernel().shape().to_vec(), vec![0.5f32; d.kernel().len()]);
+            Dense::<F32>::from_weights(k.unwrap(), None).unwrap()
+        })
+        .collect()
+}
+
+/// Review of issue 10: a plain file larger than the allocation limit is refused before it is
+/// read (a sparse 5 GiB CSV used to be read whole and parsed for 40 s).
+#[test]
+fn files_beyond_the_allocation_limit_are_refused_before_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["sparse.csv", "sparse.safetensors"] {
+        let path = dir.path().join(name);
+        let f = std::fs::File::create(&path).unwrap();
+        std::fs::write(&path, b"1,2,0\n").unwrap();
+        f.set_len(5 << 30).unwrap();
+        let err = if name.ends_with(".csv") {
+            mixprec::io::read_csv(&path, &Default::default())
+                .map(|_| ())
+                .unwrap_err()
+        } else {
+            checkpoint::read(&path).map(|_| ()).unwrap_err()
+        };
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("reading {}", path.display())),
+            "{msg}"
+        );
+        assert!(msg.contains("5368709120 bytes"), "{msg}");
+    }
 }

@@ -453,6 +453,40 @@ fn closed_stdout_ends_quietly_with_status_0() {
     }
 }
 
+/// The reader going away must not cost the run its outputs: `train --save … | head -1` still
+/// writes the checkpoint and the plot, and exits 0 (the review of issue 10 found both lost).
+#[test]
+fn closed_stdout_still_writes_save_and_plot() {
+    let (save, plot) = (tmp("closed-pipe.safetensors"), tmp("closed-pipe.svg"));
+    let _ = std::fs::remove_file(&save);
+    let _ = std::fs::remove_file(&plot);
+    let o = run_with_closed_stdout(&[
+        "train",
+        "--epochs",
+        "2",
+        "--hidden",
+        "4",
+        "--save",
+        save.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let inspected = mixprec(&["inspect", save.to_str().unwrap()]);
+    assert!(inspected.status.success(), "{}", stderr(&inspected));
+    let o = run_with_closed_stdout(&[
+        "compare",
+        "--policies",
+        "float32",
+        "--epochs",
+        "1",
+        "--hidden",
+        "4",
+        "--plot",
+        plot.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(std::fs::metadata(&plot).unwrap().len() > 0);
+}
+
 #[test]
 fn full_stdout_is_a_one_line_error_and_status_1() {
     for args in TINY_RUNS {

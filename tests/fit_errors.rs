@@ -229,3 +229,25 @@ fn an_epoch_with_every_step_skipped_is_divergence() {
     );
     assert!(all_weights_finite(&model));
 }
+
+/// Review of issue 10: a high initial scale skips every step of a one-step epoch while it comes
+/// down; that is loss scaling at work, not divergence.
+#[test]
+fn skips_while_the_scale_comes_down_are_not_divergence() {
+    let mut model = (
+        Dense::<MixedF16>::new(64, 32).with_activation(Activation::Relu),
+        Dense::<MixedF16>::new(32, 10),
+    );
+    let mut opt = LossScaleOptimizer::new(Adam::new(1e-3))
+        .with_initial_scale(3e38)
+        .unwrap();
+    let options = FitOptions {
+        epochs: 3,
+        batch_size: 4096,
+        ..Default::default()
+    };
+    let history = fit(&mut model, &mut opt, &digits(), &options).unwrap();
+    assert_eq!(history.epochs[0].skipped_steps, 1);
+    assert_eq!(history.epochs[0].skipped_at_floor, 0);
+    assert!(history.diverged_epochs().is_empty());
+}

@@ -136,10 +136,10 @@ fn truncated_or_padded_files_are_rejected() {
     let z = gz(&full);
     std::fs::write(&p, &z[..z.len() / 2]).unwrap();
     let e = read_idx_images(&p).unwrap_err();
-    assert!(matches!(e, Error::Io { .. }), "{e}");
+    assert!(matches!(e, Error::CorruptGzip { .. }), "{e}");
     assert!(e
         .to_string()
-        .starts_with(&format!("cannot access {}", p.display())));
+        .starts_with(&format!("{} is not valid gzip data", p.display())));
 }
 
 #[test]

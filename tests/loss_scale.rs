@@ -360,3 +360,33 @@ fn issue_10_a_float16_weight_is_not_pushed_past_65504() {
     let w: Vec<f32> = d.kernel().as_slice().iter().map(|x| x.to_f32()).collect();
     assert_eq!(w, [60000.0, 10000.0]); // 1 + 10000 rounds to 10000 in float16
 }
+
+/// Review of issue 10: counters restored from a crafted checkpoint at u64::MAX used to overflow
+/// on the next step (a panic in debug builds, a NaN Adam rate in release).
+#[test]
+fn issue_10_counters_at_u64_max_do_not_overflow() {
+    use mixprec::optimizers::OptimizerState;
+    let mut v = variable();
+    let mut opt = LossScaleOptimizer::new(Adam::new(0.1));
+    opt.import_state(OptimizerState {
+        iterations: u64::MAX,
+        slots: Vec::new(),
+        loss_scale: Some(LossScaleState {
+            scale: 1.0,
+            good_steps: u64::MAX,
+        }),
+    })
+    .unwrap();
+    set_grad(&mut v, [1.0; 4]);
+    assert!(opt.step(&mut v).unwrap().is_applied());
+    assert!(values(&v).iter().all(|w| w.is_finite()));
+    assert_eq!(opt.iterations(), u64::MAX);
+    let mut sgd = Sgd::new(0.1);
+    sgd.import_state(OptimizerState {
+        iterations: u64::MAX,
+        ..OptimizerState::default()
+    })
+    .unwrap();
+    set_grad(&mut v, [1.0; 4]);
+    assert!(sgd.step(&mut v).unwrap().is_applied());
+}

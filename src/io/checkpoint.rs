@@ -328,10 +328,7 @@ fn save_impl<M: Module>(
 /// [`Error::InvalidMetadata`] naming the key for metadata that is absent or unreadable.
 pub fn read(path: &Path) -> Result<Checkpoint> {
     let shown = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        path: shown.clone(),
-        source,
-    })?;
+    let bytes = crate::io::read_limited(path)?;
     let (data, header, meta) = parse_header(&shown, &bytes)?;
     let mut tensors = Vec::new();
     for (name, info) in header.tensors() {
@@ -425,9 +422,27 @@ pub fn load_into<M: Module>(model: &mut M, ckpt: &Checkpoint) -> Result<()> {
             expected: names.join(", "),
         });
     }
-    let mut decoded = values
+    let decoded: Vec<_> = values
         .into_iter()
-        .map(CheckpointTensor::to_tensor::<<M::Policy as Policy>::Variable>);
+        .map(CheckpointTensor::to_tensor::<<M::Policy as Policy>::Variable>)
+        .collect();
+    // Nothing non-finite reaches a variable: not from a damaged file, nor from a cast into a
+    // narrower type (an f32 weight beyond 65504 loaded as float16).
+    for ((name, _), t) in wanted.iter().zip(&decoded) {
+        if let Some(index) = t.as_slice().iter().position(|v| !v.as_f64().is_finite()) {
+            let stored = ckpt.tensor(name).map_or(f64::NAN, |s| {
+                s.to_vec::<f64>().get(index).copied().unwrap_or(f64::NAN)
+            });
+            return Err(Error::NonFiniteTensor {
+                path: ckpt.path.clone(),
+                tensor: name.clone(),
+                index,
+                stored,
+                dtype: <<M::Policy as Policy>::Variable as Element>::DTYPE,
+            });
+        }
+    }
+    let mut decoded = decoded.into_iter();
     model.visit_params_mut(&mut |p| {
         let v = decoded.next().expect("one tensor per variable");
         p.set(v).expect("shapes were checked above");

@@ -123,7 +123,7 @@ impl Adam {
 
 impl Optimizer for Adam {
     fn step_unscaled<M: Module>(&mut self, model: &mut M, inv_scale: f32) -> Result<StepOutcome> {
-        let t = (self.iterations + 1) as f64;
+        let t = self.iterations.saturating_add(1) as f64;
         let (b1, b2) = (f64::from(self.beta_1), f64::from(self.beta_2));
         let alpha = f64::from(self.learning_rate) * (1.0 - b2.powf(t)).sqrt() / (1.0 - b1.powf(t));
         let decay = f64::from(self.learning_rate) * f64::from(self.weight_decay);
@@ -158,7 +158,7 @@ impl Optimizer for Adam {
             held.add(index, n);
             Ok(())
         })?;
-        self.iterations += 1;
+        self.iterations = self.iterations.saturating_add(1);
         held.into_result(self.learning_rate)?;
         Ok(StepOutcome::Applied)
     }

@@ -33,10 +33,15 @@ use crate::optimizers::{grads_are_finite, Optimizer, OptimizerState, StepOutcome
 /// docs).
 pub const DEFAULT_MIN_SCALE: f32 = 1.0;
 
-/// A scale the optimizer can hold: finite, and at least [`f32::MIN_POSITIVE`], so that `1 / scale`
-/// is finite too.
+/// Whether the optimizer can hold `v` as its scale: finite, and at least [`f32::MIN_POSITIVE`], so
+/// that `1 / scale` is finite too. Checkpoints save and read exactly these scales.
+pub(crate) fn valid_scale(v: f32) -> bool {
+    v.is_finite() && v >= f32::MIN_POSITIVE
+}
+
+/// [`valid_scale`], as an error naming `what`.
 fn check_scale(what: &'static str, v: f32) -> Result<f32> {
-    if v.is_finite() && v >= f32::MIN_POSITIVE {
+    if valid_scale(v) {
         Ok(v)
     } else {
         Err(Error::InvalidArgument {
@@ -230,7 +235,7 @@ impl<O: Optimizer> Optimizer for LossScaleOptimizer<O> {
             });
         }
         let outcome = self.inner.step_unscaled(model, factor)?;
-        self.good_steps += 1;
+        self.good_steps = self.good_steps.saturating_add(1);
         if self.good_steps >= self.growth_steps {
             self.scale = self.raised(before);
             self.good_steps = 0;

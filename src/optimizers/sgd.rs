@@ -130,7 +130,7 @@ impl Optimizer for Sgd {
             held.add(index, n);
             Ok(())
         })?;
-        self.iterations += 1;
+        self.iterations = self.iterations.saturating_add(1);
         held.into_result(self.learning_rate)?;
         Ok(StepOutcome::Applied)
     }

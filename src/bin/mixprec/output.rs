@@ -1,30 +1,36 @@
 //! Every write to standard output and standard error goes through here, so that a closed or
 //! full stdout is handled instead of panicking inside `println!`.
 //!
-//! - A **broken pipe** (`mixprec compare | head -1`: the reader has gone) ends the program at
-//!   once, quietly, with exit status 0, what a Unix tool killed by SIGPIPE would do, except that
-//!   the status is 0, not 141 (128 + SIGPIPE), so `set -o pipefail` scripts that stop reading
-//!   early do not fail. What was printed so far stands.
+//! - A **broken pipe** (`mixprec train --save m.safetensors | head -1`: the reader has gone)
+//!   silences stdout for the rest of the run: later writes are dropped, and the command goes on
+//!   to do what it was asked (train, write `--save` and `--plot`), then exits with its usual
+//!   status. A Unix tool would die of SIGPIPE here; mixprec does not, because dying would lose the
+//!   checkpoint or plot the run was for and report nothing.
 //! - **Any other write error** (ENOSPC from `> /dev/full`, EIO) is the one line
-//!   `error: cannot write to standard output: <cause>` on stderr and exit status 1.
+//!   `error: cannot write to standard output: <cause>` on stderr and exit status 1, at once
+//!   (before anything further is written: checkpoints and plots are renamed into place before the
+//!   line that reports them is printed, so no file is left half-written).
 //!
 //! The program exits from here rather than returning an error because the progress lines are
-//! written from inside `fit`'s callback, which cannot return one. Nothing is left half-written by
-//! exiting: checkpoints and plots are written atomically and renamed into place before the line
-//! that reports them is printed, and nothing is printed while a temporary file exists.
+//! written from inside `fit`'s callback, which cannot return one.
 //!
 //! Writes to stderr ignore errors: there is nowhere left to report them.
 
 use std::fmt;
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 
-/// The exit status after a broken pipe on stdout (see the module docs).
-pub const BROKEN_PIPE_STATUS: i32 = 0;
-/// The exit status after any other error writing to stdout.
+/// The exit status after any error writing to stdout other than a broken pipe.
 pub const WRITE_ERROR_STATUS: i32 = 1;
 
-/// Writes `args` to stdout; on error, exits as the module docs say.
+/// Set when stdout's reader has gone; later writes are dropped.
+static STDOUT_GONE: AtomicBool = AtomicBool::new(false);
+
+/// Writes `args` to stdout; on error, as the module docs say.
 pub fn stdout(args: fmt::Arguments<'_>) {
+    if STDOUT_GONE.load(Ordering::Relaxed) {
+        return;
+    }
     let mut out = io::stdout().lock();
     if let Err(e) = out.write_fmt(args) {
         fail(&e);
@@ -33,14 +39,18 @@ pub fn stdout(args: fmt::Arguments<'_>) {
 
 /// Flushes stdout (at the end of `main`, so an error in the last buffered bytes is not lost).
 pub fn flush() {
+    if STDOUT_GONE.load(Ordering::Relaxed) {
+        return;
+    }
     if let Err(e) = io::stdout().lock().flush() {
         fail(&e);
     }
 }
 
-fn fail(e: &io::Error) -> ! {
+fn fail(e: &io::Error) {
     if e.kind() == io::ErrorKind::BrokenPipe {
-        std::process::exit(BROKEN_PIPE_STATUS);
+        STDOUT_GONE.store(true, Ordering::Relaxed);
+        return;
     }
     stderr(format_args!(
         "error: cannot write to standard output: {e}\n"

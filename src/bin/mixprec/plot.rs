@@ -23,7 +23,11 @@ const COLORS: [RGBColor; 6] = [
 pub fn loss_curves(path: &Path, reports: &[Report], model: &str) -> Result<()> {
     let ext = check_path(path)?;
     let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
-    let tmp = path.with_extension(format!("tmp-{}.{ext}", std::process::id()));
+    // Hidden and named like a checkpoint's temp file, so `.gitignore`'s `.*.tmp-*` covers it.
+    let name = path
+        .file_name()
+        .map_or_else(Default::default, |n| n.to_string_lossy());
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}.{ext}", std::process::id()));
     let drawn = match ext {
         "svg" => draw(
             SVGBackend::new(&tmp, (800, 500)).into_drawing_area(),

@@ -159,7 +159,7 @@ impl CheckpointMeta {
                 invalid(
                     KEY_LOSS_SCALE,
                     json,
-                    "{\"scale\": finite positive f32, \"good_steps\": u64}",
+                    "{\"scale\": finite f32 >= 2^-126, \"good_steps\": u64}",
                     e,
                 )
             })?),
@@ -183,7 +183,7 @@ type BoxedCause = Option<Box<dyn std::error::Error + Send + Sync>>;
 
 fn parse_loss_scale(json: &str) -> std::result::Result<LossScaleState, BoxedCause> {
     let state: LossScaleState = serde_json::from_str(json).map_err(|e| Some(e.into()))?;
-    if state.scale.is_finite() && state.scale > 0.0 {
+    if crate::optimizers::valid_scale(state.scale) {
         Ok(state)
     } else {
         Err(None)

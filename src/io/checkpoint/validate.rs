@@ -17,15 +17,16 @@ fn unsavable(path: &str, what: String, found: String, expected: &'static str) ->
     }
 }
 
-/// `meta.rs`'s `parse_loss_scale`: a finite, positive scale.
+/// `meta.rs`'s `parse_loss_scale`: a scale `LossScaleOptimizer` can hold (finite, at least
+/// `f32::MIN_POSITIVE`), the same predicate `restore_state` applies on resume.
 pub(super) fn meta(path: &str, meta: &CheckpointMeta) -> Result<()> {
     if let Some(ls) = &meta.loss_scale {
-        if !(ls.scale.is_finite() && ls.scale > 0.0) {
+        if !crate::optimizers::valid_scale(ls.scale) {
             return Err(unsavable(
                 path,
                 "loss scale".into(),
                 ls.scale.to_string(),
-                "a finite number > 0; the run's loss scale collapsed, so its weights are suspect",
+                "a finite number >= 2^-126 (f32::MIN_POSITIVE); the run's loss scale collapsed, so its weights are suspect",
             ));
         }
     }
