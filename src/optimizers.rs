@@ -10,6 +10,7 @@ mod loss_scale;
 mod sgd;
 
 pub use adam::Adam;
+#[cfg(feature = "serde")] // checkpoints, which need serde for their metadata
 pub(crate) use loss_scale::valid_scale;
 pub use loss_scale::{LossScaleOptimizer, LossScaleState, DEFAULT_MIN_SCALE};
 pub use sgd::Sgd;
