@@ -227,8 +227,9 @@ impl<A: Element> WideOp for Chunk<'_, A> {
             let nm = flush_below(*m + (g - *m) * k.one_b1, k.s_floor);
             let nv = flush_below(*v + (g * g - *v) * k.one_b2, k.s_floor);
             let nw = nw - k.alpha * nm / (nv.sqrt() + k.eps);
-            // `&`, not `&&`: both sides are cheap, and no branch keeps the loop in vector lanes.
-            let ok = (nw.abs() <= k.limit) & nv.is_finite();
+            // `&`, not `&&`, and plain compares (`v` is never negative, so `nv <= MAX` is false
+            // exactly for inf and NaN): with `is_finite` the step measured ~2% slower.
+            let ok = (nw.abs() <= k.limit) & (nv <= A::max_value());
             *w = commit(ok, nw, *w);
             *m = commit(ok, nm, *m);
             *v = commit(ok, nv, *v);
