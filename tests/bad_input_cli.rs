@@ -118,6 +118,8 @@ const CASES: &[Case] = &[
     bad!("'--seconds <SECONDS>': must be at most 3600 seconds", "bench" "--seconds" "1e30"),
     bad!("'--seconds <SECONDS>': must be at most 3600 seconds", "bench" "--seconds" "1e19"),
     bad!("'--seconds <SECONDS>': must be a number in (0, 3600]", "bench" "--seconds" "NaN"),
+    bad!("'--seconds <SECONDS>': is positive but rounds to 0 in f32", "bench" "--seconds" "1e-300"),
+    bad!("'--lr <LR>': is positive but rounds to 0 in f32", "train" "--lr" "1e-50"),
     bad!("'--seconds <SECONDS>': must be at most 3600 seconds", "bench" "--seconds" "inf"),
     bad!("BATCH \"0\" must be at least 1", "bench" "--shape" "0x8x8"),
     bad!("is not BATCHxINxOUT (expected three sizes", "bench" "--shape" "8x16"),

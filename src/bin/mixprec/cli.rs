@@ -232,6 +232,10 @@ fn whole(s: &str, lo: u64, hi: u64) -> Result<u64, String> {
 fn positive(s: &str, hi: f32, unit: &str) -> Result<f32, String> {
     match s.trim().parse::<f32>() {
         Ok(v) if v.is_nan() => Err(format!("must be a number in (0, {hi}]{unit}")),
+        Ok(v) if v == 0.0 && s.trim().parse::<f64>().is_ok_and(|x| x > 0.0) => Err(format!(
+            "is positive but rounds to 0 in f32 (expected a number in [{:e}, {hi}]{unit})",
+            f32::from_bits(1)
+        )),
         Ok(v) if v <= 0.0 => Err(format!(
             "must be greater than 0 (a number in (0, {hi}]{unit})"
         )),
