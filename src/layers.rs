@@ -30,6 +30,11 @@ use crate::tensor::Tensor;
 /// inputs to the layer's compute type: a `Dense<MixedBf16>` (emits `bf16`) feeds a `Dense<F32>`
 /// (takes `f32`), and the gradient flows back through the cast. A layer's own typed entry point
 /// (`Dense::forward`) takes only its compute type, for code that wants no implicit cast.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a layer (it does not implement `Layer`)",
+    label = "not a layer",
+    note = "in a `#[derive(Module)]` struct, every field without an attribute is a layer; mark configuration `#[module(skip)]` and transient state `#[module(reset)]`"
+)]
 pub trait Layer: Module {
     /// The element type of the input tensor (the compute type for the built-in layers).
     type Input: Element;

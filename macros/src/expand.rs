@@ -77,9 +77,27 @@ impl Cx<'_> {
         let visit_mut = self.input.fields.iter().map(|x| self.visit_mut(x, &v));
         let convert = self.input.fields.iter().map(|x| self.convert(x));
         let needs = self.needs_loss_scale();
+        // A layer field whose type does not use the policy parameter keeps its own policy and is
+        // copied by `to_policy`; bounding it here reports a field that is not a module once, at
+        // the field, instead of at every use in the generated bodies.
+        let fixed = self.input.fields.iter().filter(|f| {
+            f.kind == Kind::Layer && !mentions(f.ty, self.p)
+        });
+        let fixed = fixed.map(|f| {
+            let ty = f.ty;
+            quote_spanned!(ty.span()=> #ty: ::mixprec::module::Module + ::core::clone::Clone,)
+        });
+        let own = where_clause.map(|w| {
+            let preds = w.predicates.iter();
+            quote!(#(#preds,)*)
+        });
         quote! {
             #[automatically_derived]
-            impl #impl_generics ::mixprec::module::Module for #ident #ty_generics #where_clause {
+            impl #impl_generics ::mixprec::module::Module for #ident #ty_generics
+            where
+                #own
+                #(#fixed)*
+            {
                 type NeedsLossScale = #needs;
                 type At<#q: ::mixprec::policy::Policy> = #at_q;
 
