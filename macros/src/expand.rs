@@ -80,9 +80,11 @@ impl Cx<'_> {
         // A layer field whose type does not use the policy parameter keeps its own policy and is
         // copied by `to_policy`; bounding it here reports a field that is not a module once, at
         // the field, instead of at every use in the generated bodies.
-        let fixed = self.input.fields.iter().filter(|f| {
-            f.kind == Kind::Layer && !mentions(f.ty, self.p)
-        });
+        let fixed = self
+            .input
+            .fields
+            .iter()
+            .filter(|f| f.kind == Kind::Layer && !mentions(f.ty, self.p));
         let fixed = fixed.map(|f| {
             let ty = f.ty;
             quote_spanned!(ty.span()=> #ty: ::mixprec::module::Module + ::core::clone::Clone,)
