@@ -16,7 +16,10 @@
 //! | `"mixed_bfloat16"` | [`MixedBf16`] | `bf16` | `f32` | no |
 
 pub mod dispatch;
+pub mod map;
 pub mod runtime;
+
+pub use map::DTypePolicyMap;
 
 use half::{bf16, f16};
 use typenum::{Bit, B0, B1};
