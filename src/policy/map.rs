@@ -18,8 +18,8 @@
 //! parser's message, where Keras would only fail at the first lookup. Matching takes linear time
 //! in the path whatever the key, so keys read from a file cannot stall a lookup.
 //!
-//! With the `serde` feature, the map reads and writes Keras's JSON (see
-//! [`DTypePolicyMap::to_keras_json`]).
+//! With the `serde` feature, the map reads and writes Keras's JSON (`to_keras_json`,
+//! `from_keras_json` and serde's traits).
 
 #[cfg(feature = "serde")]
 mod serde_impl;

@@ -168,3 +168,13 @@ fn iter_is_exact_size_and_double_ended() {
     assert_eq!(it.rev().map(|(k, _)| k).collect::<String>(), "cba");
     assert_eq!((&map).into_iter().count(), 3);
 }
+
+#[test]
+fn maps_can_be_shared_between_threads() {
+    fn shareable<T: Send + Sync + 'static>(_: &T) {}
+    let mut map = DTypePolicyMap::with_default(Float32);
+    map.insert("body/.*", MixedBFloat16).unwrap();
+    shareable(&map);
+    let got = std::thread::scope(|s| s.spawn(|| map.get("body/3")).join().unwrap()).unwrap();
+    assert_eq!(got, MixedBFloat16);
+}
