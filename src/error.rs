@@ -326,6 +326,33 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A layer path matches more than one regex key of a
+    /// [`DTypePolicyMap`](crate::DTypePolicyMap) (and none exactly).
+    #[error("path {path:?} matches multiple dtype policy specification keys: {keys:?}; please make sure each path only matches at most one dtype policy specification key in the DTypePolicyMap")]
+    PolicyMapAmbiguous {
+        /// The path looked up.
+        path: String,
+        /// Every key whose regex fully matches it, in insertion order.
+        keys: Vec<String>,
+    },
+    /// A key inserted into a [`DTypePolicyMap`](crate::DTypePolicyMap) is already there.
+    #[error("key {key:?} already exists in the DTypePolicyMap with value \"{existing}\"; please make sure to not use duplicated keys")]
+    PolicyMapDuplicateKey {
+        /// The key.
+        key: String,
+        /// The policy it already maps to.
+        existing: crate::DTypePolicy,
+    },
+    /// A [`DTypePolicyMap`](crate::DTypePolicyMap) key is neither a plain layer path nor a
+    /// regular expression the `regex` crate accepts.
+    #[error("dtype policy key {key:?} is not a valid regular expression (expected a layer path, or a regex that fully matches layer paths): {source}")]
+    PolicyMapInvalidKey {
+        /// The key.
+        key: String,
+        /// The regex parser's or compiler's message.
+        #[source]
+        source: regex::Error,
+    },
 }
 
 /// The error of `"…".parse::<DTypePolicy>()`: the name is not one of Keras's float policies.

@@ -159,6 +159,7 @@ pub use half::{bf16, f16};
 /// whose types do not connect.
 pub use mixprec_macros::Module;
 pub use module::Module;
+pub use policy::map::DTypePolicyMap;
 pub use policy::runtime::{
     global_policy, set_global_policy, DTypePolicy, IntoPolicy, PolicyVisitor,
 };

@@ -15,7 +15,10 @@
 //! | `"mixed_float16"` | [`MixedF16`] | `f16` | `f32` | yes |
 //! | `"mixed_bfloat16"` | [`MixedBf16`] | `bf16` | `f32` | no |
 
+pub mod map;
 pub mod runtime;
+
+pub use map::DTypePolicyMap;
 
 use half::{bf16, f16};
 use typenum::{Bit, B0, B1};
