@@ -1,0 +1,156 @@
+//! Dense's construction, `forward` and `call`; the fused passes themselves are tested in
+//! `layers/ops/fused/tests.rs`, the training side in `dense/train.rs`.
+
+use super::*;
+use crate::kernels::gemm_packed;
+use crate::policy::{Bf16, MixedBf16, MixedF16, F32, F64};
+use half::bf16;
+
+/// Through `Dense`, whose mixed policies pack the kernel straight from the f32 master: each
+/// element is the product plus its own column's bias, activated and rounded once, bit for bit.
+fn forward_is_the_product_plus_one_epilogue<P: Policy>() {
+    let (rows, k, n) = (300, 5, 37);
+    for act in [Activation::Linear, Activation::Relu, Activation::Tanh] {
+        let b: Vec<f32> = (0..n).map(|j| (j % 13) as f32 * 0.37 - 2.0).collect();
+        let w = DenseConfig::new(n)
+            .seed(7)
+            .init::<F32>(k)
+            .unwrap()
+            .kernel()
+            .clone();
+        let d = Dense::<P>::from_weights(w, Some(Tensor::from_vec(vec![n], b).unwrap()))
+            .unwrap()
+            .with_activation(act);
+        let xv: Vec<f32> = (0..rows * k)
+            .map(|i| ((i * 31) % 17) as f32 / 8.0 - 1.0)
+            .collect();
+        let x: Tensor<P::Compute> = Tensor::from_vec(vec![rows, k], xv).unwrap().cast();
+        let y = d.forward(&x).unwrap();
+        let mut acc = vec![AccOf::<P>::default(); rows * n];
+        let xm = MatRef::row_major(x.as_slice(), rows, k);
+        gemm_packed(xm, d.kernel.packed(false), &mut acc, false);
+        let bias: Vec<AccOf<P>> = crate::dtype::cast_to_vec(d.bias.as_ref().unwrap().compute());
+        for (i, (&a, &got)) in acc.iter().zip(y.as_slice()).enumerate() {
+            let want = <P::Compute as Element>::from_f64_rne(act.apply(a + bias[i % n]).as_f64());
+            assert!(
+                want.as_f64().to_bits() == got.as_f64().to_bits(),
+                "{} {act:?} element {i}: {got:?} != {want:?}",
+                P::NAME
+            );
+        }
+    }
+}
+
+#[test]
+fn forward_is_the_product_plus_one_epilogue_in_every_policy() {
+    forward_is_the_product_plus_one_epilogue::<MixedBf16>();
+    forward_is_the_product_plus_one_epilogue::<MixedF16>();
+    forward_is_the_product_plus_one_epilogue::<Bf16>();
+    forward_is_the_product_plus_one_epilogue::<F32>();
+}
+
+#[test]
+fn forward_rejects_wrong_shape_and_names_both() {
+    let d = Dense::<F32>::new(4, 2);
+    let x = Tensor::<f32>::zeros(vec![3, 5]).unwrap();
+    let err = d.forward(&x).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "shape mismatch in dense input: expected [.., 4], found [3, 5]"
+    );
+    let scalar = Tensor::<f32>::from_vec(vec![], vec![1.0]).unwrap();
+    assert!(d.forward(&scalar).is_err());
+    let wide = Tensor::<f64>::zeros(vec![3, 5]).unwrap();
+    assert_eq!(d.call(&wide).unwrap_err().to_string(), err.to_string());
+}
+
+#[test]
+fn forward_accepts_leading_dimensions() {
+    let d = DenseConfig::new(2).seed(3).init::<F64>(3).unwrap();
+    let x = Tensor::from_vec(vec![2, 2, 3], (0..12).map(f64::from).collect()).unwrap();
+    let y = d.forward(&x).unwrap();
+    assert_eq!(y.shape(), &[2, 2, 2]);
+    let flat = d.forward(&x.clone().reshape(vec![4, 3]).unwrap()).unwrap();
+    assert_eq!(y.as_slice(), flat.as_slice());
+}
+
+#[test]
+fn call_casts_to_the_compute_type_then_runs_forward() {
+    let d = DenseConfig::new(3)
+        .activation(Activation::Sigmoid)
+        .seed(2)
+        .init::<MixedBf16>(4)
+        .unwrap();
+    let x = Tensor::from_vec(
+        vec![2, 4],
+        vec![0.3f32, -1.7, 2.2, 0.01, 5.0, -0.5, 1.0, 9.9],
+    )
+    .unwrap();
+    let y: Tensor<bf16> = d.call(&x).unwrap();
+    assert_eq!(y, d.forward(&x.cast()).unwrap());
+    // The compute type itself goes through unchanged.
+    let xb: Tensor<bf16> = x.cast();
+    assert_eq!(d.call(&xb).unwrap(), y);
+}
+
+#[test]
+fn from_weights_rejects_bad_shapes() {
+    let k = Tensor::from_vec(vec![2, 3], vec![0f32; 6]).unwrap();
+    let bad_bias = Tensor::from_vec(vec![2], vec![0f32; 2]).unwrap();
+    let err = Dense::<F32>::from_weights(k, Some(bad_bias)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "shape mismatch in bias: expected [3], found [2]"
+    );
+    let flat = Tensor::from_vec(vec![6], vec![0f32; 6]).unwrap();
+    assert!(Dense::<F32>::from_weights(flat, None).is_err());
+    let empty = Tensor::from_vec(vec![0, 3], vec![]).unwrap();
+    assert!(Dense::<F32>::from_weights(empty, None).is_err());
+}
+
+#[test]
+fn try_new_rejects_zero_units() {
+    let err = Dense::<F32>::try_new(4, 0).unwrap_err();
+    assert_eq!(err.to_string(), "invalid units: 0 (at least 1)");
+}
+
+#[test]
+fn setters_keep_the_kernel_and_with_seed_redraws_it() {
+    let d = Dense::<F32>::new(3, 2);
+    let relu = d.clone().with_activation(Activation::Relu).with_bias(false);
+    assert_eq!(relu.kernel(), d.kernel());
+    assert!(relu.bias().is_none());
+    assert_eq!(relu.with_bias(true).bias(), d.bias());
+    let seeded = d.clone().with_activation(Activation::Tanh).with_seed(42);
+    assert_eq!(
+        seeded,
+        DenseConfig::new(2)
+            .activation(Activation::Tanh)
+            .seed(42)
+            .init(3)
+            .unwrap()
+    );
+}
+
+#[test]
+fn compute_copy_of_the_kernel_borrows_when_types_match() {
+    fn shares<P: Policy>(d: &Dense<P>) -> bool {
+        let compute = d.kernel_param().compute();
+        compute.as_ptr().cast::<u8>() == d.kernel().as_slice().as_ptr().cast::<u8>()
+    }
+    assert!(shares(&Dense::<F32>::new(2, 2)));
+    assert!(shares(&Dense::<Bf16>::new(2, 2)));
+    assert!(!shares(&Dense::<MixedBf16>::new(2, 2)));
+}
+
+#[test]
+fn mixed_bf16_stores_f32_and_rounds_once() {
+    // kernel 1 + 2^-9 rounds to 1 in bf16; x = 1; bias 2^-9 rounds to itself.
+    let k = Tensor::from_vec(vec![1, 1], vec![1.0 + 2f32.powi(-9)]).unwrap();
+    let b = Tensor::from_vec(vec![1], vec![2f32.powi(-9)]).unwrap();
+    let d = Dense::<MixedBf16>::from_weights(k, Some(b)).unwrap();
+    assert_eq!(d.kernel().as_slice(), &[1.0 + 2f32.powi(-9)]); // master copy exact
+    let x = Tensor::from_vec(vec![1, 1], vec![bf16::ONE]).unwrap();
+    // f32 sum 1 + 2^-9, rounded once to bf16: 1 (a tie would go to even; this is below it).
+    assert_eq!(d.forward(&x).unwrap().as_slice(), &[bf16::ONE]);
+}
