@@ -46,8 +46,10 @@ use crate::tensor::Tensor;
 /// # JSON
 ///
 /// Written as `{"units": 8, "activation": "relu", "use_bias": true, "kernel_initializer":
-/// "glorot_uniform", "bias_initializer": "zeros", "seed": 0}`. Read from the same, or from the
-/// `config` of a Keras `Dense`:
+/// "glorot_uniform", "bias_initializer": "zeros", "seed": 0}` (Keras's `Dense.from_config`
+/// reads it without the `seed` key, which Keras does not know). Read from the same, or from the
+/// `config` of a Keras `Dense` (the inner `config`, not the `{"class_name": "Dense", …}`
+/// wrapper):
 ///
 /// - an initialiser is a string (`"he_uniform"`, `"HeUniform"`) or Keras's object
 ///   `{"class_name": "HeUniform", "config": {"seed": null}, …}`; a non-null Keras seed is an

@@ -2,51 +2,63 @@
 //! `layers/ops/fused/tests.rs`, the training side in `dense/train.rs`.
 
 use super::*;
-use crate::kernels::gemm_packed;
+use crate::init::Initializer;
+use crate::layers::Layer;
 use crate::policy::{Bf16, MixedBf16, MixedF16, F32, F64};
 use half::bf16;
 
-/// Through `Dense`, whose mixed policies pack the kernel straight from the f32 master: each
-/// element is the product plus its own column's bias, activated and rounded once, bit for bit.
-fn forward_is_the_product_plus_one_epilogue<P: Policy>() {
+/// `forward` is the fused pass on the variables read in the compute type (in the mixed
+/// policies the kernel is packed straight from the f32 master, which must round the same way),
+/// and the training pass computes the same output.
+fn forward_is_the_fused_pass_on_compute_copies<P: Policy>() {
     let (rows, k, n) = (300, 5, 37);
-    for act in [Activation::Linear, Activation::Relu, Activation::Tanh] {
-        let b: Vec<f32> = (0..n).map(|j| (j % 13) as f32 * 0.37 - 2.0).collect();
-        let w = DenseConfig::new(n)
+    for act in Activation::ALL {
+        let bias = Initializer::LecunUniform
+            .values(|| "bias".into(), &[n], 1, 0)
+            .unwrap();
+        let mut d = DenseConfig::new(n)
             .seed(7)
-            .init::<F32>(k)
+            .activation(act)
+            .init::<P>(k)
+            .unwrap();
+        d.bias
+            .as_mut()
             .unwrap()
-            .kernel()
-            .clone();
-        let d = Dense::<P>::from_weights(w, Some(Tensor::from_vec(vec![n], b).unwrap()))
-            .unwrap()
-            .with_activation(act);
-        let xv: Vec<f32> = (0..rows * k)
-            .map(|i| ((i * 31) % 17) as f32 / 8.0 - 1.0)
-            .collect();
-        let x: Tensor<P::Compute> = Tensor::from_vec(vec![rows, k], xv).unwrap().cast();
-        let y = d.forward(&x).unwrap();
-        let mut acc = vec![AccOf::<P>::default(); rows * n];
+            .update(|b| b.copy_from_slice(&bias));
+        let x: Tensor<P::Compute> = Tensor::from_vec(
+            vec![rows, k],
+            (0..rows * k)
+                .map(|i| ((i * 31) % 17) as f32 / 8.0 - 1.0)
+                .collect(),
+        )
+        .unwrap()
+        .cast();
+        let w = crate::kernels::pack_b(MatRef::row_major(d.kernel_param().compute(), k, n));
         let xm = MatRef::row_major(x.as_slice(), rows, k);
-        gemm_packed(xm, d.kernel.packed(false), &mut acc, false);
-        let bias: Vec<AccOf<P>> = crate::dtype::cast_to_vec(d.bias.as_ref().unwrap().compute());
-        for (i, (&a, &got)) in acc.iter().zip(y.as_slice()).enumerate() {
-            let want = <P::Compute as Element>::from_f64_rne(act.apply(a + bias[i % n]).as_f64());
-            assert!(
-                want.as_f64().to_bits() == got.as_f64().to_bits(),
-                "{} {act:?} element {i}: {got:?} != {want:?}",
-                P::NAME
-            );
-        }
+        let b = d.bias_param().map(Param::compute);
+        let want = gemm_bias_activation(xm, &w, b, act, &mut Vec::new());
+        let y = d.forward(&x).unwrap();
+        assert!(
+            y.as_slice() == want.as_slice(),
+            "{} {act}: forward",
+            P::NAME
+        );
+        assert_eq!(
+            d.train_forward(x).unwrap(),
+            y,
+            "{} {act}: training pass",
+            P::NAME
+        );
     }
 }
 
 #[test]
-fn forward_is_the_product_plus_one_epilogue_in_every_policy() {
-    forward_is_the_product_plus_one_epilogue::<MixedBf16>();
-    forward_is_the_product_plus_one_epilogue::<MixedF16>();
-    forward_is_the_product_plus_one_epilogue::<Bf16>();
-    forward_is_the_product_plus_one_epilogue::<F32>();
+fn forward_is_the_fused_pass_on_compute_copies_in_every_policy() {
+    forward_is_the_fused_pass_on_compute_copies::<MixedBf16>();
+    forward_is_the_fused_pass_on_compute_copies::<MixedF16>();
+    forward_is_the_fused_pass_on_compute_copies::<Bf16>();
+    forward_is_the_fused_pass_on_compute_copies::<F32>();
+    forward_is_the_fused_pass_on_compute_copies::<F64>();
 }
 
 #[test]
