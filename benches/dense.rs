@@ -29,7 +29,7 @@ fn bench_policy<P: Policy>(c: &mut Criterion) {
     let mut group = c.benchmark_group("dense_forward");
     group.sample_size(10);
     for (b, i, o) in SHAPES {
-        let dense = Dense::<P>::new(i, o).with_seed(1);
+        let dense = DenseConfig::new(o).seed(1).init::<P>(i).unwrap();
         let x = input::<P>(b, i);
         group.throughput(Throughput::Elements((2 * b * i * o) as u64));
         let id = BenchmarkId::new(P::NAME, format!("{b}x{i}x{o}"));

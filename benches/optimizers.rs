@@ -15,7 +15,7 @@ const SHAPES: [(usize, usize); 2] = [(1024, 1024), (4096, 1024)];
 
 /// A layer with a gradient on every variable and its packed kernel cached (as after a forward).
 fn layer<P: Policy>(rows: usize, cols: usize) -> Dense<P> {
-    let mut d = Dense::<P>::new(rows, cols).with_seed(3);
+    let mut d = DenseConfig::new(cols).seed(3).init::<P>(rows).unwrap();
     struct Grads;
     impl mixprec::module::ParamVisitorMut for Grads {
         fn visit<Q: Policy>(&mut self, p: &mut mixprec::param::Param<Q>) {
@@ -29,7 +29,7 @@ fn layer<P: Policy>(rows: usize, cols: usize) -> Dense<P> {
     }
     d.visit_params_mut(&mut Grads);
     let x = Tensor::<f32>::from_vec(vec![1, rows], vec![0.5; rows]).expect("shape");
-    black_box(d.call(&x));
+    black_box(d.call(&x).expect("shape"));
     d
 }
 

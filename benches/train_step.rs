@@ -18,13 +18,17 @@ fn bench_policy<P: Policy>(c: &mut Criterion) {
     group.sample_size(10);
     group.throughput(Throughput::Elements(BATCH as u64));
     let mut model = (
-        Dense::<P>::new(784, 1024)
-            .with_seed(1)
+        DenseConfig::new(1024)
+            .seed(1)
+            .init::<P>(784)
+            .unwrap()
             .with_activation(Activation::Relu),
-        Dense::<P>::new(1024, 1024)
-            .with_seed(2)
+        DenseConfig::new(1024)
+            .seed(2)
+            .init::<P>(1024)
+            .unwrap()
             .with_activation(Activation::Relu),
-        Dense::<P>::new(1024, 10).with_seed(3),
+        DenseConfig::new(10).seed(3).init::<P>(1024).unwrap(),
     );
     let mut opt = AutoOptimizer::for_model(&model, Adam::new(1e-3));
     let x: Vec<f32> = (0..BATCH * 784)

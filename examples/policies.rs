@@ -20,12 +20,14 @@ struct Row {
 }
 
 fn run<P: Policy>(x: &Tensor<f32>, reference: &[f64]) -> Row {
-    let dense = Dense::<P>::new(IN, OUT)
-        .with_seed(42)
+    let dense = DenseConfig::new(OUT)
+        .seed(42)
+        .init::<P>(IN)
+        .unwrap()
         .with_activation(Activation::Relu);
     let xc: Tensor<P::Compute> = x.cast();
     let start = Instant::now();
-    let y = dense.forward(&xc);
+    let y = dense.forward(&xc).expect("shape");
     let millis = start.elapsed().as_secs_f64() * 1e3;
     let scale = reference.iter().fold(0f64, |m, v| m.max(v.abs()));
     let max_rel_err = y
@@ -62,10 +64,11 @@ fn run_all() -> Result<()> {
         .collect();
     let x = Tensor::from_vec(vec![BATCH, IN], data)?;
     // The f64 reference: same seed, so the same initial kernel, computed in float64.
-    let reference = Dense::<F64>::new(IN, OUT)
-        .with_seed(42)
+    let reference = DenseConfig::new(OUT)
+        .seed(42)
+        .init::<F64>(IN)?
         .with_activation(Activation::Relu)
-        .call(&x)
+        .call(&x)?
         .to_f64_vec();
 
     println!("Dense {IN} -> {OUT} (relu), batch {BATCH}, against a float64 reference\n");

@@ -1,15 +1,23 @@
 //! Layers. Each takes its policy as a type parameter (`Dense<MixedBf16>`), stores its variables in
 //! `P::Variable`, and computes in `P::Compute` with products accumulated in f32.
 //!
-//! - [`Dense`] (`layers/dense.rs`): `y = activation(x·W + b)`.
+//! - [`Dense`] (`layers/dense.rs`): `y = activation(x·W + b)`, built from a [`DenseConfig`]
+//!   (Keras's arguments) with an [`Initializer`] per variable.
 //! - [`Activation`]: applied in the accumulator type before the one rounding to `P::Compute`.
 //! - [`AnyDense`]: a `Dense` whose policy was chosen at run time.
+//!
+//! Each layer has one pair of entry points for inference, `forward` (the compute type only) and
+//! `call` (casts any float input first, as Keras's `layer(x)`), and the [`Layer`] trait for
+//! training. The machinery layers share (accumulator workspaces, the fused element-wise passes,
+//! saved activations) is in `layers/ops/`.
 
 mod dense;
 mod dispatch;
+pub(crate) mod ops;
 mod sequential;
 
-pub use dense::{AnyDense, Dense, DenseFamily, DEFAULT_SEED};
+pub use crate::init::{Initializer, DEFAULT_SEED};
+pub use dense::{AnyDense, Dense, DenseConfig, DenseFamily};
 pub use dispatch::{ByPolicy, FamilyBuilder, FamilyVisitor, PolicyFamily};
 
 use std::fmt;
@@ -181,6 +189,23 @@ impl FromStr for Activation {
                 found: format!("{s:?}"),
                 expected: "one of: linear, relu, sigmoid, tanh",
             })
+    }
+}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for Activation {
+    /// Keras's name (`"relu"`).
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for Activation {
+    /// Keras's name (`"relu"`).
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
     }
 }
 

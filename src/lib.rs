@@ -16,9 +16,9 @@
 //! ```
 //! use mixprec::prelude::*;
 //! let data: Vec<f32> = (0..32 * 64).map(|i| (i % 7) as f32 / 7.0).collect();
-//! let dense = Dense::<MixedBf16>::new(64, 128).with_seed(0);   // kernel stored as f32, math in bf16
+//! let dense = DenseConfig::new(128).init::<MixedBf16>(64)?;    // kernel stored as f32, math in bf16
 //! let x: Tensor<f32> = Tensor::from_vec(vec![32, 64], data)?;  // a length mismatch is an error
-//! let y: Tensor<bf16> = dense.forward(&x.cast());              // Tensor<bf16> in, Tensor<bf16> out
+//! let y: Tensor<bf16> = dense.forward(&x.cast())?;             // Tensor<bf16> in, Tensor<bf16> out
 //! assert_eq!(y.shape(), &[32, 128]);
 //! let policy: DTypePolicy = "mixed_bfloat16".parse()?;         // Keras names, exact
 //! assert_eq!(policy.compute_dtype(), DType::BFloat16);
@@ -170,7 +170,7 @@ pub mod prelude {
     pub use crate::data::Dataset;
     pub use crate::dtype::{DType, Element};
     pub use crate::error::{Error, Result};
-    pub use crate::layers::{Activation, AnyDense, Dense, Layer};
+    pub use crate::layers::{Activation, AnyDense, Dense, DenseConfig, Layer};
     pub use crate::losses::Loss;
     pub use crate::optimizers::{Adam, AutoOptimizer, LossScaleOptimizer, Optimizer, Sgd};
     pub use crate::policy::runtime::{

@@ -4,7 +4,7 @@
 #[cfg(feature = "serde")]
 use crate::error::Error;
 use crate::error::Result;
-use crate::layers::{Activation, Dense};
+use crate::layers::{Activation, Dense, DenseConfig};
 use crate::policy::Policy;
 
 /// A multi-layer perceptron: `inputs → hidden… → outputs`, the hidden layers with `activation`,
@@ -75,9 +75,10 @@ impl MlpSpec {
                 } else {
                     self.activation
                 };
-                Ok(Dense::<P>::try_new(w[0], w[1])?
-                    .with_seed(seed.wrapping_add(i as u64))
-                    .with_activation(act))
+                DenseConfig::new(w[1])
+                    .activation(act)
+                    .seed(seed.wrapping_add(i as u64))
+                    .init::<P>(w[0])
             })
             .collect()
     }

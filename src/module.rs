@@ -148,7 +148,11 @@ pub trait Module {
                 return Err(Error::shape("weight", expected, w.shape()));
             }
             let max = v.policy.variable_dtype().max_finite();
-            if let Some(i) = w.as_slice().iter().position(|x| x.is_nan() || x.abs() > max) {
+            if let Some(i) = w
+                .as_slice()
+                .iter()
+                .position(|x| x.is_nan() || x.abs() > max)
+            {
                 return Err(Error::InvalidArgument {
                     what: "weights",
                     found: format!("{} at index {i} of {}", w.as_slice()[i], v.name),

@@ -82,7 +82,7 @@ pub type NeedsLossScaleOf<P> = <P as Policy>::NeedsLossScale;
 /// code could not OR two unknown bits. This trait, implemented for [`B0`] and [`B1`] only, can.
 ///
 /// ```
-/// use mixprec::policy::{LossScaleBit, Or};
+/// use mixprec::policy::Or;
 /// use typenum::{Bit, B0, B1};
 /// assert!(!<Or<B0, B0> as Bit>::BOOL);
 /// assert!(<Or<B0, B1> as Bit>::BOOL);

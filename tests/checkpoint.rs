@@ -13,8 +13,8 @@ use serde_json::Value;
 
 fn mlp<P: Policy>(seed: u64) -> Vec<Dense<P>> {
     vec![
-        Dense::<P>::new(5, 4).with_seed(seed),
-        Dense::<P>::new(4, 3).with_seed(seed + 1),
+        DenseConfig::new(4).seed(seed).init::<P>(5).unwrap(),
+        DenseConfig::new(3).seed(seed + 1).init::<P>(4).unwrap(),
     ]
 }
 

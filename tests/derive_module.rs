@@ -20,10 +20,12 @@ struct Mlp<P: Policy> {
 impl<P: Policy> Mlp<P> {
     fn new(seed: u64) -> Self {
         Mlp {
-            hidden: Dense::new(3, 5)
-                .with_seed(seed)
+            hidden: DenseConfig::new(5)
+                .seed(seed)
+                .init(3)
+                .unwrap()
                 .with_activation(Activation::Relu),
-            out: Dense::new(5, 2).with_seed(seed + 1),
+            out: DenseConfig::new(2).seed(seed + 1).init(5).unwrap(),
         }
     }
 

@@ -26,13 +26,17 @@ struct Net<P: Policy> {
 impl<P: Policy> Net<P> {
     fn new() -> Self {
         Net {
-            hidden: Dense::new(64, 128)
-                .with_seed(1)
+            hidden: DenseConfig::new(128)
+                .seed(1)
+                .init(64)
+                .unwrap()
                 .with_activation(Activation::Relu),
-            hidden2: Dense::new(128, 128)
-                .with_seed(2)
+            hidden2: DenseConfig::new(128)
+                .seed(2)
+                .init(128)
+                .unwrap()
                 .with_activation(Activation::Relu),
-            head: Dense::new(128, 10).with_seed(3),
+            head: DenseConfig::new(10).seed(3).init(128).unwrap(),
         }
     }
 }
@@ -41,13 +45,17 @@ type Tuple = (Dense<MixedBf16>, Dense<MixedBf16>, Dense<F32>);
 
 fn tuple() -> Tuple {
     (
-        Dense::new(64, 128)
-            .with_seed(1)
+        DenseConfig::new(128)
+            .seed(1)
+            .init(64)
+            .unwrap()
             .with_activation(Activation::Relu),
-        Dense::new(128, 128)
-            .with_seed(2)
+        DenseConfig::new(128)
+            .seed(2)
+            .init(128)
+            .unwrap()
             .with_activation(Activation::Relu),
-        Dense::new(128, 10).with_seed(3),
+        DenseConfig::new(10).seed(3).init(128).unwrap(),
     )
 }
 
@@ -178,10 +186,12 @@ fn values(n: usize, salt: usize) -> Vec<f32> {
 /// and the body receives the head's input gradient rounded once to bf16.
 #[test]
 fn the_consumer_casts_forward_and_the_gradient_flows_back_through_the_cast() {
-    let body = Dense::<MixedBf16>::new(5, 7)
-        .with_seed(4)
+    let body = DenseConfig::new(7)
+        .seed(4)
+        .init::<MixedBf16>(5)
+        .unwrap()
         .with_activation(Activation::Tanh);
-    let head = Dense::<F32>::new(7, 3).with_seed(5);
+    let head = DenseConfig::new(3).seed(5).init::<F32>(7).unwrap();
     let mut model = (body.clone(), head.clone());
     let x: Tensor<bf16> = Tensor::from_vec(vec![4, 5], values(20, 1)).unwrap().cast();
     let dy = Tensor::from_vec(vec![4, 3], values(12, 2)).unwrap();
@@ -262,13 +272,17 @@ fn gradients_through_a_bf16_f32_bf16_chain_match_f64_finite_differences() {
     let u = bf16::EPSILON.to_f64() / 2.0;
     let bound = 8.0 * u;
     let mut model = (
-        Dense::<MixedBf16>::new(6, 8)
-            .with_seed(11)
+        DenseConfig::new(8)
+            .seed(11)
+            .init::<MixedBf16>(6)
+            .unwrap()
             .with_activation(Activation::Tanh),
-        Dense::<F32>::new(8, 8)
-            .with_seed(12)
+        DenseConfig::new(8)
+            .seed(12)
+            .init::<F32>(8)
+            .unwrap()
             .with_activation(Activation::Tanh),
-        Dense::<MixedBf16>::new(8, 3).with_seed(13),
+        DenseConfig::new(3).seed(13).init::<MixedBf16>(8).unwrap(),
     );
     let rows = 5;
     let x32 = Tensor::from_vec(vec![rows, 6], values(rows * 6, 3)).unwrap();
@@ -329,13 +343,17 @@ fn auto_optimizer_scales_the_loss_of_a_model_with_one_f16_layer() {
     use mixprec::optimizers::Optimizer;
     let (train, _) = split();
     let mut model = (
-        Dense::<F32>::new(64, 32)
-            .with_seed(1)
+        DenseConfig::new(32)
+            .seed(1)
+            .init::<F32>(64)
+            .unwrap()
             .with_activation(Activation::Relu),
-        Dense::<MixedF16>::new(32, 32)
-            .with_seed(2)
+        DenseConfig::new(32)
+            .seed(2)
+            .init::<MixedF16>(32)
+            .unwrap()
             .with_activation(Activation::Relu),
-        Dense::<F32>::new(32, 10).with_seed(3),
+        DenseConfig::new(10).seed(3).init::<F32>(32).unwrap(),
     );
     let mut opt = AutoOptimizer::for_model(&model, Adam::new(1e-3));
     assert!(opt.scales_loss());

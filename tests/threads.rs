@@ -16,13 +16,17 @@ fn trained_bits<P: Policy>(threads: usize) -> Vec<u64> {
     pool.install(|| {
         // Large enough that the products and element-wise passes run in parallel.
         let mut model = (
-            Dense::<P>::new(192, 256)
-                .with_seed(1)
+            DenseConfig::new(256)
+                .seed(1)
+                .init::<P>(192)
+                .unwrap()
                 .with_activation(Activation::Relu),
-            Dense::<P>::new(256, 256)
-                .with_seed(2)
+            DenseConfig::new(256)
+                .seed(2)
+                .init::<P>(256)
+                .unwrap()
                 .with_activation(Activation::Tanh),
-            Dense::<P>::new(256, 10).with_seed(3),
+            DenseConfig::new(10).seed(3).init::<P>(256).unwrap(),
         );
         let mut opt = AutoOptimizer::for_model(&model, Adam::new(1e-3));
         let batch = 160;

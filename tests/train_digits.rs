@@ -6,13 +6,17 @@ use mixprec::prelude::*;
 
 fn mlp<P: Policy>() -> (Dense<P>, Dense<P>, Dense<P>) {
     (
-        Dense::<P>::new(64, 128)
-            .with_seed(1)
+        DenseConfig::new(128)
+            .seed(1)
+            .init::<P>(64)
+            .unwrap()
             .with_activation(Activation::Relu),
-        Dense::<P>::new(128, 128)
-            .with_seed(2)
+        DenseConfig::new(128)
+            .seed(2)
+            .init::<P>(128)
+            .unwrap()
             .with_activation(Activation::Relu),
-        Dense::<P>::new(128, 10).with_seed(3),
+        DenseConfig::new(10).seed(3).init::<P>(128).unwrap(),
     )
 }
 

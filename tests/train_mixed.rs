@@ -10,13 +10,17 @@ type Mlp<P> = (Dense<P>, Dense<P>, Dense<P>);
 
 fn mlp<P: Policy>(seed: u64) -> Mlp<P> {
     (
-        Dense::<P>::new(16, 32)
-            .with_seed(seed)
+        DenseConfig::new(32)
+            .seed(seed)
+            .init::<P>(16)
+            .unwrap()
             .with_activation(Activation::Relu),
-        Dense::<P>::new(32, 32)
-            .with_seed(seed + 1)
+        DenseConfig::new(32)
+            .seed(seed + 1)
+            .init::<P>(32)
+            .unwrap()
             .with_activation(Activation::Tanh),
-        Dense::<P>::new(32, 4).with_seed(seed + 2),
+        DenseConfig::new(4).seed(seed + 2).init::<P>(32).unwrap(),
     )
 }
 
@@ -146,8 +150,10 @@ fn update_error_bound_is_not_vacuous() {
 fn deep<P: Policy>() -> Vec<Dense<P>> {
     (0..10)
         .map(|i| {
-            Dense::<P>::new(16, 16)
-                .with_seed(100 + i)
+            DenseConfig::new(16)
+                .seed(100 + i)
+                .init::<P>(16)
+                .unwrap()
                 .with_activation(Activation::Sigmoid)
         })
         .collect()

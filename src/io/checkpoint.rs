@@ -212,7 +212,7 @@ impl Checkpoint {
 /// let meta = CheckpointMeta::new(DTypePolicy::MixedBFloat16).with_architecture("[4, 8, 3]");
 /// checkpoint::save(&model, &path, &meta)?;
 ///
-/// let mut other = vec![Dense::<F32>::new(4, 8).with_seed(9), Dense::<F32>::new(8, 3)];
+/// let mut other = vec![DenseConfig::new(8).seed(9).init::<F32>(4).unwrap(), Dense::<F32>::new(8, 3)];
 /// let ckpt = checkpoint::read(&path)?;
 /// checkpoint::load_into(&mut other, &ckpt)?;       // f32 variables into an f32 model
 /// assert_eq!(other[0].kernel(), model[0].kernel());

@@ -210,7 +210,7 @@ impl<L: Layer> Layer for Vec<L> {
 
 #[cfg(test)]
 mod tests {
-    use crate::layers::{Activation, Dense, Layer};
+    use crate::layers::{Activation, DenseConfig, Layer};
     use crate::module::Module;
     use crate::policy::MixedBf16;
     use crate::tensor::Tensor;
@@ -218,10 +218,12 @@ mod tests {
 
     #[test]
     fn vec_stack_matches_tuple_stack() {
-        let a = Dense::<MixedBf16>::new(3, 5)
-            .with_seed(1)
+        let a = DenseConfig::new(5)
+            .seed(1)
+            .init::<MixedBf16>(3)
+            .unwrap()
             .with_activation(Activation::Relu);
-        let b = Dense::<MixedBf16>::new(5, 2).with_seed(2);
+        let b = DenseConfig::new(2).seed(2).init::<MixedBf16>(5).unwrap();
         let mut tuple = (a.clone(), b.clone());
         let mut vec = vec![a, b];
         assert_eq!(vec.param_names(), tuple.param_names());

@@ -145,7 +145,7 @@ pub trait PolicyVisitor {
 /// use mixprec::prelude::*;
 /// let policy: DTypePolicy = "mixed_float16".parse()?;
 /// let bytes = mixprec::with_policy!(policy, P => {
-///     let dense = Dense::<P>::new(4, 2).with_seed(1);
+///     let dense = DenseConfig::new(2).seed(1).init::<P>(4).unwrap();
 ///     dense.variable_bytes()
 /// });
 /// assert_eq!(bytes, (4 * 2 + 2) * 4); // variables stay f32

@@ -47,7 +47,7 @@ pub struct StepLogs {
 /// use mixprec::optimizers::{Optimizer, Sgd};
 /// use mixprec::prelude::*;
 /// use mixprec::train::train_on_batch;
-/// let mut model = Dense::<MixedBf16>::new(3, 2).with_seed(1);
+/// let mut model = DenseConfig::new(2).seed(1).init::<MixedBf16>(3).unwrap();
 /// let mut opt = Sgd::new(0.1);
 /// let x = Tensor::from_vec(vec![2, 3], vec![1.0f32, 0.0, -1.0, 0.5, 0.5, 0.5])?;
 /// let loss = Loss::SparseCategoricalCrossentropy { from_logits: true };

@@ -4,5 +4,5 @@ use mixprec::prelude::*;
 fn main() {
     let dense = Dense::<MixedBf16>::new(4, 2);
     let x: Tensor<f16> = Tensor::zeros(vec![1, 4]).unwrap();
-    let _y: Tensor<bf16> = dense.forward(&x);
+    let _y: Tensor<bf16> = dense.forward(&x).unwrap();
 }

@@ -5,5 +5,5 @@ use mixprec::prelude::*;
 fn main() {
     let dense = Dense::<MixedF16>::new(4, 2);
     let x: Tensor<f16> = Tensor::zeros(vec![1, 4]).unwrap();
-    let _y: Tensor<f32> = dense.forward(&x);
+    let _y: Tensor<f32> = dense.forward(&x).unwrap();
 }

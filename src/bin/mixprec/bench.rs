@@ -28,10 +28,10 @@ impl PolicyVisitor for Measure {
 
     fn visit<P: Policy>(self) -> Result<Timing> {
         let (b, i, o) = self.shape;
-        let mut dense = Dense::<P>::try_new(i, o)?.with_seed(1);
+        let mut dense = DenseConfig::new(o).seed(1).init::<P>(i)?;
         let x: Tensor<P::Compute> = Tensor::from_vec(vec![b, i], input(b * i)?)?.cast();
         let dy: Tensor<P::Compute> = Tensor::from_vec(vec![b, o], input(b * o)?)?.cast();
-        let forward = time(self.budget, || black_box(dense.try_forward(&x)).map(drop))?;
+        let forward = time(self.budget, || black_box(dense.forward(&x)).map(drop))?;
         let backward = time(self.budget, || {
             dense.train_forward(x.clone())?;
             black_box(dense.backward(dy.clone(), true)).map(drop)

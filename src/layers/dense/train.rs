@@ -1,116 +1,35 @@
 //! Dense's training side: the [`Layer`] impl (inference, the training pass that saves `x` and,
 //! for a non-linear activation, `y` in the compute type, and the backward pass).
 
-use rayon::prelude::*;
-
-use super::{round_acc, rows_per_task, AccOf, Dense, Saved};
-use crate::dtype::{cast_slice, max_abs, Element};
+use super::Dense;
+use crate::dtype::max_abs;
 use crate::error::{Error, Result};
-use crate::kernels::{gemm, gemm_packed, MatRef, WideOp};
+use crate::kernels::{gemm, gemm_packed, MatRef};
+use crate::layers::ops::fused::{pre_activation_grad, sum_bound, PreActivationGrad};
+use crate::layers::ops::saved::InputOutput;
+use crate::layers::ops::workspace::{round_acc, AccOf};
 use crate::layers::{Activation, Layer};
 use crate::policy::Policy;
 use crate::tensor::Tensor;
-
-/// `dz` and what the backward pass needs to know about it, gathered in the pass that forms it.
-struct PreActivationGrad<P: Policy> {
-    /// `dy ⊙ activation'(y)`, rounded once to the compute type.
-    dz: Vec<P::Compute>,
-    /// `max |dz|` (NaN when `dz` holds a NaN).
-    max_abs: f64,
-    /// The column sums of `dz` (the bias gradient), in the accumulator type, when asked for.
-    col_sums: Option<Vec<AccOf<P>>>,
-}
-
-impl<P: Policy> Dense<P> {
-    /// `dz = dy ⊙ activation'(y)`, formed in the accumulator type and rounded once, with its
-    /// largest magnitude and (when `col_sums`) its column sums, in one parallel pass over fixed
-    /// blocks of rows. The block sums are added in order, so the sums do not depend on the
-    /// number of threads.
-    fn pre_activation_grad(
-        &self,
-        dy: Tensor<P::Compute>,
-        y: Option<&Tensor<P::Compute>>,
-        col_sums: bool,
-    ) -> PreActivationGrad<P> {
-        let act = self.activation;
-        let y = y
-            .filter(|_| act != Activation::Linear)
-            .map(Tensor::as_slice);
-        let n = self.units();
-        let mut dz = dy.into_vec();
-        let task = rows_per_task(n) * n;
-        let blocks: Vec<(f64, Option<Vec<AccOf<P>>>)> = dz
-            .par_chunks_mut(task)
-            .enumerate()
-            .map(|(t, dz)| {
-                let zero = AccOf::<P>::default();
-                let (mut d_acc, mut y_acc) = (vec![zero; n], vec![zero; n]);
-                let mut sum = col_sums.then(|| vec![zero; n]);
-                for (r, d_row) in dz.chunks_exact_mut(n).enumerate() {
-                    if let Some(y) = y {
-                        cast_slice(d_row, &mut d_acc);
-                        cast_slice(&y[t * task + r * n..][..n], &mut y_acc);
-                        crate::kernels::wide(ActivationGrad {
-                            d: &mut d_acc,
-                            y: &y_acc,
-                            activation: act,
-                        });
-                        cast_slice(&d_acc, d_row);
-                    }
-                    if let Some(sum) = &mut sum {
-                        // The rounded values, as the products read them.
-                        cast_slice(d_row, &mut d_acc);
-                        crate::kernels::wide(AddInto { sum, x: &d_acc });
-                    }
-                }
-                (max_abs(dz), sum)
-            })
-            .collect();
-        let max_abs = blocks.iter().fold(0.0, |m: f64, &(b, _)| {
-            if m.is_nan() || b.is_nan() {
-                f64::NAN
-            } else {
-                m.max(b)
-            }
-        });
-        let col_sums = col_sums.then(|| {
-            let mut total = vec![AccOf::<P>::default(); n];
-            for (_, block) in &blocks {
-                if let Some(block) = block {
-                    crate::kernels::wide(AddInto {
-                        sum: &mut total,
-                        x: block,
-                    });
-                }
-            }
-            total
-        });
-        PreActivationGrad {
-            dz,
-            max_abs,
-            col_sums,
-        }
-    }
-}
 
 impl<P: Policy> Layer for Dense<P> {
     type Input = P::Compute;
     type Output = P::Compute;
 
     fn infer(&self, x: &Tensor<P::Compute>) -> Result<Tensor<P::Compute>> {
-        self.try_forward(x)
+        self.forward(x)
     }
 
     fn train_forward(&mut self, x: Tensor<P::Compute>) -> Result<Tensor<P::Compute>> {
         let rows = self.check_input(x.shape())?;
-        let mut acc = std::mem::take(&mut self.scratch.forward);
+        let mut acc = self.scratch.forward.take();
         let y = self.forward_out(x.as_slice(), rows, &mut acc);
         let y = self.output(x.shape(), y);
-        self.scratch.forward = acc;
+        self.scratch.forward.restore(acc);
         let keep_y = self.activation != Activation::Linear;
         let rows = x.len() / self.input_dim();
         let x = x.reshape(vec![rows, self.input_dim()])?;
-        self.saved = Some(Saved {
+        self.saved.save(InputOutput {
             x,
             y: keep_y.then(|| y.clone()),
         });
@@ -122,10 +41,7 @@ impl<P: Policy> Layer for Dense<P> {
         dy: Tensor<P::Compute>,
         need_input_grad: bool,
     ) -> Result<Option<Tensor<P::Compute>>> {
-        let saved = self
-            .saved
-            .take()
-            .ok_or(Error::BackwardWithoutForward { layer: "Dense" })?;
+        let saved = self.saved.take("Dense")?;
         let (rows, k, n) = (saved.x.shape()[0], self.input_dim(), self.units());
         if dy.len() != rows * n || dy.shape().last() != Some(&n) {
             return Err(Error::shape(
@@ -139,54 +55,43 @@ impl<P: Policy> Layer for Dense<P> {
             *s.last_mut().expect("checked") = k;
             s
         };
+        let y = saved.y.as_ref().map(Tensor::as_slice);
         let PreActivationGrad {
             dz,
             max_abs: mz,
             col_sums,
-        } = self.pre_activation_grad(dy, saved.y.as_ref(), self.bias.is_some());
+        } = pre_activation_grad(dy.into_vec(), y, n, self.activation, self.bias.is_some());
         let dz_m = MatRef::row_major(&dz, rows, n);
         // dW = xᵀ·dz, summed in f32 from compute-type operands.
         // Written straight into the gradient's storage when it is f32 (mixed policies, F32).
         let x_t = MatRef::row_major(saved.x.as_slice(), rows, k).t();
         // Bounds that prove the gradients finite, so the finiteness scan before the update can
         // skip them: every term of dW's sums is at most max|x|·max|dz|, every term of db's at
-        // most max|dz|, and a sum of `rows` terms in f32 is at most (1 + u)^rows <= 2 times the
-        // exact one while rows·u <= 1/2 (u = 2^-24). NaN or infinity in x or dz gives no bound.
+        // most max|dz|. NaN or infinity in x or dz gives no bound.
         let mx = max_abs(saved.x.as_slice());
-        let r = rows as f64;
-        let bound = |term: f64| {
-            if r * f64::from(f32::EPSILON) / 2.0 <= 0.5 {
-                2.0 * r * term
-            } else {
-                f64::INFINITY
-            }
-        };
         self.kernel
-            .write_grad::<AccOf<P>>(bound(mx * mz), |dw| gemm(x_t, dz_m, dw, false));
+            .write_grad::<AccOf<P>>(sum_bound(rows, mx * mz), |dw| gemm(x_t, dz_m, dw, false));
         if let (Some(b), Some(sums)) = (&mut self.bias, col_sums) {
-            b.write_grad::<AccOf<P>>(bound(mz), |db| db.copy_from_slice(&sums));
+            b.write_grad::<AccOf<P>>(sum_bound(rows, mz), |db| db.copy_from_slice(&sums));
         }
         if !need_input_grad {
             return Ok(None);
         }
         // dx = dz·Wᵀ, summed in f32, rounded once, in the reused accumulator (overwritten).
-        let mut dx = std::mem::take(&mut self.scratch.backward);
+        let mut dx = self.scratch.backward.take();
         dx.resize(rows * k, AccOf::<P>::default());
         gemm_packed(dz_m, self.kernel.packed(true), &mut dx, false);
-        let out = Tensor::from_parts(in_shape, round_acc::<P>(&mut dx));
-        self.scratch.backward = dx;
+        let out = Tensor::from_parts(in_shape, round_acc::<P::Compute>(&mut dx));
+        self.scratch.backward.restore(dx);
         Ok(Some(out))
     }
 
     fn saved_bytes(&self) -> usize {
-        let elem = P::COMPUTE_DTYPE.size_of();
-        self.saved.as_ref().map_or(0, |s| {
-            (s.x.len() + s.y.as_ref().map_or(0, Tensor::len)) * elem
-        })
+        self.saved.bytes()
     }
 
     fn clear_saved(&mut self) {
-        self.saved = None;
+        self.saved.clear();
     }
 
     fn output_dim(&self, input: usize) -> Option<usize> {
@@ -194,53 +99,10 @@ impl<P: Policy> Layer for Dense<P> {
     }
 }
 
-/// `d[j] *= activation'(y[j])`, with the derivative taken from the output, in wide lanes.
-struct ActivationGrad<'a, A> {
-    d: &'a mut [A],
-    y: &'a [A],
-    activation: Activation,
-}
-
-impl<A: Element> WideOp for ActivationGrad<'_, A> {
-    type Output = ();
-
-    #[inline(always)]
-    fn run(self) {
-        fn each<A: Element>(d: &mut [A], y: &[A], f: impl Fn(A) -> A) {
-            d.iter_mut().zip(y).for_each(|(d, &y)| *d = *d * f(y));
-        }
-        let (d, y) = (self.d, self.y);
-        // One loop per activation, so each compiles to straight-line lanes.
-        match self.activation {
-            Activation::Linear => each(d, y, |y| Activation::Linear.derivative_from_output(y)),
-            Activation::Relu => each(d, y, |y| Activation::Relu.derivative_from_output(y)),
-            Activation::Sigmoid => each(d, y, |y| Activation::Sigmoid.derivative_from_output(y)),
-            Activation::Tanh => each(d, y, |y| Activation::Tanh.derivative_from_output(y)),
-        }
-    }
-}
-
-/// `sum[j] += x[j]`, in wide lanes.
-struct AddInto<'a, A> {
-    sum: &'a mut [A],
-    x: &'a [A],
-}
-
-impl<A: Element> WideOp for AddInto<'_, A> {
-    type Output = ();
-
-    #[inline(always)]
-    fn run(self) {
-        self.sum
-            .iter_mut()
-            .zip(self.x)
-            .for_each(|(s, &x)| *s = *s + x);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layers::DenseConfig;
     use crate::policy::{MixedBf16, F32, F64};
     use half::bf16;
 
@@ -248,7 +110,11 @@ mod tests {
     #[test]
     fn backward_matches_finite_differences_in_f64() {
         for act in Activation::ALL {
-            let mut d = Dense::<F64>::new(3, 4).with_seed(5).with_activation(act);
+            let mut d = DenseConfig::new(4)
+                .seed(5)
+                .activation(act)
+                .init::<F64>(3)
+                .unwrap();
             // A non-zero bias so relu sees both signs.
             d.bias
                 .as_mut()
@@ -258,6 +124,7 @@ mod tests {
             let c: Vec<f64> = (0..8).map(|i| (i as f64 - 3.5) / 4.0).collect();
             let loss = |d: &Dense<F64>, x: &Tensor<f64>| -> f64 {
                 d.forward(x)
+                    .unwrap()
                     .as_slice()
                     .iter()
                     .zip(&c)
@@ -336,9 +203,11 @@ mod tests {
     /// The accumulators reused between steps are overwritten, never read: a layer that ran a
     /// larger batch before gives the same outputs and input gradients as a fresh clone.
     fn reused_accumulators_hold_nothing_stale<P: Policy>() {
-        let mut d = Dense::<P>::new(7, 5)
-            .with_seed(3)
-            .with_activation(Activation::Relu);
+        let mut d = DenseConfig::new(5)
+            .seed(3)
+            .activation(Activation::Relu)
+            .init::<P>(7)
+            .unwrap();
         let batch = |rows: usize, salt: f32| -> Tensor<P::Compute> {
             let v = (0..rows * 7)
                 .map(|i| (i as f32 * 0.37 + salt).sin())
@@ -394,14 +263,16 @@ mod tests {
     fn packed_cache_follows_updates<P: Policy>() {
         use crate::module::Module;
         use crate::optimizers::{Optimizer, Sgd};
-        let mut d = Dense::<P>::new(5, 3)
-            .with_seed(9)
-            .with_activation(Activation::Tanh);
+        let mut d = DenseConfig::new(3)
+            .seed(9)
+            .activation(Activation::Tanh)
+            .init::<P>(5)
+            .unwrap();
         let x: Tensor<P::Compute> =
             Tensor::from_vec(vec![2, 5], (0..10).map(|i| i as f32 / 10.0).collect())
                 .unwrap()
                 .cast();
-        let before = d.forward(&x); // builds the packed cache
+        let before = d.forward(&x).unwrap(); // builds the packed cache
         let y = d.train_forward(x.clone()).unwrap();
         d.backward(y, true).unwrap(); // builds the transposed cache
         let _ = Sgd::new(0.5).step(&mut d).unwrap();
@@ -409,9 +280,14 @@ mod tests {
         let _ = crate::optimizers::Adam::new(0.1).step(&mut d).unwrap();
         // A clone starts with empty caches, so it packs the current weights afresh.
         let fresh = d.clone();
-        let after = d.forward(&x);
+        let after = d.forward(&x).unwrap();
         assert_ne!(before, after, "{}: the step changed nothing", P::NAME);
-        assert_eq!(after, fresh.forward(&x), "{}: stale packed kernel", P::NAME);
+        assert_eq!(
+            after,
+            fresh.forward(&x).unwrap(),
+            "{}: stale packed kernel",
+            P::NAME
+        );
         // The transposed cache too: the input gradients agree with a fresh layer's.
         let mut fresh = fresh;
         let (y1, y2) = (

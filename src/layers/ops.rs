@@ -1,0 +1,16 @@
+//! The machinery every layer shares, written once for [`Dense`](super::Dense) and reused by the
+//! layers that come after it (a convolution's products, a normalisation's f32 statistics):
+//!
+//! - [`workspace`]: the accumulator buffers (f32, f64 for `F64`) that product kernels sum into,
+//!   kept between training steps ([`Scratch`](workspace::Scratch)) or per thread for inference
+//!   ([`with_infer_acc`](workspace::with_infer_acc)), and the one rounding of an accumulator to
+//!   the compute type ([`round_acc`](workspace::round_acc)).
+//! - [`fused`]: the one-pass element-wise work around a product: bias, activation and rounding
+//!   after it ([`gemm_bias_activation`](fused::gemm_bias_activation)); `dz`, `max|dz|` and the
+//!   bias gradient's column sums over fixed row blocks before the backward products
+//!   ([`activation_grad`](fused::activation_grad)); the bound that proves such sums finite.
+//! - [`saved`]: what a training pass keeps for its backward pass, with byte accounting.
+
+pub(crate) mod fused;
+pub(crate) mod saved;
+pub(crate) mod workspace;
