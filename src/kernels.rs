@@ -59,12 +59,15 @@
 //! everywhere. An unknown value is treated as `auto` and one warning is printed on stderr.
 
 mod aligned;
+#[allow(unsafe_code)] // the AVX-512 casts and their dispatch
 pub(crate) mod cast;
+#[allow(unsafe_code)] // `par_collect` sets the length of the vector it filled
 mod collect;
 pub(crate) mod gemm;
 mod select;
 #[cfg(test)]
 mod tests;
+#[allow(unsafe_code)] // the `#[target_feature]` trampoline
 mod wide;
 
 pub(crate) use aligned::AlignedVec;

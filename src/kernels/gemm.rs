@@ -11,14 +11,20 @@
 //! - Otherwise the 16-bit types are widened to f32 once per call (exact), then `sgemm`.
 
 #[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)] // `asm!` tile instructions
 mod amx;
 #[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)] // the AVX-512 FMA microkernel
 mod fma;
 mod matref;
+#[allow(unsafe_code)] // the one call into matrixmultiply
 mod mm;
+#[allow(unsafe_code)] // calls of the AVX-512 packers
 mod pack;
+#[allow(unsafe_code)] // calls of the AMX and FMA kernels
 mod packed;
 #[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)] // a call of the AVX-512 transpose
 mod panels;
 
 pub use matref::MatRef;

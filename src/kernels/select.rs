@@ -6,6 +6,7 @@
 //! process, [`kernels_for`] (an explicit ceiling), and the `SAFETY` argument of every SIMD call
 //! rests on that answer: a [`Kernels`] is only ever built here, from detected features.
 
+#[allow(unsafe_code)] // one `arch_prctl` system call, to be granted the AMX tile state
 mod isa;
 
 use std::sync::OnceLock;
