@@ -16,15 +16,18 @@ const SHAPES: [(usize, usize); 2] = [(1024, 1024), (4096, 1024)];
 /// A layer with a gradient on every variable and its packed kernel cached (as after a forward).
 fn layer<P: Policy>(rows: usize, cols: usize) -> Dense<P> {
     let mut d = Dense::<P>::new(rows, cols).with_seed(3);
-    d.visit_params_mut(&mut |p| {
-        let shape = p.value().shape().to_vec();
-        let n: usize = shape.iter().product();
-        let g: Vec<f32> = (0..n)
-            .map(|i| ((i * 7919) % 1000) as f32 / 5e5 - 1e-3)
-            .collect();
-        p.set_grad(Tensor::from_vec(shape, g).expect("shape").cast())
-            .expect("gradient shape");
-    });
+    struct Grads;
+    impl mixprec::module::ParamVisitorMut for Grads {
+        fn visit<Q: Policy>(&mut self, p: &mut mixprec::param::Param<Q>) {
+            let shape = p.value().shape().to_vec();
+            let g: Vec<f32> = (0..p.len())
+                .map(|i| ((i * 7919) % 1000) as f32 / 5e5 - 1e-3)
+                .collect();
+            p.set_grad(Tensor::from_vec(shape, g).expect("shape").cast())
+                .expect("gradient shape");
+        }
+    }
+    d.visit_params_mut(&mut Grads);
     let x = Tensor::<f32>::from_vec(vec![1, rows], vec![0.5; rows]).expect("shape");
     black_box(d.call(&x));
     d

@@ -2,7 +2,7 @@
 //! policy. Run: `cargo bench --bench train_step`.
 //!
 //! Rows are `train_step/<policy>/784-1024-1024-10x256`; throughput is in samples. The f16 policies
-//! train through `LossScaleOptimizer` (what `Policy::auto_optimizer` picks), as they must.
+//! train through `LossScaleOptimizer` (what `AutoOptimizer` picks), as they must.
 
 use std::hint::black_box;
 
@@ -26,7 +26,7 @@ fn bench_policy<P: Policy>(c: &mut Criterion) {
             .with_activation(Activation::Relu),
         Dense::<P>::new(1024, 10).with_seed(3),
     );
-    let mut opt = P::auto_optimizer(Adam::new(1e-3));
+    let mut opt = AutoOptimizer::for_model(&model, Adam::new(1e-3));
     let x: Vec<f32> = (0..BATCH * 784)
         .map(|i| ((i * 7919) % 256) as f32 / 255.0)
         .collect();

@@ -6,9 +6,11 @@
 //! - [`AnyDense`]: a `Dense` whose policy was chosen at run time.
 
 mod dense;
+mod dispatch;
 mod sequential;
 
 pub use dense::{AnyDense, Dense, DenseFamily, DEFAULT_SEED};
+pub use dispatch::{ByPolicy, FamilyBuilder, FamilyVisitor, PolicyFamily};
 
 use std::fmt;
 use std::str::FromStr;
@@ -23,9 +25,16 @@ use crate::tensor::Tensor;
 /// The compute side of a layer or model: an inference pass, a training pass that saves what the
 /// backward pass needs, and the backward pass that stores the variables' gradients.
 ///
-/// Tensors between layers are typed: a stack `(A, B)` is a `Layer` only when
-/// `B::Input == A::Output`, so a `Dense<MixedBf16>` (emits `bf16`) cannot feed a `Dense<F32>`
-/// (takes `f32`) without an explicit cast.
+/// Tensors between layers are typed. In a stack `(A, B)` (a tuple, a `Vec`, a derived struct),
+/// `A`'s output is cast to `B::Input` when the two differ, as Keras's `Layer.__call__` casts its
+/// inputs to the layer's compute type: a `Dense<MixedBf16>` (emits `bf16`) feeds a `Dense<F32>`
+/// (takes `f32`), and the gradient flows back through the cast. A layer's own typed entry point
+/// (`Dense::forward`) takes only its compute type, for code that wants no implicit cast.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a layer (it does not implement `Layer`)",
+    label = "not a layer",
+    note = "in a `#[derive(Module)]` struct, every field without an attribute is a layer; mark configuration `#[module(skip)]` and transient state `#[module(reset)]`"
+)]
 pub trait Layer: Module {
     /// The element type of the input tensor (the compute type for the built-in layers).
     type Input: Element;

@@ -81,7 +81,7 @@ pub use half::{bf16, f16};
 /// - `impl<P: Policy> Layer for Mlp<P>`: the layer fields run in declaration order, exactly as the
 ///   tuple `(hidden, out)` (backward in reverse). Each field's `Input` must be the previous
 ///   field's `Output`, or the derive does not compile.
-/// - `struct MlpFamily` (a [`PolicyFamily`](policy::dispatch::PolicyFamily)),
+/// - `struct MlpFamily` (a [`PolicyFamily`](layers::PolicyFamily)),
 ///   `type AnyMlp = ByPolicy<MlpFamily>`, and `Mlp::to_any(&self, DTypePolicy) -> AnyMlp` and
 ///   `Mlp::to_global_policy(&self) -> AnyMlp` (the global policy is read once, at the call). These
 ///   need no generic parameter besides `P` and const parameters.
@@ -172,7 +172,7 @@ pub mod prelude {
     pub use crate::error::{Error, Result};
     pub use crate::layers::{Activation, AnyDense, Dense, Layer};
     pub use crate::losses::Loss;
-    pub use crate::optimizers::{Adam, LossScaleOptimizer, Optimizer, Sgd};
+    pub use crate::optimizers::{Adam, AutoOptimizer, LossScaleOptimizer, Optimizer, Sgd};
     pub use crate::policy::runtime::{
         global_policy, set_global_policy, DTypePolicy, PolicyVisitor,
     };

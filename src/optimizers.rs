@@ -2,29 +2,36 @@
 //! for float16 training. They update the master variables (`P::Variable`) with state kept in
 //! f32 (f64 for `F64`), and every update clears the variable's cached compute-type copy.
 //!
-//! Training a model whose policy computes in f16 needs loss scaling; the [`OptimizerFor`] bound
-//! makes a plain optimizer on such a model a compile error that says to wrap it.
+//! Training a model with a layer that computes in f16 needs loss scaling; the [`OptimizerFor`]
+//! bound makes a plain optimizer on such a model a compile error that says to wrap it, and
+//! [`AutoOptimizer`] wraps one exactly when the model needs it.
+//!
+//! Each variable is updated in its own accumulator type (f32 for f16, bf16 and f32 variables, f64
+//! for f64 ones), through [`Param::apply_update`](crate::param::Param), which also does the
+//! chunking and the repacking of cached packed weights; optimizers only say what happens to one
+//! element.
 
 mod adam;
+mod auto;
 mod loss_scale;
 mod sgd;
 
 pub use adam::Adam;
+pub use auto::AutoOptimizer;
 #[cfg(feature = "serde")] // checkpoints, which need serde for their metadata
 pub(crate) use loss_scale::valid_scale;
 pub use loss_scale::{LossScaleOptimizer, LossScaleState, DEFAULT_MIN_SCALE};
 pub use sgd::Sgd;
 
-use num_traits::Zero;
 use typenum::B0;
 
 use rayon::prelude::*;
 
-use crate::dtype::{cast_slice, Element, VecOf};
+use crate::dtype::{Element, VecOf};
 use crate::error::{Error, Result};
-use crate::kernels::gemm::RepackBlock;
-use crate::module::Module;
-use crate::policy::{Bf16, MixedBf16, Policy, F32, F64};
+use crate::module::{Module, ParamVisitor, ParamVisitorMut};
+use crate::param::{ElementwiseUpdate, Param, VarAccOf, PAR_CHUNK};
+use crate::policy::Policy;
 
 /// What an optimizer step did.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -91,11 +98,6 @@ pub trait Optimizer: Send {
         0
     }
 
-    /// The loss scale's state, for optimizers that scale the loss.
-    fn loss_scale_state(&self) -> Option<LossScaleState> {
-        None
-    }
-
     /// A copy of the state this optimizer carries between steps.
     fn export_state(&self) -> OptimizerState;
 
@@ -107,15 +109,6 @@ pub trait Optimizer: Send {
     /// [`Error::InvalidArgument`] when the state does not fit this optimizer (a slot it does not
     /// have, an invalid loss scale). The optimizer is then unchanged.
     fn import_state(&mut self, state: OptimizerState) -> Result<()>;
-
-    /// Restores a saved loss-scale state; a no-op for optimizers that do not scale the loss.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidArgument`] for a scale that is not finite and positive.
-    fn restore_loss_scale_state(&mut self, _state: LossScaleState) -> Result<()> {
-        Ok(())
-    }
 }
 
 /// Everything an optimizer carries from one step to the next, so training can resume exactly
@@ -132,28 +125,33 @@ pub struct OptimizerState {
     pub loss_scale: Option<LossScaleState>,
 }
 
-/// Gate: `Self` may train a model of policy `P`. Plain optimizers train every policy whose
-/// compute type is not f16; [`LossScaleOptimizer`] trains every policy.
+/// Gate: `Self` may train the model `M`. Plain optimizers train every model none of whose layers
+/// computes in f16 (`M::NeedsLossScale` is `B0`); [`LossScaleOptimizer`] and [`AutoOptimizer`]
+/// train every model.
+///
+/// ```compile_fail
+/// use mixprec::prelude::*;
+/// fn needs_gate<M: Module, O: mixprec::optimizers::OptimizerFor<M>>(_: &M, _: &O) {}
+/// // One float16-compute layer among float32 ones: the model needs loss scaling.
+/// let model = (Dense::<F32>::new(4, 8), Dense::<MixedF16>::new(8, 8), Dense::<F32>::new(8, 2));
+/// needs_gate(&model, &Adam::new(1e-3));
+/// ```
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot train a `{P}` model: float16 compute needs loss scaling",
+    message = "`{Self}` cannot train `{M}`: a layer computes in float16, which needs loss scaling",
     label = "this optimizer does not scale the loss",
-    note = "float16 gradients underflow to zero without loss scaling; wrap the optimizer: `LossScaleOptimizer::new(optimizer)`"
+    note = "float16 gradients underflow to zero without loss scaling; wrap the optimizer: `LossScaleOptimizer::new(optimizer)`, or `AutoOptimizer::for_model(&model, optimizer)`"
 )]
-pub trait OptimizerFor<P: Policy>: Optimizer {}
+pub trait OptimizerFor<M: Module + ?Sized>: Optimizer {}
 
-/// An optimizer that does not scale the loss ([`Sgd`], [`Adam`]): it trains every policy
-/// except the float16-compute ones, for which [`Policy::auto_optimizer`] wraps it in a
-/// [`LossScaleOptimizer`].
-pub trait PlainOptimizer:
-    Optimizer + OptimizerFor<F32> + OptimizerFor<F64> + OptimizerFor<Bf16> + OptimizerFor<MixedBf16>
-{
-}
+/// An optimizer that does not scale the loss ([`Sgd`], [`Adam`]): it trains every model without a
+/// float16-compute layer, and [`AutoOptimizer`] or [`LossScaleOptimizer`] wrap it for the others.
+pub trait PlainOptimizer: Optimizer {}
 impl PlainOptimizer for Sgd {}
 impl PlainOptimizer for Adam {}
 
-/// Implemented for typenum's `B0` only: "this policy does not need loss scaling".
+/// Implemented for typenum's `B0` only: "this model does not need loss scaling".
 #[diagnostic::on_unimplemented(
-    message = "this policy computes in float16, so training it needs loss scaling",
+    message = "this model has a layer that computes in float16, so training it needs loss scaling",
     label = "this optimizer does not scale the loss",
     note = "wrap the optimizer: `LossScaleOptimizer::new(optimizer)`"
 )]
@@ -162,12 +160,12 @@ impl NoLossScaleNeeded for B0 {}
 
 macro_rules! plain_optimizer_gate {
     ($($t:ty),*) => {$(
-        impl<P: Policy> OptimizerFor<P> for $t where P::NeedsLossScale: NoLossScaleNeeded {}
+        impl<M: Module + ?Sized> OptimizerFor<M> for $t where M::NeedsLossScale: NoLossScaleNeeded {}
     )*};
 }
 plain_optimizer_gate!(Sgd, Adam);
 
-impl<P: Policy, O: Optimizer> OptimizerFor<P> for LossScaleOptimizer<O> {}
+impl<M: Module + ?Sized, O: Optimizer> OptimizerFor<M> for LossScaleOptimizer<O> {}
 
 /// Per-variable optimizer state: slots in the accumulator type of the variable (f32, or f64).
 #[derive(Debug)]
@@ -257,142 +255,69 @@ impl Slots {
     }
 }
 
-/// One variable's element-wise update, as [`for_each_grad`] hands it to an optimizer: the
-/// weights and gradients in the accumulator type, the factor `scale` (the loss scale's inverse)
-/// that every gradient must be multiplied by, and the variable's index (for its optimizer state).
-///
-/// [`par_apply`](Self::par_apply) runs the update over chunks in parallel and repacks the
-/// variable's cached packed copies chunk by chunk as it goes (see
-/// [`Param::update_repacking`](crate::param::Param)); an update that does not use it is still
-/// correct, the copies are then packed afresh on next use.
-pub(crate) struct VarUpdate<'a, A: Element, C: Element> {
-    /// Index of the variable in visiting order.
-    pub index: usize,
-    /// The weights.
-    pub w: &'a mut [A],
-    /// The gradients, still to be multiplied by `scale`.
-    pub g: &'a [A],
-    /// `1 / loss scale` (1 without loss scaling).
-    pub scale: A,
-    /// The largest magnitude a new weight may have: the variable type's largest finite value,
-    /// in `A`. An update whose result is beyond it (or NaN) keeps the old weight and state.
-    pub limit: A,
-    chunk: usize,
-    blocks: Vec<Option<RepackBlock<'a, C>>>,
-}
-
-impl<A: Element, C: Element> VarUpdate<'_, A, C> {
-    /// Number of elements.
-    pub fn len(&self) -> usize {
-        self.w.len()
-    }
-
-    /// Runs `f(w, g, state)` on matching chunks of the weights, the gradients and each slice of
-    /// `state` (each as long as the weights), chunks in parallel, and repacks each chunk of
-    /// weights into the packed copies right after `f` returns. `f` returns how many elements it
-    /// held back (left unchanged because their new value was not finite, see
-    /// [`limit`](Self::limit)); the sum is returned.
-    ///
-    /// # Panics
-    ///
-    /// If a state slice is not as long as the weights.
-    pub fn par_apply(
-        self,
-        state: &mut [Vec<A>],
-        f: impl Fn(&mut [A], &[A], &mut [&mut [A]]) -> usize + Sync,
-    ) -> usize {
-        let (chunk, n) = (self.chunk, self.w.len());
-        let mut per_chunk: Vec<Vec<&mut [A]>> =
-            (0..n.div_ceil(chunk)).map(|_| Vec::new()).collect();
-        for s in state.iter_mut() {
-            assert_eq!(s.len(), n, "optimizer state length");
-            for (dst, c) in per_chunk.iter_mut().zip(s.chunks_mut(chunk)) {
-                dst.push(c);
-            }
-        }
-        self.w
-            .par_chunks_mut(chunk)
-            .zip(self.g.par_chunks(chunk))
-            .zip(per_chunk)
-            .zip(self.blocks)
-            .map(|(((w, g), mut st), block)| {
-                let held = f(w, g, &mut st);
-                if let (Some(block), Some(w)) = (block, f32::from_view(A::view(w))) {
-                    block.pack(w);
-                }
-                held
-            })
-            .sum()
-    }
-}
-
-/// Runs `update` for every variable of `model` with a [`VarUpdate`]: weights and gradients in
-/// the accumulator type of the variables. When the variable type is its own accumulator type
-/// (f32, f64), both slices are the variable's own memory (no copy); otherwise each is converted
-/// once into a scratch buffer reused across variables, and the weights are rounded back after the
-/// update. Errors if a gradient is missing or `inv_scale` is not a finite positive number.
-pub(crate) fn for_each_grad<M: Module>(
+/// Applies `update` to every variable of `model`, each in its own accumulator type, with the
+/// gradients multiplied by `inv_scale`, and `slot_count` state vectors per variable kept in
+/// `slots` (none when 0). Returns what was held back; errors if a gradient is missing or
+/// `inv_scale` is not a finite positive number (then no variable after the first missing one
+/// changed).
+pub(crate) fn update_each<M: Module, U: ElementwiseUpdate>(
     model: &mut M,
     inv_scale: f32,
-    mut update: impl FnMut(VarUpdate<'_, VarAcc<M>, ComputeOf<M>>) -> Result<()>,
-) -> Result<()> {
-    type V<M> = <<M as Module>::Policy as Policy>::Variable;
-    check_positive("gradient unscaling factor", inv_scale)?;
-    let (mut index, mut result) = (0, Ok(()));
-    let (mut g_buf, mut w_buf) = (Vec::new(), Vec::new());
-    let scale = VarAcc::<M>::from_f32_rne(inv_scale);
-    let limit = VarAcc::<M>::from_f64_rne(V::<M>::DTYPE.max_finite());
-    model.visit_params_mut(&mut |p| {
-        if result.is_err() {
-            return;
-        }
-        result = p.update_repacking(PAR_CHUNK, |u| {
-            let Some(grad) = u.grad else {
-                return Err(Error::InvalidArgument {
+    slots: &mut Slots,
+    slot_count: usize,
+    update: &U,
+) -> Result<HeldBack> {
+    struct Each<'a, U> {
+        update: &'a U,
+        slots: &'a mut Slots,
+        slot_count: usize,
+        inv_scale: f32,
+        index: usize,
+        held: HeldBack,
+        result: Result<()>,
+    }
+    impl<U: ElementwiseUpdate> ParamVisitorMut for Each<'_, U> {
+        fn visit<P: Policy>(&mut self, p: &mut Param<P>) {
+            let index = self.index;
+            self.index += 1;
+            if self.result.is_err() {
+                return;
+            }
+            if p.grad_slice().is_none() {
+                self.result = Err(Error::InvalidArgument {
                     what: "gradient",
                     found: format!("none for variable #{index}"),
                     expected: "a backward pass before the optimizer step",
                 });
-            };
-            let g: &[VarAcc<M>] = match VarAcc::<M>::from_view(V::<M>::view(grad)) {
-                Some(same) => same,
-                None => {
-                    g_buf.resize(grad.len(), VarAcc::<M>::zero());
-                    cast_slice(grad, &mut g_buf);
-                    &g_buf
-                }
-            };
-            let (chunk, blocks) = (u.chunk, u.blocks);
-            match VarAcc::<M>::from_view_mut(V::<M>::view_mut(u.value)) {
-                Some(w) => update(VarUpdate {
-                    index,
-                    w,
-                    g,
-                    scale,
-                    limit,
-                    chunk,
-                    blocks,
-                }),
-                None => {
-                    w_buf.resize(u.value.len(), VarAcc::<M>::zero());
-                    cast_slice(u.value, &mut w_buf);
-                    let r = update(VarUpdate {
-                        index,
-                        w: &mut w_buf,
-                        g,
-                        scale,
-                        limit,
-                        chunk,
-                        blocks: blocks.into_iter().map(|_| None).collect(),
-                    });
-                    cast_slice(&w_buf, u.value);
-                    r
-                }
+                return;
             }
-        });
-        index += 1;
-    });
-    result
+            let mut state = match self.slot_count {
+                0 => Vec::new(),
+                n => match self.slots.get::<VarAccOf<P>>(index, p.len(), n) {
+                    Ok(s) => s,
+                    Err(e) => return self.result = Err(e),
+                },
+            };
+            let held = p.apply_update(self.update, &mut state, self.inv_scale);
+            self.held
+                .add(index, held.expect("the gradient was checked above"));
+            if self.slot_count > 0 {
+                self.slots.put(index, state);
+            }
+        }
+    }
+    check_positive("gradient unscaling factor", inv_scale)?;
+    let mut each = Each {
+        update,
+        slots,
+        slot_count,
+        inv_scale,
+        index: 0,
+        held: HeldBack::default(),
+        result: Ok(()),
+    };
+    model.visit_params_mut(&mut each);
+    each.result.map(|()| each.held)
 }
 
 /// What the element-wise updates held back in one step: the first variable with an element
@@ -435,32 +360,26 @@ pub(crate) fn commit<A: Element>(ok: bool, new: A, old: A) -> A {
     }
 }
 
-/// The compute type of a model's policy.
-pub(crate) type ComputeOf<M> = <<M as Module>::Policy as Policy>::Compute;
-
-/// The accumulator type of a model's variables.
-pub(crate) type VarAcc<M> = <<<M as Module>::Policy as Policy>::Variable as Element>::Acc;
-
 /// True when every gradient of `model` is finite (a missing gradient counts as finite).
 /// Gradients whose layer proved them finite ([`Param::grad_known_finite`]) are not scanned.
 ///
 /// [`Param::grad_known_finite`]: crate::param::Param::grad_known_finite
 pub fn grads_are_finite<M: Module>(model: &M) -> bool {
-    let mut finite = true;
-    model.visit_params("", &mut |_, p| {
-        if p.grad_known_finite() {
-            return;
+    struct Finite(bool);
+    impl ParamVisitor for Finite {
+        fn visit<P: Policy>(&mut self, _: &str, p: &Param<P>) {
+            if p.grad_known_finite() {
+                return;
+            }
+            if let (true, Some(g)) = (self.0, p.grad_slice()) {
+                self.0 = g.par_chunks(PAR_CHUNK).all(crate::dtype::all_finite);
+            }
         }
-        if let (true, Some(g)) = (finite, p.grad_slice()) {
-            finite = g.par_chunks(PAR_CHUNK).all(crate::dtype::all_finite);
-        }
-    });
-    finite
+    }
+    let mut finite = Finite(true);
+    model.visit_params("", &mut finite);
+    finite.0
 }
-
-/// Elements per rayon task in element-wise optimizer updates: large enough that a bias vector
-/// stays one task, small enough that a 1024 × 1024 kernel splits across cores.
-pub(crate) const PAR_CHUNK: usize = 1 << 15;
 
 /// Below this, optimizer state (momentum, Adam's `m` and `v`) is set to zero: 2^-100.
 pub(crate) const STATE_FLOOR: f64 = 7.888609052210118e-31;

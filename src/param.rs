@@ -4,8 +4,11 @@
 
 use std::sync::OnceLock;
 
+mod update;
+
+pub(crate) use update::{ElementwiseUpdate, VarAccOf, PAR_CHUNK};
+
 use crate::dtype::{cast_to_vec, Element};
-use crate::kernels::gemm::{repack_blocks, RepackBlock, REPACK_ROWS};
 use crate::kernels::{pack_b_from, AlignedVec, MatRef, PackedB};
 use crate::policy::Policy;
 use crate::tensor::Tensor;
@@ -157,59 +160,6 @@ impl<P: Policy> Param<P> {
         (self.value.as_mut_slice(), self.grad.as_deref())
     }
 
-    /// Lends the value and the gradient to an element-wise update (an optimizer step) together
-    /// with the cached packed copies of the value cut into row blocks, so the update can repack
-    /// each block right after changing it, while its rows are still in cache, instead of the next
-    /// forward pass packing the whole weight again.
-    ///
-    /// `chunk_hint` is the number of elements the caller would like per parallel chunk;
-    /// [`Update::chunk`] is what it must use (whole blocks of [`REPACK_ROWS`] rows when there
-    /// is something to repack). The packed copies are kept only if every block was packed; any
-    /// other outcome (an update that ignores the blocks, a policy whose variables are not f32, a
-    /// layout without row-block repacking) drops them, and they are rebuilt on next use, so they
-    /// can never be stale.
-    pub(crate) fn update_repacking<R>(
-        &mut self,
-        chunk_hint: usize,
-        f: impl FnOnce(Update<'_, P>) -> R,
-    ) -> R {
-        self.compute = OnceLock::new();
-        let mut packed = std::mem::take(&mut self.packed);
-        let done = std::sync::atomic::AtomicUsize::new(0);
-        let len = self.value.len();
-        let master_is_f32 = P::Variable::DTYPE == crate::dtype::DType::Float32;
-        let (w, wt) = {
-            let [w, wt] = &mut packed;
-            (w.get_mut(), wt.get_mut())
-        };
-        let blocks = match *self.value.shape() {
-            [k, n] if master_is_f32 && n > 0 && (w.is_some() || wt.is_some()) => {
-                let block_rows = (chunk_hint / n / REPACK_ROWS).max(1) * REPACK_ROWS;
-                repack_blocks(w, wt, k, n, block_rows, &done).map(|b| (block_rows * n, b))
-            }
-            _ => None,
-        };
-        let repacks = blocks.is_some();
-        let (chunk, blocks) = match blocks {
-            Some((chunk, b)) => (chunk, b.into_iter().map(Some).collect()),
-            None => {
-                let chunk = chunk_hint.max(1);
-                (chunk, (0..len.div_ceil(chunk)).map(|_| None).collect())
-            }
-        };
-        let out = f(Update {
-            value: self.value.as_mut_slice(),
-            grad: self.grad.as_deref(),
-            chunk,
-            blocks,
-        });
-        let rows = self.value.shape().first().copied().unwrap_or(0);
-        if repacks && done.into_inner() == rows {
-            self.packed = packed;
-        }
-        out
-    }
-
     /// Writes a new gradient with `fill`, which receives a buffer in the accumulator type `A`
     /// to overwrite completely. When the variable type is `A` (f32 master weights), that buffer is
     /// the previous step's gradient storage, reused without allocating or zeroing; otherwise the
@@ -272,19 +222,6 @@ impl<P: Policy> Param<P> {
     }
 }
 
-/// What [`Param::update_repacking`] lends an update.
-pub(crate) struct Update<'a, P: Policy> {
-    /// The master value, to update in place.
-    pub value: &'a mut [P::Variable],
-    /// The gradient of the last backward pass, if any.
-    pub grad: Option<&'a [P::Variable]>,
-    /// Elements per chunk: the update must split `value` with `chunks_mut(chunk)`.
-    pub chunk: usize,
-    /// For each chunk of `value`, in order, the block to [`pack`](RepackBlock::pack) with the
-    /// chunk's updated values, if there are packed copies to keep.
-    pub blocks: Vec<Option<RepackBlock<'a, P::Compute>>>,
-}
-
 impl<P: Policy> Clone for Param<P> {
     fn clone(&self) -> Self {
         Param {
@@ -317,7 +254,6 @@ impl<P: Policy> std::fmt::Debug for Param<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dtype::Element;
     use crate::policy::{MixedF16, F32};
 
     #[test]
@@ -329,70 +265,6 @@ mod tests {
         p.set(Tensor::from_vec(vec![1], vec![4.0f32]).unwrap())
             .unwrap();
         assert_eq!(p.compute()[0].to_f32(), 4.0);
-    }
-
-    /// Runs an update through `update_repacking` that changes every weight, optionally packing
-    /// the blocks, and returns whether the packed copies were kept.
-    fn step<P: Policy<Variable = f32>>(p: &mut Param<P>, hint: usize, pack: bool) -> bool {
-        p.update_repacking(hint, |u| {
-            for (i, (w, block)) in u.value.chunks_mut(u.chunk).zip(u.blocks).enumerate() {
-                w.iter_mut()
-                    .enumerate()
-                    .for_each(|(j, x)| *x = *x * 0.75 + (i * 7 + j % 13) as f32 * 0.01);
-                if let (true, Some(b)) = (pack, block) {
-                    b.pack(w);
-                }
-            }
-        });
-        p.packed.iter().all(|c| c.get().is_some())
-    }
-
-    /// The products with the cached packed copies, as is and transposed, on a fixed input.
-    fn products<P: Policy<Variable = f32>>(p: &Param<P>) -> (Vec<f32>, Vec<f32>) {
-        use crate::kernels::gemm_packed;
-        let (k, n) = (p.shape()[0], p.shape()[1]);
-        let x = |cols: usize| -> Vec<P::Compute> {
-            (0..3 * cols)
-                .map(|i| P::Compute::from_f32_rne((i % 11) as f32 - 5.0))
-                .collect()
-        };
-        let (xa, xt) = (x(k), x(n));
-        let (mut y, mut yt) = (vec![0f32; 3 * n], vec![0f32; 3 * k]);
-        let (y_acc, yt_acc) = (
-            <P::Compute as Element>::Acc::from_view_mut(f32::view_mut(&mut y)).unwrap(),
-            <P::Compute as Element>::Acc::from_view_mut(f32::view_mut(&mut yt)).unwrap(),
-        );
-        gemm_packed(MatRef::row_major(&xa, 3, k), p.packed(false), y_acc, false);
-        gemm_packed(MatRef::row_major(&xt, 3, n), p.packed(true), yt_acc, false);
-        (y, yt)
-    }
-
-    fn repacked_copies_equal_fresh_ones<P: Policy<Variable = f32>>() {
-        // k = 70: blocks of 32, 32 and 6 rows (the last one a partial AMX k-chunk and strip);
-        // n = 37: a partial strip and panel.
-        let (k, n) = (70, 37);
-        let value: Vec<f32> = (0..k * n).map(|i| (i % 29) as f32 * 0.125 - 1.5).collect();
-        let mut p = Param::<P>::new(Tensor::from_vec(vec![k, n], value).unwrap());
-        let _ = products(&p); // fills both packed copies
-                              // The AMX and FMA-panel layouts repack by row blocks; the portable layout does not, and
-                              // its copies are rebuilt on next use instead.
-        let repackable = p.packed(false).kernel() != crate::kernels::KernelChoice::Portable;
-        let kept = step(&mut p, REPACK_ROWS * n, true);
-        let fresh = p.clone(); // a clone starts with no caches and packs anew
-        assert_eq!(products(&p), products(&fresh), "{}", P::NAME);
-        assert_eq!(kept, repackable, "{}: packed copies kept", P::NAME);
-        // An update that does not pack its blocks must drop the copies, not leave them stale.
-        assert!(!step(&mut p, REPACK_ROWS * n, false), "{}", P::NAME);
-        let fresh = p.clone();
-        assert_eq!(products(&p), products(&fresh), "{}", P::NAME);
-    }
-
-    #[test]
-    fn update_repacking_keeps_packed_copies_equal_to_a_fresh_pack() {
-        use crate::policy::MixedBf16;
-        repacked_copies_equal_fresh_ones::<F32>();
-        repacked_copies_equal_fresh_ones::<MixedBf16>();
-        repacked_copies_equal_fresh_ones::<MixedF16>();
     }
 
     /// The public gradient tensor is a copy made on demand; it must follow every write, set and

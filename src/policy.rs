@@ -15,14 +15,12 @@
 //! | `"mixed_float16"` | [`MixedF16`] | `f16` | `f32` | yes |
 //! | `"mixed_bfloat16"` | [`MixedBf16`] | `bf16` | `f32` | no |
 
-pub mod dispatch;
 pub mod runtime;
 
 use half::{bf16, f16};
 use typenum::{Bit, B0, B1};
 
 use crate::dtype::Element;
-use crate::optimizers::{LossScaleOptimizer, OptimizerFor, PlainOptimizer};
 use crate::DTypePolicy;
 
 /// A mixed-precision policy as a type.
@@ -53,8 +51,9 @@ pub trait Policy:
     /// The type variables (the master weights) are stored and updated in.
     type Variable: Element;
     /// [`B1`] when training must scale the loss (compute type f16, whose range underflows small
-    /// gradients), [`B0`] otherwise. A type, so optimizers can be gated on it at compile time.
-    type NeedsLossScale: Bit;
+    /// gradients), [`B0`] otherwise. A type, so optimizers can be gated on it at compile time; a
+    /// model's bit is the OR of its layers' ([`LossScaleBit::Or`]).
+    type NeedsLossScale: LossScaleBit;
     /// Keras's name (`"mixed_bfloat16"`, …).
     const NAME: &'static str;
     /// The run-time policy with the same meaning.
@@ -63,22 +62,6 @@ pub trait Policy:
     const COMPUTE_DTYPE: crate::DType = <Self::Compute as Element>::DTYPE;
     /// `Variable`'s tag.
     const VARIABLE_DTYPE: crate::DType = <Self::Variable as Element>::DTYPE;
-
-    /// The optimizer Keras's `compile` would train this policy with: `O` itself, or
-    /// `LossScaleOptimizer<O>` when the compute type is f16. It lets code that is generic over the
-    /// policy (a policy chosen at run time) train every policy without naming the wrapper.
-    type AutoOptimizer<O: PlainOptimizer>: OptimizerFor<Self>;
-
-    /// Wraps `optimizer` as [`AutoOptimizer`](Self::AutoOptimizer) says.
-    ///
-    /// ```
-    /// use mixprec::prelude::*;
-    /// use mixprec::optimizers::Optimizer;
-    /// fn scales<P: Policy>() -> bool { P::auto_optimizer(Adam::new(1e-3)).scales_loss() }
-    /// assert!(scales::<MixedF16>());
-    /// assert!(!scales::<MixedBf16>());
-    /// ```
-    fn auto_optimizer<O: PlainOptimizer>(optimizer: O) -> Self::AutoOptimizer<O>;
 }
 
 /// The compute type of `P`.
@@ -88,11 +71,44 @@ pub type VariableOf<P> = <P as Policy>::Variable;
 /// Whether `P` needs loss scaling for training, as a typenum bit.
 pub type NeedsLossScaleOf<P> = <P as Policy>::NeedsLossScale;
 
-/// `O` unchanged: the `AutoOptimizer` of policies that need no loss scaling.
-type Plain<O> = O;
+/// A typenum bit that can be OR-ed with another at the type level: the "needs loss scaling"
+/// flag of a policy, and of a model, whose flag is the OR over its parts (a model with one
+/// float16-compute layer needs loss scaling, whatever its other layers compute in).
+///
+/// typenum's own `BitOr` cannot be used here: `X: Bit` does not imply `X: BitOr<Y>`, so generic
+/// code could not OR two unknown bits. This trait, implemented for [`B0`] and [`B1`] only, can.
+///
+/// ```
+/// use mixprec::policy::{LossScaleBit, Or};
+/// use typenum::{Bit, B0, B1};
+/// assert!(!<Or<B0, B0> as Bit>::BOOL);
+/// assert!(<Or<B0, B1> as Bit>::BOOL);
+/// assert!(<Or<B1, B0> as Bit>::BOOL);
+/// ```
+pub trait LossScaleBit: Bit + sealed::Sealed + Send + Sync + 'static {
+    /// `Self | R`.
+    type Or<R: LossScaleBit>: LossScaleBit;
+}
+
+impl LossScaleBit for B0 {
+    type Or<R: LossScaleBit> = R;
+}
+
+impl LossScaleBit for B1 {
+    type Or<R: LossScaleBit> = B1;
+}
+
+/// `A | B` for loss-scale bits.
+pub type Or<A, B> = <A as LossScaleBit>::Or<B>;
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for typenum::B0 {}
+    impl Sealed for typenum::B1 {}
+}
 
 macro_rules! policies {
-    ($($(#[$doc:meta])* $name:ident = $keras:literal, $variant:ident, $c:ty, $v:ty, $ls:ty, $auto:ident, $wrap:path;)*) => {$(
+    ($($(#[$doc:meta])* $name:ident = $keras:literal, $variant:ident, $c:ty, $v:ty, $ls:ty;)*) => {$(
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name;
@@ -103,27 +119,23 @@ macro_rules! policies {
             type NeedsLossScale = $ls;
             const NAME: &'static str = $keras;
             const RUNTIME: DTypePolicy = DTypePolicy::$variant;
-            type AutoOptimizer<O: PlainOptimizer> = $auto<O>;
-            fn auto_optimizer<O: PlainOptimizer>(optimizer: O) -> $auto<O> {
-                $wrap(optimizer)
-            }
         }
     )*};
 }
 
 policies! {
     /// Keras `"float32"`: compute and variables in `f32`.
-    F32 = "float32", Float32, f32, f32, B0, Plain, std::convert::identity;
+    F32 = "float32", Float32, f32, f32, B0;
     /// Keras `"float64"`: compute and variables in `f64`.
-    F64 = "float64", Float64, f64, f64, B0, Plain, std::convert::identity;
+    F64 = "float64", Float64, f64, f64, B0;
     /// Keras `"float16"`: compute and variables in `f16`. Training needs loss scaling.
-    F16 = "float16", Float16, f16, f16, B1, LossScaleOptimizer, LossScaleOptimizer::new;
+    F16 = "float16", Float16, f16, f16, B1;
     /// Keras `"bfloat16"`: compute and variables in `bf16`.
-    Bf16 = "bfloat16", BFloat16, bf16, bf16, B0, Plain, std::convert::identity;
+    Bf16 = "bfloat16", BFloat16, bf16, bf16, B0;
     /// Keras `"mixed_float16"`: compute in `f16`, variables in `f32`. Training needs loss scaling.
-    MixedF16 = "mixed_float16", MixedFloat16, f16, f32, B1, LossScaleOptimizer, LossScaleOptimizer::new;
+    MixedF16 = "mixed_float16", MixedFloat16, f16, f32, B1;
     /// Keras `"mixed_bfloat16"`: compute in `bf16`, variables in `f32`.
-    MixedBf16 = "mixed_bfloat16", MixedBFloat16, bf16, f32, B0, Plain, std::convert::identity;
+    MixedBf16 = "mixed_bfloat16", MixedBFloat16, bf16, f32, B0;
 }
 
 macro_rules! default_policy {

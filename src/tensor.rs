@@ -116,6 +116,18 @@ impl<T: Element> Tensor<T> {
         }
     }
 
+    /// This tensor in type `U`: borrowed when `U` is `T` (no copy), otherwise converted, rounded
+    /// to nearest-even. The cast a layer applies to its input (Keras's autocast).
+    pub fn cast_ref<U: Element>(&self) -> std::borrow::Cow<'_, Tensor<U>> {
+        match (self as &dyn std::any::Any).downcast_ref::<Tensor<U>>() {
+            Some(same) => std::borrow::Cow::Borrowed(same),
+            None => std::borrow::Cow::Owned(Tensor {
+                shape: self.shape.clone(),
+                data: crate::dtype::cast_to_vec(&self.data),
+            }),
+        }
+    }
+
     /// The elements widened to `f64` (exact).
     pub fn to_f64_vec(&self) -> Vec<f64> {
         self.data.iter().map(|x| x.as_f64()).collect()
@@ -165,6 +177,18 @@ mod tests {
     fn from_vec_rejects_overflowing_shape() {
         let err = Tensor::<f32>::from_vec(vec![usize::MAX, 2], vec![]).unwrap_err();
         assert!(matches!(err, Error::ShapeOverflow { .. }), "{err}");
+    }
+
+    #[test]
+    fn cast_ref_borrows_the_same_type_and_rounds_another() {
+        let t = Tensor::from_vec(vec![2], vec![1.0f32, 1.0 + 1.0 / 512.0]).unwrap();
+        assert!(
+            matches!(t.cast_ref::<f32>(), std::borrow::Cow::Borrowed(b) if std::ptr::eq(b, &t))
+        );
+        let b = t.cast_ref::<half::bf16>();
+        assert_eq!(b.shape(), &[2]);
+        // bf16 spaces values 2^-7 apart at 1, so 1 + 2^-9 rounds down to 1.
+        assert_eq!(b.as_slice(), &[half::bf16::ONE, half::bf16::ONE]);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! and [`predict`]. The loss is computed in f32; the optimizer's loss scale multiplies the loss
 //! gradient before it enters the model, and the optimizer divides it out again.
 //!
-//! `fit` is gated at compile time: `O: OptimizerFor<M::Policy>`, so a float16-compute model with a
+//! `fit` is gated at compile time: `O: OptimizerFor<M>`, so a float16-compute model with a
 //! plain optimizer does not compile.
 
 use std::time::Instant;
@@ -215,7 +215,7 @@ pub fn fit<M, O>(
 ) -> Result<History>
 where
     M: Layer + Send,
-    O: OptimizerFor<M::Policy>,
+    O: OptimizerFor<M>,
 {
     fit_with_callback(model, optimizer, data, options, &mut Silent)
 }
@@ -241,7 +241,7 @@ pub fn fit_with_callback<M, O>(
 ) -> Result<History>
 where
     M: Layer + Send,
-    O: OptimizerFor<M::Policy>,
+    O: OptimizerFor<M>,
 {
     let loss = check_setup(model, data, options)?;
     let (train, val) = if options.validation_split > 0.0 {
@@ -349,7 +349,7 @@ fn run_epoch<M, O>(
 ) -> Result<EpochLogs>
 where
     M: Layer + Send,
-    O: OptimizerFor<M::Policy>,
+    O: OptimizerFor<M>,
 {
     let start = Instant::now();
     let batches = data.len().div_ceil(batch_size);

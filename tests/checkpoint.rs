@@ -22,14 +22,22 @@ fn mlp<P: Policy>(seed: u64) -> Vec<Dense<P>> {
 fn trained<P: Policy>(seed: u64) -> Vec<Dense<P>> {
     let mut m = mlp::<P>(seed);
     let mut k = 0.0f32;
-    m.visit_params_mut(&mut |p| {
-        p.update(|v| {
-            for x in v.iter_mut() {
+    let mut w = m.get_weights();
+    for t in &mut w {
+        let shape = t.shape().to_vec();
+        let moved: Vec<f64> = t
+            .as_slice()
+            .iter()
+            .map(|x| {
                 k += 0.37;
-                *x = *x + mixprec::Element::from_f32_rne(k.sin() / 8.0);
-            }
-        })
-    });
+                // The sum as the variable type would form it: added there and rounded.
+                let d = P::Variable::from_f32_rne(k.sin() / 8.0);
+                (P::Variable::from_f64_rne(*x) + d).as_f64()
+            })
+            .collect();
+        *t = Tensor::from_vec(shape, moved).unwrap();
+    }
+    m.set_weights(&w).unwrap();
     m
 }
 
@@ -46,11 +54,13 @@ fn save_tmp<P: Policy>(dir: &Path, model: &Vec<Dense<P>>) -> PathBuf {
 }
 
 fn values<P: Policy>(m: &Vec<Dense<P>>) -> Vec<(String, Vec<f64>)> {
-    let mut out = Vec::new();
-    m.visit_params("", &mut |n, p| {
-        out.push((n.to_string(), p.value().to_f64_vec()))
-    });
-    out
+    let names = m.param_names();
+    let weights = m.get_weights();
+    names
+        .into_iter()
+        .zip(weights)
+        .map(|(n, w)| (n, w.into_vec()))
+        .collect()
 }
 
 fn round_trip<P: Policy>() {
@@ -208,13 +218,11 @@ fn layout_matches<P: Policy>(dtype: &str, encode: fn(f64) -> Vec<u8>) {
     let data = &bytes[data_start..];
     let mut spans = Vec::new();
     let expected: HashMap<String, Vec<f64>> = values(&model).into_iter().collect();
-    let shapes: HashMap<String, Vec<usize>> = {
-        let mut s = HashMap::new();
-        model.visit_params("", &mut |n, p| {
-            s.insert(n.to_string(), p.shape().to_vec());
-        });
-        s
-    };
+    let shapes: HashMap<String, Vec<usize>> = model
+        .variables()
+        .into_iter()
+        .map(|v| (v.name, v.shape))
+        .collect();
     for (name, entry) in header.as_object().unwrap() {
         if name == "__metadata__" {
             continue;
@@ -283,10 +291,10 @@ fn python_reads<P: Policy>(dtype: &str, bits: fn(f64) -> u64) {
     let got: HashMap<String, (String, Vec<usize>, Vec<u64>)> =
         serde_json::from_slice(&out.stdout).unwrap();
     let mut want = HashMap::new();
-    model.visit_params("", &mut |n, p| {
-        let b = p.value().to_f64_vec().into_iter().map(bits).collect();
-        want.insert(n.to_string(), (dtype.to_string(), p.shape().to_vec(), b));
-    });
+    for (v, w) in model.variables().into_iter().zip(model.get_weights()) {
+        let b = w.into_vec().into_iter().map(bits).collect();
+        want.insert(v.name, (dtype.to_string(), v.shape, b));
+    }
     assert_eq!(got, want);
 }
 
@@ -729,12 +737,15 @@ mod save_read_property {
         checkpoint::save(&model, &path, &meta).unwrap();
         let before = std::fs::read(&path).unwrap();
         if case.nan_weight {
-            model[0].visit_params_mut(&mut |p| {
-                p.update(|v| v[0] = mixprec::Element::from_f32_rne(f32::NAN))
-            });
+            struct Poison;
+            impl mixprec::module::ParamVisitorMut for Poison {
+                fn visit<Q: Policy>(&mut self, p: &mut mixprec::param::Param<Q>) {
+                    p.update(|v| v[0] = mixprec::Element::from_f32_rne(f32::NAN))
+                }
+            }
+            model[0].visit_params_mut(&mut Poison);
         }
-        let mut lens = Vec::new();
-        model.visit_params("", &mut |_, p| lens.push(p.len()));
+        let lens: Vec<usize> = model.variables().iter().map(|v| v.len()).collect();
         let state = state_for(case, &lens);
         let valid = !case.nan_weight
             && state

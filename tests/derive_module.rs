@@ -55,11 +55,16 @@ fn input<P: Policy>() -> Tensor<ComputeOf<P>> {
 
 /// Every variable's gradient, in visiting order, widened to f64.
 fn grads<M: Module>(m: &M) -> Vec<Vec<f64>> {
-    let mut out = Vec::new();
-    m.visit_params("", &mut |_, p| {
-        out.push(p.grad().map(Tensor::to_f64_vec).unwrap_or_default())
-    });
-    out
+    struct Grads(Vec<Vec<f64>>);
+    impl mixprec::module::ParamVisitor for Grads {
+        fn visit<P: Policy>(&mut self, _: &str, p: &mixprec::param::Param<P>) {
+            self.0
+                .push(p.grad().map(Tensor::to_f64_vec).unwrap_or_default())
+        }
+    }
+    let mut g = Grads(Vec::new());
+    m.visit_params("", &mut g);
+    g.0
 }
 
 macro_rules! for_every_policy {
@@ -126,9 +131,7 @@ fn names_follow_fields_in_declaration_order() {
     assert_eq!(mlp.param_count(), 3 * 5 + 5 + 5 * 2 + 2);
     assert_eq!(mlp.variable_bytes(), mlp.param_count() * 4);
 
-    let mut m = mlp;
-    let mut lens = Vec::new();
-    m.visit_params_mut(&mut |p| lens.push(p.len()));
+    let lens: Vec<usize> = mlp.variables().iter().map(|v| v.len()).collect();
     assert_eq!(lens, [15, 5, 10, 2]);
 }
 
@@ -144,9 +147,15 @@ fn names_nest_through_derived_fields() {
         "head.bias",
     ];
     assert_eq!(net.param_names(), names);
-    let mut prefixed = Vec::new();
-    net.visit_params("model", &mut |n, _| prefixed.push(n.to_string()));
-    assert_eq!(prefixed[0], "model.block.hidden.kernel");
+    struct Names(Vec<String>);
+    impl mixprec::module::ParamVisitor for Names {
+        fn visit<P: Policy>(&mut self, name: &str, _: &mixprec::param::Param<P>) {
+            self.0.push(name.to_string());
+        }
+    }
+    let mut prefixed = Names(Vec::new());
+    net.visit_params("model", &mut prefixed);
+    assert_eq!(prefixed.0[0], "model.block.hidden.kernel");
 }
 
 impl<P: Policy> Net<P> {
@@ -220,10 +229,7 @@ fn to_any_holds_the_requested_policy() {
         any.predict_f32(&x).unwrap().to_f64_vec(),
         expected.to_f64_vec()
     );
-    assert!(matches!(
-        any,
-        mixprec::policy::dispatch::ByPolicy::MixedBFloat16(_)
-    ));
+    assert!(matches!(any, mixprec::layers::ByPolicy::MixedBFloat16(_)));
 }
 
 #[test]

@@ -10,10 +10,23 @@ fn variable() -> Dense<F32> {
 }
 
 fn set_grad(model: &mut Dense<F32>, g: [f32; 4]) {
-    model.visit_params_mut(&mut |p| {
-        p.set_grad(Tensor::from_vec(vec![4, 1], g.to_vec()).unwrap())
-            .unwrap()
-    });
+    set_grads(model, |_, _| g.to_vec());
+}
+
+/// Sets every variable's gradient to `f(index, len)` (f32 values, rounded to the variable type).
+struct SetGrads<F>(usize, F);
+impl<F: FnMut(usize, usize) -> Vec<f32>> mixprec::module::ParamVisitorMut for SetGrads<F> {
+    fn visit<P: mixprec::policy::Policy>(&mut self, p: &mut mixprec::param::Param<P>) {
+        let shape = p.shape().to_vec();
+        let g = (self.1)(self.0, p.len());
+        self.0 += 1;
+        p.set_grad(Tensor::from_vec(shape, g).unwrap().cast())
+            .unwrap();
+    }
+}
+
+fn set_grads<M: Module>(m: &mut M, f: impl FnMut(usize, usize) -> Vec<f32>) {
+    m.visit_params_mut(&mut SetGrads(0, f));
 }
 
 fn values(model: &Dense<F32>) -> Vec<f32> {
@@ -349,10 +362,7 @@ fn issue_10_an_update_that_overflows_leaves_those_weights_unchanged() {
 fn issue_10_a_float16_weight_is_not_pushed_past_65504() {
     let k = Tensor::from_vec(vec![2, 1], vec![60000.0f32, 1.0]).unwrap();
     let mut d = Dense::<F16>::from_weights(k, None).unwrap();
-    d.visit_params_mut(&mut |p| {
-        let g = Tensor::from_vec(vec![2, 1], vec![f16::from_f32(-1.0); 2]).unwrap();
-        p.set_grad(g).unwrap()
-    });
+    set_grads(&mut d, |_, n| vec![-1.0; n]);
     let mut opt = LossScaleOptimizer::new(Sgd::new(10000.0))
         .with_initial_scale(1.0)
         .unwrap();

@@ -152,11 +152,25 @@ fn gradient(g: Grad, step: usize, n: usize) -> Vec<f32> {
 }
 
 fn all_finite<P: Policy>(d: &Dense<P>) -> bool {
-    let mut ok = true;
-    d.visit_params("", &mut |_, p| {
-        ok &= p.value().as_slice().iter().all(|x| x.as_f64().is_finite());
-    });
-    ok
+    d.get_weights()
+        .iter()
+        .all(|w| w.as_slice().iter().all(|x| x.is_finite()))
+}
+
+/// Sets every variable's gradient to `f(index, len)` (f32 values, rounded to the variable type).
+struct SetGrads<F>(usize, F);
+impl<F: FnMut(usize, usize) -> Vec<f32>> mixprec::module::ParamVisitorMut for SetGrads<F> {
+    fn visit<P: mixprec::policy::Policy>(&mut self, p: &mut mixprec::param::Param<P>) {
+        let shape = p.shape().to_vec();
+        let g = (self.1)(self.0, p.len());
+        self.0 += 1;
+        p.set_grad(Tensor::from_vec(shape, g).unwrap().cast())
+            .unwrap();
+    }
+}
+
+fn set_grads<M: Module>(m: &mut M, f: impl FnMut(usize, usize) -> Vec<f32>) {
+    m.visit_params_mut(&mut SetGrads(0, f));
 }
 
 fn drive<P: Policy, O: Optimizer>(case: &Case, mut opt: LossScaleOptimizer<O>) {
@@ -168,12 +182,7 @@ fn drive<P: Policy, O: Optimizer>(case: &Case, mut opt: LossScaleOptimizer<O>) {
     for run in &case.runs {
         for _ in 0..run.len {
             step += 1;
-            d.visit_params_mut(&mut |p| {
-                let shape = p.value().shape().to_vec();
-                let n = shape.iter().product();
-                let g = Tensor::from_vec(shape, gradient(run.grad, step, n)).unwrap();
-                p.set_grad(g.cast()).unwrap();
-            });
+            set_grads(&mut d, |_, n| gradient(run.grad, step, n));
             match opt.step(&mut d) {
                 Ok(_) => {}
                 Err(Error::NonFiniteUpdate { .. }) => {}
@@ -259,11 +268,7 @@ fn prop_sequences_cover_the_old_zero_scale_failure() {
     let mut probe = wrap(Sgd::new(0.1), &case);
     let mut d = Dense::<F32>::new(1, 1);
     for _ in 0..200 {
-        d.visit_params_mut(&mut |p| {
-            let shape = p.value().shape().to_vec();
-            p.set_grad(Tensor::from_vec(shape, vec![f32::NAN]).unwrap())
-                .unwrap()
-        });
+        set_grads(&mut d, |_, n| vec![f32::NAN; n]);
         let _ = probe.step(&mut d).unwrap();
     }
     assert_eq!(

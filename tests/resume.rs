@@ -2,7 +2,7 @@
 //! fresh optimizer, 2 more epochs gives bit-for-bit the weights of 4 uninterrupted epochs.
 
 use mixprec::io::{checkpoint, CheckpointMeta};
-use mixprec::optimizers::{Optimizer, PlainOptimizer};
+use mixprec::optimizers::{AutoOptimizer, Optimizer, PlainOptimizer};
 use mixprec::prelude::*;
 
 fn model<P: Policy>() -> Vec<Dense<P>> {
@@ -13,7 +13,9 @@ fn model<P: Policy>() -> Vec<Dense<P>> {
 
 fn weights<M: Module>(m: &M) -> Vec<f64> {
     let mut out = Vec::new();
-    m.visit_params("", &mut |_, p| out.extend(p.value().to_f64_vec()));
+    m.get_weights()
+        .iter()
+        .for_each(|w| out.extend(w.as_slice()));
     out
 }
 
@@ -27,11 +29,11 @@ fn resume_matches_uninterrupted<P: Policy, O: PlainOptimizer>(make: impl Fn() ->
     };
 
     let mut straight = model::<P>();
-    let mut opt = P::auto_optimizer(make());
+    let mut opt = AutoOptimizer::new::<Vec<Dense<P>>>(make());
     fit(&mut straight, &mut opt, &data, &opts(0, 4)).unwrap();
 
     let mut first = model::<P>();
-    let mut opt = P::auto_optimizer(make());
+    let mut opt = AutoOptimizer::new::<Vec<Dense<P>>>(make());
     fit(&mut first, &mut opt, &data, &opts(0, 2)).unwrap();
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("resume");
     std::fs::create_dir_all(&dir).unwrap();
@@ -47,7 +49,7 @@ fn resume_matches_uninterrupted<P: Policy, O: PlainOptimizer>(make: impl Fn() ->
     let ckpt = checkpoint::read(&path).unwrap();
     let mut resumed = model::<P>();
     checkpoint::load_into(&mut resumed, &ckpt).unwrap();
-    let mut opt2 = P::auto_optimizer(make());
+    let mut opt2 = AutoOptimizer::new::<Vec<Dense<P>>>(make());
     opt2.import_state(checkpoint::optimizer_state(&resumed, &ckpt).unwrap())
         .unwrap();
     assert_eq!(opt2.iterations(), opt.iterations());

@@ -3,8 +3,8 @@
 
 use std::any::TypeId;
 
+use mixprec::layers::FamilyVisitor;
 use mixprec::layers::{AnyDense, Dense, DenseFamily};
-use mixprec::policy::dispatch::FamilyVisitor;
 use mixprec::policy::{Bf16, MixedBf16, MixedF16, Policy, F16, F32, F64};
 use mixprec::{DTypePolicy, Error, ParsePolicyError, PolicyVisitor, Tensor};
 

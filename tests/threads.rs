@@ -24,7 +24,7 @@ fn trained_bits<P: Policy>(threads: usize) -> Vec<u64> {
                 .with_activation(Activation::Tanh),
             Dense::<P>::new(256, 10).with_seed(3),
         );
-        let mut opt = P::auto_optimizer(Adam::new(1e-3));
+        let mut opt = AutoOptimizer::for_model(&model, Adam::new(1e-3));
         let batch = 160;
         let x: Vec<f32> = (0..batch * 192)
             .map(|i| ((i * 7919) % 1001) as f32 / 500.0 - 1.0)
@@ -42,11 +42,11 @@ fn trained_bits<P: Policy>(threads: usize) -> Vec<u64> {
             )
             .expect("a step");
         }
-        let mut bits = Vec::new();
-        model.visit_params("", &mut |_, p| {
-            bits.extend(p.value().as_slice().iter().map(|v| v.as_f64().to_bits()))
-        });
-        bits
+        let weights = model.get_weights();
+        weights
+            .iter()
+            .flat_map(|w| w.as_slice().iter().map(|v| v.to_bits()))
+            .collect()
     })
 }
 

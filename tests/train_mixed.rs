@@ -22,7 +22,9 @@ fn mlp<P: Policy>(seed: u64) -> Mlp<P> {
 
 fn weights<M: Module>(m: &M) -> Vec<f64> {
     let mut out = Vec::new();
-    m.visit_params("", &mut |_, p| out.extend(p.value().to_f64_vec()));
+    m.get_weights()
+        .iter()
+        .for_each(|w| out.extend(w.as_slice()));
     out
 }
 
@@ -31,7 +33,7 @@ fn norm(v: impl Iterator<Item = f64>) -> f64 {
 }
 
 /// Trains `steps` full-batch SGD steps and returns the weights.
-fn train<P: Policy, O: mixprec::optimizers::OptimizerFor<P>>(
+fn train<P: Policy, O: mixprec::optimizers::OptimizerFor<Mlp<P>>>(
     model: &mut Mlp<P>,
     opt: &mut O,
     data: &Dataset,
@@ -69,7 +71,7 @@ fn update_error<P: Policy>(seed: u64, steps: usize) -> f64 {
     let exact = train(&mut mlp::<F64>(seed), &mut Sgd::new(0.05), &d, steps);
     let run = train(
         &mut mlp::<P>(seed),
-        &mut P::auto_optimizer(Sgd::new(0.05)),
+        &mut mixprec::optimizers::AutoOptimizer::new::<Mlp<P>>(Sgd::new(0.05)),
         &d,
         steps,
     );

@@ -1,5 +1,6 @@
 //! Compile-fail tests: each file in `tests/ui/` is one type mistake that must not compile, with
-//! its expected compiler output checked in next to it (`.stderr`). The toolchain is pinned in
+//! its expected compiler output checked in next to it (`.stderr`); each file in `tests/ui/pass/`
+//! is the corrected or allowed form, which must compile and run. The toolchain is pinned in
 //! `rust-toolchain.toml` so the output stays stable; after reading a diff, regenerate with
 //! `TRYBUILD=overwrite cargo test --test ui`.
 //!
@@ -8,5 +9,7 @@
 
 #[test]
 fn ui() {
-    trybuild::TestCases::new().compile_fail("tests/ui/*.rs");
+    let t = trybuild::TestCases::new();
+    t.compile_fail("tests/ui/*.rs");
+    t.pass("tests/ui/pass/*.rs");
 }

@@ -7,7 +7,7 @@ use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 use syn::{DeriveInput, GenericParam, Generics, Ident, Result};
 
-use crate::parse::{param_shape, Field, Input, Kind, ParamShape};
+use crate::parse::{mentions, param_shape, Field, Input, Kind, ParamShape};
 use crate::validate::validate;
 
 /// `#[derive(Module)]`: the impls, or the errors plus a stub.
@@ -70,32 +70,50 @@ impl Cx<'_> {
             ident, generics, ..
         } = self.input;
         let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
-        let (p, q) = (self.p, &self.q);
+        let q = &self.q;
         let at_q = self.at(q);
-        let (prefix, f) = (local("prefix"), local("f"));
-        let visit = self.input.fields.iter().map(|x| self.visit(x, &prefix, &f));
-        let visit_mut = self.input.fields.iter().map(|x| self.visit_mut(x, &f));
+        let (prefix, v) = (local("prefix"), local("v"));
+        let visit = self.input.fields.iter().map(|x| self.visit(x, &prefix, &v));
+        let visit_mut = self.input.fields.iter().map(|x| self.visit_mut(x, &v));
         let convert = self.input.fields.iter().map(|x| self.convert(x));
+        let needs = self.needs_loss_scale();
+        // A layer field whose type does not use the policy parameter keeps its own policy and is
+        // copied by `to_policy`; bounding it here reports a field that is not a module once, at
+        // the field, instead of at every use in the generated bodies.
+        let fixed = self
+            .input
+            .fields
+            .iter()
+            .filter(|f| f.kind == Kind::Layer && !mentions(f.ty, self.p));
+        let fixed = fixed.map(|f| {
+            let ty = f.ty;
+            quote_spanned!(ty.span()=> #ty: ::mixprec::module::Module + ::core::clone::Clone,)
+        });
+        let own = where_clause.map(|w| {
+            let preds = w.predicates.iter();
+            quote!(#(#preds,)*)
+        });
         quote! {
             #[automatically_derived]
-            impl #impl_generics ::mixprec::module::Module for #ident #ty_generics #where_clause {
-                type Policy = #p;
+            impl #impl_generics ::mixprec::module::Module for #ident #ty_generics
+            where
+                #own
+                #(#fixed)*
+            {
+                type NeedsLossScale = #needs;
                 type At<#q: ::mixprec::policy::Policy> = #at_q;
 
-                fn visit_params(
+                fn visit_params<__V: ::mixprec::module::ParamVisitor>(
                     &self,
                     #prefix: &::core::primitive::str,
-                    #f: &mut dyn ::core::ops::FnMut(
-                        &::core::primitive::str,
-                        &::mixprec::param::Param<#p>,
-                    ),
+                    #v: &mut __V,
                 ) {
                     #(#visit)*
                 }
 
-                fn visit_params_mut(
+                fn visit_params_mut<__V: ::mixprec::module::ParamVisitorMut>(
                     &mut self,
-                    #f: &mut dyn ::core::ops::FnMut(&mut ::mixprec::param::Param<#p>),
+                    #v: &mut __V,
                 ) {
                     #(#visit_mut)*
                 }
@@ -107,43 +125,77 @@ impl Cx<'_> {
         }
     }
 
-    fn visit(&self, field: &Field<'_>, prefix: &Ident, f: &Ident) -> TokenStream {
-        let (member, name, v) = (field.ident, field.name(), local("v"));
+    /// The OR of every part's loss-scale bit: a `Param<P>` field contributes `P`'s, a layer
+    /// field its `Module::NeedsLossScale`.
+    fn needs_loss_scale(&self) -> TokenStream {
+        let p = self.p;
+        let bits: Vec<TokenStream> = self
+            .input
+            .fields
+            .iter()
+            .filter_map(|f| match f.kind {
+                Kind::Param => Some(quote!(<#p as ::mixprec::policy::Policy>::NeedsLossScale)),
+                Kind::Layer => {
+                    let ty = f.ty;
+                    Some(quote_spanned!(ty.span()=> <#ty as ::mixprec::module::Module>::NeedsLossScale))
+                }
+                Kind::Skip | Kind::Reset => None,
+            })
+            .collect();
+        let mut bits = bits.into_iter().rev();
+        // `validate` guarantees at least one layer or variable field.
+        let last = bits.next().unwrap_or_else(|| {
+            quote!(<::mixprec::policy::F32 as ::mixprec::policy::Policy>::NeedsLossScale)
+        });
+        bits.fold(
+            last,
+            |acc, b| quote!(<#b as ::mixprec::policy::LossScaleBit>::Or<#acc>),
+        )
+    }
+
+    fn visit(&self, field: &Field<'_>, prefix: &Ident, v: &Ident) -> TokenStream {
+        let (member, name, x) = (field.ident, field.name(), local("x"));
         let path = quote!(&::mixprec::module::join_name(#prefix, #name));
+        let visitor = quote!(::mixprec::module::ParamVisitor);
         match (field.kind, param_shape(field.ty)) {
             (Kind::Layer, _) => quote_spanned! {field.ty.span()=>
-                ::mixprec::module::Module::visit_params(&self.#member, #path, #f);
+                ::mixprec::module::Module::visit_params(&self.#member, #path, #v);
             },
             (Kind::Param, Some(ParamShape::Optional)) => quote! {
-                if let ::core::option::Option::Some(#v) = &self.#member {
-                    #f(#path, #v);
+                if let ::core::option::Option::Some(#x) = &self.#member {
+                    #visitor::visit(#v, #path, #x);
                 }
             },
-            (Kind::Param, _) => quote!(#f(#path, &self.#member);),
+            (Kind::Param, _) => quote!(#visitor::visit(#v, #path, &self.#member);),
             (Kind::Skip | Kind::Reset, _) => TokenStream::new(),
         }
     }
 
-    fn visit_mut(&self, field: &Field<'_>, f: &Ident) -> TokenStream {
-        let (member, v) = (field.ident, local("v"));
+    fn visit_mut(&self, field: &Field<'_>, v: &Ident) -> TokenStream {
+        let (member, x) = (field.ident, local("x"));
+        let visitor = quote!(::mixprec::module::ParamVisitorMut);
         match (field.kind, param_shape(field.ty)) {
             (Kind::Layer, _) => quote_spanned! {field.ty.span()=>
-                ::mixprec::module::Module::visit_params_mut(&mut self.#member, #f);
+                ::mixprec::module::Module::visit_params_mut(&mut self.#member, #v);
             },
             (Kind::Param, Some(ParamShape::Optional)) => quote! {
-                if let ::core::option::Option::Some(#v) = &mut self.#member {
-                    #f(#v);
+                if let ::core::option::Option::Some(#x) = &mut self.#member {
+                    #visitor::visit(#v, #x);
                 }
             },
-            (Kind::Param, _) => quote!(#f(&mut self.#member);),
+            (Kind::Param, _) => quote!(#visitor::visit(#v, &mut self.#member);),
             (Kind::Skip | Kind::Reset, _) => TokenStream::new(),
         }
     }
 
-    /// `field: <the field in policy Q>,`
+    /// `field: <the field in policy Q>,`. A layer field whose type does not use the policy
+    /// parameter (`head: Dense<F32>`) keeps its own policy: it is copied as it is.
     fn convert(&self, field: &Field<'_>) -> TokenStream {
         let (member, q) = (field.ident, &self.q);
         let value = match (field.kind, param_shape(field.ty)) {
+            (Kind::Layer, _) if !mentions(field.ty, self.p) => quote_spanned! {field.ty.span()=>
+                ::mixprec::module::fixed_policy_copy(&self.#member)
+            },
             (Kind::Layer, _) => quote_spanned! {field.ty.span()=>
                 ::mixprec::module::Module::to_policy::<#q>(&self.#member)
             },
@@ -160,8 +212,9 @@ impl Cx<'_> {
         quote!(#member: #value,)
     }
 
-    /// `Layer` for the layer fields in declaration order, as the tuple impls in `sequential.rs`,
-    /// plus a check that each field's input is its predecessor's output, reported at the field.
+    /// `Layer` for the layer fields in declaration order, as the tuple impls in `sequential.rs`:
+    /// each field's input is its predecessor's output cast to the field's input type (Keras's
+    /// autocast: no copy when the types are equal).
     fn layer_impl(&self) -> TokenStream {
         let Input {
             ident, generics, ..
@@ -178,13 +231,9 @@ impl Cx<'_> {
             let preds = w.predicates.iter();
             quote!(#(#preds,)*)
         });
-        let chain = layers.windows(2).map(|w| {
-            let (prev, next) = (w[0].ty, w[1].ty);
-            quote_spanned!(next.span()=> #next: #layer<Input = <#prev as #layer>::Output>,)
-        });
-        let links = layers.windows(2).map(|w| {
-            let (prev, next) = (w[0].ty, w[1].ty);
-            quote_spanned!(next.span()=> input_is_previous_output::<#prev, #next>();)
+        let bounds = layers.iter().map(|f| {
+            let ty = f.ty;
+            quote_spanned!(ty.span()=> #ty: #layer,)
         });
         let members: Vec<_> = layers.iter().map(|f| f.ident).collect();
         let (head, rest) = (members[0], &members[1..]);
@@ -201,8 +250,7 @@ impl Cx<'_> {
             impl #impl_generics #layer for #ident #ty_generics
             where
                 #own
-                #first_ty: #layer,
-                #(#chain)*
+                #(#bounds)*
             {
                 type Input = <#first_ty as #layer>::Input;
                 type Output = <#last_ty as #layer>::Output;
@@ -212,7 +260,7 @@ impl Cx<'_> {
                     #x: &#tensor<Self::Input>,
                 ) -> ::mixprec::Result<#tensor<Self::Output>> {
                     let #x = #layer::infer(&self.#head, #x)?;
-                    #(let #x = #layer::infer(&self.#rest, &#x)?;)*
+                    #(let #x = #layer::infer(&self.#rest, &#tensor::cast_ref(&#x))?;)*
                     ::core::result::Result::Ok(#x)
                 }
 
@@ -220,7 +268,8 @@ impl Cx<'_> {
                     &mut self,
                     #x: #tensor<Self::Input>,
                 ) -> ::mixprec::Result<#tensor<Self::Output>> {
-                    #(let #x = #layer::train_forward(&mut self.#members, #x)?;)*
+                    let #x = #layer::train_forward(&mut self.#head, #x)?;
+                    #(let #x = #layer::train_forward(&mut self.#rest, #tensor::into_cast(#x))?;)*
                     ::core::result::Result::Ok(#x)
                 }
 
@@ -231,10 +280,10 @@ impl Cx<'_> {
                 ) -> ::mixprec::Result<::core::option::Option<#tensor<Self::Input>>> {
                     let #d = #dy;
                     #(
-                        let #d = #layer::backward(&mut self.#back, #d, true)?
+                        let #d = #layer::backward(&mut self.#back, #tensor::into_cast(#d), true)?
                             .expect("asked for the input gradient");
                     )*
-                    #layer::backward(&mut self.#head, #d, #need)
+                    #layer::backward(&mut self.#head, #tensor::into_cast(#d), #need)
                 }
 
                 fn saved_bytes(&self) -> usize {
@@ -251,15 +300,6 @@ impl Cx<'_> {
                     ::core::option::Option::Some(#n)
                 }
             }
-
-            #[allow(clippy::extra_unused_type_parameters)]
-            const _: () = {
-                fn input_is_previous_output<A: #layer, B: #layer<Input = <A as #layer>::Output>>() {}
-                #[allow(dead_code)]
-                fn layers_connect #impl_generics () #where_clause {
-                    #(#links)*
-                }
-            };
         }
     }
 
@@ -284,7 +324,7 @@ impl Cx<'_> {
             true => (quote!(), quote!()),
             false => (quote!(<#(#consts),*>), quote!(<#(#const_names),*>)),
         };
-        let dispatch = quote!(::mixprec::policy::dispatch);
+        let dispatch = quote!(::mixprec::layers);
         let mut builder_generics = Generics::clone(generics);
         builder_generics.params.insert(0, syn::parse_quote!('a));
         let (b_impl, b_ty, _) = builder_generics.split_for_impl();
@@ -387,19 +427,15 @@ fn fallback(node: &DeriveInput) -> TokenStream {
     quote! {
         #[automatically_derived]
         impl #impl_generics ::mixprec::module::Module for #ident #ty_generics #where_clause {
-            type Policy = #p;
+            type NeedsLossScale = <#p as ::mixprec::policy::Policy>::NeedsLossScale;
             type At<#q: ::mixprec::policy::Policy> = #at_q;
-            fn visit_params(
+            fn visit_params<__V: ::mixprec::module::ParamVisitor>(
                 &self,
                 _: &::core::primitive::str,
-                _: &mut dyn ::core::ops::FnMut(&::core::primitive::str, &::mixprec::param::Param<#p>),
+                _: &mut __V,
             ) {
             }
-            fn visit_params_mut(
-                &mut self,
-                _: &mut dyn ::core::ops::FnMut(&mut ::mixprec::param::Param<#p>),
-            ) {
-            }
+            fn visit_params_mut<__V: ::mixprec::module::ParamVisitorMut>(&mut self, _: &mut __V) {}
             fn to_policy<#q: ::mixprec::policy::Policy>(&self) -> Self::At<#q> {
                 ::core::unreachable!("#[derive(Module)] failed to compile")
             }
@@ -432,11 +468,10 @@ mod tests {
                 b: Dense<P>,
             }
         ));
-        // Module, Layer, PolicyFamily, inherent impl; family struct; alias; link check.
+        // Module, Layer, PolicyFamily, inherent impl; family struct; alias.
         assert_eq!(count(&items, |i| matches!(i, Item::Impl(_))), 4);
         assert_eq!(count(&items, |i| matches!(i, Item::Struct(_))), 1);
         assert_eq!(count(&items, |i| matches!(i, Item::Type(_))), 1);
-        assert_eq!(count(&items, |i| matches!(i, Item::Const(_))), 1);
     }
 
     #[test]

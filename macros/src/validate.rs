@@ -59,7 +59,8 @@ fn policy<'a>(input: &Input<'a>) -> Result<&'a Ident> {
             second,
             format!(
                 "`{name}` has more than one type parameter bounded by `Policy` (`{first}`, \
-                 `{second}`): a module has one policy, so keep only `{first}`"
+                 `{second}`): keep only `{first}`, the policy the model is converted with; a field can \
+                 fix its own policy in its type (`head: Dense<F32>`)"
             ),
         )),
     }
@@ -69,13 +70,6 @@ fn check_field(field: &Field<'_>, p: &Ident) -> Result<()> {
     let (name, ty) = (field.name(), field.ty);
     let uses_p = mentions(ty, p);
     match field.kind {
-        Kind::Layer if !uses_p => Err(Error::new_spanned(
-            ty,
-            format!(
-                "field `{name}` is not a layer: its type does not use the policy parameter `{p}`; \
-                 mark it #[module(skip)] if it is configuration"
-            ),
-        )),
         Kind::Param if param_shape(ty).is_none() || !uses_p => Err(Error::new_spanned(
             ty,
             format!(
@@ -187,8 +181,9 @@ mod tests {
         assert_eq!(
             errors(two),
             [
-                "`Mlp` has more than one type parameter bounded by `Policy` (`P`, `Q`): a module \
-              has one policy, so keep only `P`"
+                "`Mlp` has more than one type parameter bounded by `Policy` (`P`, `Q`): keep \
+              only `P`, the policy the model is converted with; a field can fix its own policy \
+              in its type (`head: Dense<F32>`)"
             ]
         );
     }
@@ -197,7 +192,6 @@ mod tests {
     fn reports_every_bad_field_together() {
         let node = parse_quote! {
             struct Mlp<P: Policy> {
-                count: usize,
                 #[module(param)] scale: Vec<P>,
                 #[module(skip)] cache: Vec<P>,
             }
@@ -205,8 +199,6 @@ mod tests {
         assert_eq!(
             errors(node),
             [
-                "field `count` is not a layer: its type does not use the policy parameter `P`; \
-                 mark it #[module(skip)] if it is configuration",
                 "field `scale` is marked #[module(param)], so its type must be `Param<P>` or \
                  `Option<Param<P>>`",
                 "field `cache` is marked #[module(skip)] but its type uses the policy parameter \

@@ -31,11 +31,12 @@ use safetensors::{Dtype, SafeTensors, View};
 
 use crate::dtype::{cast_vec, DType, Element, SliceRef, VecOf};
 use crate::error::{Error, Result};
-use crate::module::Module;
+use crate::module::{Module, ParamVisitor, ParamVisitorMut};
 use crate::optimizers::OptimizerState;
 use crate::param::Param;
 use crate::policy::Policy;
 use crate::tensor::Tensor;
+use crate::DTypePolicy;
 
 pub use atomic::{cleanup_temp_files_on_signal, temp_files_in_flight, STALE_AFTER};
 pub use meta::{
@@ -266,29 +267,45 @@ fn save_impl<M: Module>(
         meta.loss_scale = o.loss_scale;
     }
     let meta = &meta;
-    let policy = <M::Policy as Policy>::RUNTIME;
-    if meta.policy != policy {
-        return Err(Error::CheckpointPolicyMismatch {
-            found: meta.policy,
-            expected: policy,
-        });
-    }
     let shown = path.display().to_string();
     validate::meta(&shown, meta)?;
     let map = meta.to_map()?;
-    let mut tensors = Vec::new();
-    let mut bad = Ok(());
-    model.visit_params("", &mut |name, p: &Param<M::Policy>| {
-        if bad.is_ok() {
-            bad = validate::finite(&shown, &format!("variable {name:?}"), p.value().as_slice());
+    /// Each variable as stored: in its own variable type.
+    struct Collect<'a> {
+        shown: &'a str,
+        expected: DTypePolicy,
+        tensors: Vec<CheckpointTensor>,
+        bad: Result<()>,
+    }
+    impl ParamVisitor for Collect<'_> {
+        fn visit<P: Policy>(&mut self, name: &str, p: &Param<P>) {
+            if self.bad.is_ok() && P::RUNTIME != self.expected {
+                self.bad = Err(Error::CheckpointPolicyMismatch {
+                    found: self.expected,
+                    expected: P::RUNTIME,
+                });
+            }
+            if self.bad.is_ok() {
+                let what = format!("variable {name:?}");
+                self.bad = validate::finite(self.shown, &what, p.value().as_slice());
+            }
+            self.tensors.push(CheckpointTensor {
+                name: name.to_string(),
+                dtype: P::VARIABLE_DTYPE,
+                shape: p.shape().to_vec(),
+                bytes: le_bytes(p.value().as_slice()),
+            });
         }
-        tensors.push(CheckpointTensor {
-            name: name.to_string(),
-            dtype: <M::Policy as Policy>::VARIABLE_DTYPE,
-            shape: p.shape().to_vec(),
-            bytes: le_bytes(p.value().as_slice()),
-        });
-    });
+    }
+    let mut collect = Collect {
+        shown: &shown,
+        expected: meta.policy,
+        tensors: Vec::new(),
+        bad: Ok(()),
+    };
+    model.visit_params("", &mut collect);
+    let Collect { tensors, bad, .. } = collect;
+    let mut tensors = tensors;
     bad?;
     validate::variable_names(&shown, &tensors)?;
     if let Some(o) = optimizer {
@@ -386,22 +403,19 @@ fn parse_header<'a>(
 /// [`Error::TensorShapeMismatch`] for a tensor of another shape; [`Error::UnexpectedTensors`]
 /// listing the tensors the model has no variable for. The model is then unchanged.
 pub fn load_into<M: Module>(model: &mut M, ckpt: &Checkpoint) -> Result<()> {
-    let mut wanted: Vec<(String, Vec<usize>)> = Vec::new();
-    model.visit_params("", &mut |name, p| {
-        wanted.push((name.to_string(), p.shape().to_vec()))
-    });
+    let wanted = model.variables();
     let mut values = Vec::with_capacity(wanted.len());
-    for (name, shape) in &wanted {
-        let t = ckpt.tensor(name).ok_or_else(|| Error::MissingTensor {
+    for v in &wanted {
+        let t = ckpt.tensor(&v.name).ok_or_else(|| Error::MissingTensor {
             path: ckpt.path.clone(),
-            tensor: name.clone(),
-            expected: shape.clone(),
+            tensor: v.name.clone(),
+            expected: v.shape.clone(),
         })?;
-        if t.shape != *shape {
+        if t.shape != v.shape {
             return Err(Error::TensorShapeMismatch {
                 path: ckpt.path.clone(),
-                tensor: name.clone(),
-                expected: shape.clone(),
+                tensor: v.name.clone(),
+                expected: v.shape.clone(),
                 found: t.shape.clone(),
             });
         }
@@ -411,43 +425,63 @@ pub fn load_into<M: Module>(model: &mut M, ckpt: &Checkpoint) -> Result<()> {
         .tensors
         .iter()
         .filter(|t| !t.name.starts_with(OPTIMIZER_PREFIX))
-        .filter(|t| !wanted.iter().any(|(n, _)| *n == t.name))
+        .filter(|t| !wanted.iter().any(|v| v.name == t.name))
         .map(|t| t.name.clone())
         .collect();
     if !unexpected.is_empty() {
-        let names: Vec<&str> = wanted.iter().map(|(n, _)| n.as_str()).collect();
+        let names: Vec<&str> = wanted.iter().map(|v| v.name.as_str()).collect();
         return Err(Error::UnexpectedTensors {
             path: ckpt.path.clone(),
             found: unexpected,
             expected: names.join(", "),
         });
     }
-    let decoded: Vec<_> = values
-        .into_iter()
-        .map(CheckpointTensor::to_tensor::<<M::Policy as Policy>::Variable>)
-        .collect();
-    // Nothing non-finite reaches a variable: not from a damaged file, nor from a cast into a
-    // narrower type (an f32 weight beyond 65504 loaded as float16).
-    for ((name, _), t) in wanted.iter().zip(&decoded) {
-        if let Some(index) = t.as_slice().iter().position(|v| !v.as_f64().is_finite()) {
-            let stored = ckpt.tensor(name).map_or(f64::NAN, |s| {
-                s.to_vec::<f64>().get(index).copied().unwrap_or(f64::NAN)
-            });
+    // Each tensor decoded into its variable's own type, and checked: nothing non-finite reaches
+    // a variable, not from a damaged file, nor from a cast into a narrower type (an f32 weight
+    // beyond 65504 loaded as float16).
+    let mut decoded = Vec::with_capacity(values.len());
+    for (v, t) in wanted.iter().zip(&values) {
+        let dtype = v.policy.variable_dtype();
+        let vec = match dtype {
+            DType::Float16 => VecOf::F16(t.to_vec()),
+            DType::BFloat16 => VecOf::Bf16(t.to_vec()),
+            DType::Float32 => VecOf::F32(t.to_vec()),
+            DType::Float64 => VecOf::F64(t.to_vec()),
+        };
+        let as_f64: Vec<f64> = cast_vec_of(&vec);
+        if let Some(index) = as_f64.iter().position(|x| !x.is_finite()) {
+            let stored = t.to_vec::<f64>().get(index).copied().unwrap_or(f64::NAN);
             return Err(Error::NonFiniteTensor {
                 path: ckpt.path.clone(),
-                tensor: name.clone(),
+                tensor: v.name.clone(),
                 index,
                 stored,
-                dtype: <<M::Policy as Policy>::Variable as Element>::DTYPE,
+                dtype,
             });
         }
+        decoded.push((v.shape.clone(), vec));
     }
-    let mut decoded = decoded.into_iter();
-    model.visit_params_mut(&mut |p| {
-        let v = decoded.next().expect("one tensor per variable");
-        p.set(v).expect("shapes were checked above");
-    });
+    struct Set(std::vec::IntoIter<(Vec<usize>, VecOf)>);
+    impl ParamVisitorMut for Set {
+        fn visit<P: Policy>(&mut self, p: &mut Param<P>) {
+            let (shape, v) = self.0.next().expect("one tensor per variable");
+            let v = P::Variable::from_vec_of(v).expect("decoded in the variable's type");
+            p.set(Tensor::from_parts(shape, v))
+                .expect("shapes were checked above");
+        }
+    }
+    model.visit_params_mut(&mut Set(decoded.into_iter()));
     Ok(())
+}
+
+/// The elements of `v` widened to f64 (exact).
+fn cast_vec_of(v: &VecOf) -> Vec<f64> {
+    match v {
+        VecOf::F16(v) => crate::dtype::cast_to_vec(v),
+        VecOf::Bf16(v) => crate::dtype::cast_to_vec(v),
+        VecOf::F32(v) => crate::dtype::cast_to_vec(v),
+        VecOf::F64(v) => v.clone(),
+    }
 }
 
 /// The optimizer state [`save_training`] stored, for `model`'s variables (matched by name).
@@ -457,9 +491,9 @@ pub fn load_into<M: Module>(model: &mut M, ckpt: &Checkpoint) -> Result<()> {
 /// [`Error::InvalidArgument`] when an optimizer tensor names a variable the model does not have,
 /// or has another number of elements than that variable.
 pub fn optimizer_state<M: Module>(model: &M, ckpt: &Checkpoint) -> Result<OptimizerState> {
-    let names = model.param_names();
-    let mut lens = Vec::new();
-    model.visit_params("", &mut |_, p| lens.push(p.len()));
+    let variables = model.variables();
+    let names: Vec<String> = variables.iter().map(|v| v.name.clone()).collect();
+    let lens: Vec<usize> = variables.iter().map(|v| v.len()).collect();
     let mut slots = Vec::new();
     for t in ckpt
         .tensors

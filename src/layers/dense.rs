@@ -9,9 +9,9 @@ use crate::dtype::{cast_cow, cast_slice, cast_to_vec, cast_vec, Element};
 use crate::error::{fmt_shape, Error, Result};
 use crate::init::glorot_uniform;
 use crate::kernels::{gemm_packed, MatRef};
+use crate::layers::dispatch::{ByPolicy, FamilyBuilder, PolicyFamily};
 use crate::layers::Activation;
 use crate::param::Param;
-use crate::policy::dispatch::{ByPolicy, FamilyBuilder, PolicyFamily};
 use crate::policy::{DefaultPolicy, Policy};
 use crate::tensor::Tensor;
 use crate::Module;
@@ -585,16 +585,12 @@ mod tests {
         ] {
             for act in [Activation::Linear, Activation::Relu, Activation::Tanh] {
                 let mut d = Dense::<P>::new(k, n).with_seed(7).with_activation(act);
-                d.visit_params_mut(&mut |p| {
-                    if p.shape().len() == 1 {
-                        p.update(|b| {
-                            for (j, b) in b.iter_mut().enumerate() {
-                                let v = (j % 13) as f32 * 0.37 - 2.0;
-                                *b = <P::Variable as Element>::from_f32_rne(v);
-                            }
-                        });
-                    }
-                });
+                let bias: Vec<f32> = (0..n).map(|j| (j % 13) as f32 * 0.37 - 2.0).collect();
+                d.bias
+                    .as_mut()
+                    .unwrap()
+                    .set(Tensor::from_vec(vec![n], bias).unwrap().cast())
+                    .unwrap();
                 let xv: Vec<f32> = (0..rows * k)
                     .map(|i| ((i * 31) % 17) as f32 / 8.0 - 1.0)
                     .collect();

@@ -1,47 +1,59 @@
 //! Sequential stacks without a struct: a tuple of layers `(A, B, C)` is itself a [`Layer`] and a
-//! [`Module`], running its elements in order. The compiler checks the types between neighbours:
-//! `(A, B)` is a layer only when `B::Input == A::Output`. Variables are named by position
-//! (`0.kernel`, `1.bias`).
+//! [`Module`], running its elements in order. Variables are named by position (`0.kernel`,
+//! `1.bias`).
+//!
+//! Neighbours may have different policies. As in Keras, the consumer casts: when `B::Input` is
+//! not `A::Output`, `A`'s output is converted once to `B`'s input type (and `B`'s input gradient
+//! once back to `A`'s output type in the backward pass); when the types are equal nothing is
+//! copied. The stack needs loss scaling if any element does.
 //!
 //! ```
 //! use mixprec::prelude::*;
+//! // A bfloat16 body with a float32 head, Keras's advice for mixed precision.
 //! let mlp = (
 //!     Dense::<MixedBf16>::new(4, 8).with_activation(Activation::Relu),
-//!     Dense::<MixedBf16>::new(8, 3),
+//!     Dense::<F32>::new(8, 3),
 //! );
 //! assert_eq!(mlp.param_names(), ["0.kernel", "0.bias", "1.kernel", "1.bias"]);
 //! let x: Tensor<bf16> = Tensor::zeros(vec![2, 4])?;
-//! assert_eq!(mlp.infer(&x)?.shape(), &[2, 3]);
+//! let y: Tensor<f32> = mlp.infer(&x)?;
+//! assert_eq!(y.shape(), &[2, 3]);
 //! # Ok::<(), mixprec::Error>(())
 //! ```
 
 use crate::error::Result;
 use crate::layers::Layer;
-use crate::module::{join_name, Module};
-use crate::param::Param;
-use crate::policy::Policy;
+use crate::module::{join_name, Module, ParamVisitor, ParamVisitorMut};
+use crate::policy::{LossScaleBit, Policy};
 use crate::tensor::Tensor;
+
+/// The OR of the parts' loss-scale bits.
+macro_rules! or_bits {
+    ($A:ident) => { <$A as Module>::NeedsLossScale };
+    ($A:ident $($T:ident)+) => {
+        <<$A as Module>::NeedsLossScale as LossScaleBit>::Or<or_bits!($($T)+)>
+    };
+}
 
 macro_rules! tuple_layer {
     (
         first: $A:ident $a:tt,
         rest: [$($T:ident $t:tt),+],
-        pairs: [$($Prev:ident => $Next:ident),+],
         last: $Z:ident $z:tt,
         back: [$($r:tt)+]
     ) => {
-        impl<$A: Module, $($T: Module<Policy = $A::Policy>),+> Module for ($A, $($T),+) {
-            type Policy = $A::Policy;
+        impl<$A: Module, $($T: Module),+> Module for ($A, $($T),+) {
+            type NeedsLossScale = or_bits!($A $($T)+);
             type At<Q: Policy> = ($A::At<Q>, $($T::At<Q>),+);
 
-            fn visit_params(&self, prefix: &str, f: &mut dyn FnMut(&str, &Param<Self::Policy>)) {
-                self.$a.visit_params(&join_name(prefix, stringify!($a)), f);
-                $(self.$t.visit_params(&join_name(prefix, stringify!($t)), f);)+
+            fn visit_params<V: ParamVisitor>(&self, prefix: &str, v: &mut V) {
+                self.$a.visit_params(&join_name(prefix, stringify!($a)), v);
+                $(self.$t.visit_params(&join_name(prefix, stringify!($t)), v);)+
             }
 
-            fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut Param<Self::Policy>)) {
-                self.$a.visit_params_mut(f);
-                $(self.$t.visit_params_mut(f);)+
+            fn visit_params_mut<V: ParamVisitorMut>(&mut self, v: &mut V) {
+                self.$a.visit_params_mut(v);
+                $(self.$t.visit_params_mut(v);)+
             }
 
             fn to_policy<Q: Policy>(&self) -> Self::At<Q> {
@@ -49,22 +61,19 @@ macro_rules! tuple_layer {
             }
         }
 
-        impl<$A: Layer, $($T: Layer + Module<Policy = $A::Policy>),+> Layer for ($A, $($T),+)
-        where
-            $($Next: Layer<Input = <$Prev as Layer>::Output>),+
-        {
+        impl<$A: Layer, $($T: Layer),+> Layer for ($A, $($T),+) {
             type Input = $A::Input;
             type Output = $Z::Output;
 
             fn infer(&self, x: &Tensor<Self::Input>) -> Result<Tensor<Self::Output>> {
                 let x = self.$a.infer(x)?;
-                $(let x = self.$t.infer(&x)?;)+
+                $(let x = self.$t.infer(&x.cast_ref())?;)+
                 Ok(x)
             }
 
             fn train_forward(&mut self, x: Tensor<Self::Input>) -> Result<Tensor<Self::Output>> {
                 let x = self.$a.train_forward(x)?;
-                $(let x = self.$t.train_forward(x)?;)+
+                $(let x = self.$t.train_forward(x.into_cast())?;)+
                 Ok(x)
             }
 
@@ -74,8 +83,13 @@ macro_rules! tuple_layer {
                 need_input_grad: bool,
             ) -> Result<Option<Tensor<Self::Input>>> {
                 let d = dy;
-                $(let d = self.$r.backward(d, true)?.expect("asked for the input gradient");)+
-                self.$a.backward(d, need_input_grad)
+                $(
+                    let d = self
+                        .$r
+                        .backward(d.into_cast(), true)?
+                        .expect("asked for the input gradient");
+                )+
+                self.$a.backward(d.into_cast(), need_input_grad)
             }
 
             fn saved_bytes(&self) -> usize {
@@ -96,44 +110,45 @@ macro_rules! tuple_layer {
     };
 }
 
-tuple_layer!(first: A 0, rest: [B 1], pairs: [A => B], last: B 1, back: [1]);
-tuple_layer!(first: A 0, rest: [B 1, C 2], pairs: [A => B, B => C], last: C 2, back: [2 1]);
+tuple_layer!(first: A 0, rest: [B 1], last: B 1, back: [1]);
+tuple_layer!(first: A 0, rest: [B 1, C 2], last: C 2, back: [2 1]);
 tuple_layer!(
-    first: A 0, rest: [B 1, C 2, D 3], pairs: [A => B, B => C, C => D], last: D 3, back: [3 2 1]
+    first: A 0, rest: [B 1, C 2, D 3], last: D 3, back: [3 2 1]
 );
 tuple_layer!(
     first: A 0, rest: [B 1, C 2, D 3, E 4],
-    pairs: [A => B, B => C, C => D, D => E], last: E 4, back: [4 3 2 1]
+    last: E 4, back: [4 3 2 1]
 );
 tuple_layer!(
     first: A 0, rest: [B 1, C 2, D 3, E 4, F 5],
-    pairs: [A => B, B => C, C => D, D => E, E => F], last: F 5, back: [5 4 3 2 1]
+    last: F 5, back: [5 4 3 2 1]
 );
 tuple_layer!(
     first: A 0, rest: [B 1, C 2, D 3, E 4, F 5, G 6],
-    pairs: [A => B, B => C, C => D, D => E, E => F, F => G], last: G 6, back: [6 5 4 3 2 1]
+    last: G 6, back: [6 5 4 3 2 1]
 );
 tuple_layer!(
     first: A 0, rest: [B 1, C 2, D 3, E 4, F 5, G 6, H 7],
-    pairs: [A => B, B => C, C => D, D => E, E => F, F => G, G => H], last: H 7,
+    last: H 7,
     back: [7 6 5 4 3 2 1]
 );
 
 /// A stack of layers of one type whose depth is chosen at run time (`Vec<Dense<P>>` for an MLP
-/// read from a command line). Each layer's output type must equal its input type, which holds for
-/// every built-in layer (both are `P::Compute`). Variables are named by position.
+/// read from a command line). Each layer's output is cast to the next one's input type (no copy
+/// when they are equal, as for every built-in layer, whose input and output are both
+/// `P::Compute`). Variables are named by position.
 impl<L: Module> Module for Vec<L> {
-    type Policy = L::Policy;
+    type NeedsLossScale = L::NeedsLossScale;
     type At<Q: Policy> = Vec<L::At<Q>>;
 
-    fn visit_params(&self, prefix: &str, f: &mut dyn FnMut(&str, &Param<Self::Policy>)) {
+    fn visit_params<V: ParamVisitor>(&self, prefix: &str, v: &mut V) {
         for (i, l) in self.iter().enumerate() {
-            l.visit_params(&join_name(prefix, &i.to_string()), f);
+            l.visit_params(&join_name(prefix, &i.to_string()), v);
         }
     }
 
-    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut Param<Self::Policy>)) {
-        self.iter_mut().for_each(|l| l.visit_params_mut(f));
+    fn visit_params_mut<V: ParamVisitorMut>(&mut self, v: &mut V) {
+        self.iter_mut().for_each(|l| l.visit_params_mut(v));
     }
 
     fn to_policy<Q: Policy>(&self) -> Self::At<Q> {
@@ -141,19 +156,25 @@ impl<L: Module> Module for Vec<L> {
     }
 }
 
-impl<L: Layer<Output = <L as Layer>::Input>> Layer for Vec<L> {
+impl<L: Layer> Layer for Vec<L> {
     type Input = L::Input;
     type Output = L::Output;
 
     fn infer(&self, x: &Tensor<Self::Input>) -> Result<Tensor<Self::Output>> {
         let Some((first, rest)) = self.split_first() else {
-            return Ok(x.clone());
+            return Ok(x.cast());
         };
-        rest.iter().try_fold(first.infer(x)?, |h, l| l.infer(&h))
+        rest.iter()
+            .try_fold(first.infer(x)?, |h, l| l.infer(&h.cast_ref()))
     }
 
     fn train_forward(&mut self, x: Tensor<Self::Input>) -> Result<Tensor<Self::Output>> {
-        self.iter_mut().try_fold(x, |h, l| l.train_forward(h))
+        let Some((first, rest)) = self.split_first_mut() else {
+            return Ok(x.into_cast());
+        };
+        rest.iter_mut().try_fold(first.train_forward(x)?, |h, l| {
+            l.train_forward(h.into_cast())
+        })
     }
 
     fn backward(
@@ -161,14 +182,17 @@ impl<L: Layer<Output = <L as Layer>::Input>> Layer for Vec<L> {
         dy: Tensor<Self::Output>,
         need_input_grad: bool,
     ) -> Result<Option<Tensor<Self::Input>>> {
-        let mut d = Some(dy);
-        for (i, l) in self.iter_mut().enumerate().rev() {
-            let dy = d
-                .take()
-                .expect("every layer but the first returns its input gradient");
-            d = l.backward(dy, i > 0 || need_input_grad)?;
+        let Some((first, rest)) = self.split_first_mut() else {
+            return Ok(need_input_grad.then(|| dy.into_cast()));
+        };
+        let mut d = dy;
+        for l in rest.iter_mut().rev() {
+            d = l
+                .backward(d, true)?
+                .expect("asked for the input gradient")
+                .into_cast();
         }
-        Ok(d)
+        first.backward(d, need_input_grad)
     }
 
     fn saved_bytes(&self) -> usize {

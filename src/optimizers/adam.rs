@@ -6,9 +6,10 @@ use crate::error::Result;
 use crate::kernels::{wide, WideOp};
 use crate::module::Module;
 use crate::optimizers::{
-    check_positive, check_unit_interval, commit, flush_below, for_each_grad, HeldBack, Optimizer,
-    OptimizerState, Slots, StepOutcome, VarAcc, GRAD_FLOOR, STATE_FLOOR,
+    check_positive, check_unit_interval, commit, flush_below, update_each, Optimizer,
+    OptimizerState, Slots, StepOutcome, GRAD_FLOOR, STATE_FLOOR,
 };
+use crate::param::ElementwiseUpdate;
 
 /// Adam, as Keras computes it: with `t` the 1-based step,
 /// `α = lr·sqrt(1 - β₂ᵗ) / (1 - β₁ᵗ)`, `m += (g - m)(1 - β₁)`, `v += (g² - v)(1 - β₂)`,
@@ -125,39 +126,14 @@ impl Optimizer for Adam {
     fn step_unscaled<M: Module>(&mut self, model: &mut M, inv_scale: f32) -> Result<StepOutcome> {
         let t = self.iterations.saturating_add(1) as f64;
         let (b1, b2) = (f64::from(self.beta_1), f64::from(self.beta_2));
-        let alpha = f64::from(self.learning_rate) * (1.0 - b2.powf(t)).sqrt() / (1.0 - b1.powf(t));
-        let decay = f64::from(self.learning_rate) * f64::from(self.weight_decay);
-        let eps = self.epsilon;
-        let slots = &mut self.slots;
-        let mut held = HeldBack::default();
-        for_each_grad(model, inv_scale, |var| {
-            type A<M> = VarAcc<M>;
-            let (index, s, limit) = (var.index, var.scale, var.limit);
-            let c = |x: f64| A::<M>::from_f64_rne(x);
-            let (alpha, decay, eps) = (c(alpha), c(decay), A::<M>::from_f32_rne(eps));
-            let (one_b1, one_b2) = (c(1.0 - b1), c(1.0 - b2));
-            let (g_floor, s_floor) = (c(GRAD_FLOOR), c(STATE_FLOOR));
-            let mut state = slots.get::<A<M>>(index, var.len(), 2)?;
-            let k = Coeffs {
-                s,
-                limit,
-                alpha,
-                decay,
-                eps,
-                one_b1,
-                one_b2,
-                g_floor,
-                s_floor,
-            };
-            // Element-wise: chunks across the rayon pool, each in AVX-512 lanes where present.
-            let n = var.par_apply(&mut state, |w, g, st| match st {
-                [m, v] => wide(Chunk { w, m, v, g, k }),
-                _ => unreachable!("Adam keeps two slots"),
-            });
-            slots.put(index, state);
-            held.add(index, n);
-            Ok(())
-        })?;
+        let update = Update {
+            alpha: f64::from(self.learning_rate) * (1.0 - b2.powf(t)).sqrt() / (1.0 - b1.powf(t)),
+            decay: f64::from(self.learning_rate) * f64::from(self.weight_decay),
+            eps: self.epsilon,
+            one_b1: 1.0 - b1,
+            one_b2: 1.0 - b2,
+        };
+        let held = update_each(model, inv_scale, &mut self.slots, 2, &update)?;
         self.iterations = self.iterations.saturating_add(1);
         held.into_result(self.learning_rate)?;
         Ok(StepOutcome::Applied)
@@ -183,6 +159,45 @@ impl Optimizer for Adam {
         self.slots = Slots::import(state.slots, 2)?;
         self.iterations = state.iterations;
         Ok(())
+    }
+}
+
+/// One Adam step's constants, in f64, rounded once to each variable's accumulator type.
+struct Update {
+    alpha: f64,
+    decay: f64,
+    eps: f32,
+    one_b1: f64,
+    one_b2: f64,
+}
+
+impl ElementwiseUpdate for Update {
+    fn chunk<A: Element>(
+        &self,
+        w: &mut [A],
+        g: &[A],
+        state: &mut [&mut [A]],
+        s: A,
+        limit: A,
+    ) -> usize {
+        let c = |x: f64| A::from_f64_rne(x);
+        let k = Coeffs {
+            s,
+            limit,
+            alpha: c(self.alpha),
+            decay: c(self.decay),
+            eps: A::from_f32_rne(self.eps),
+            one_b1: c(self.one_b1),
+            one_b2: c(self.one_b2),
+            g_floor: c(GRAD_FLOOR),
+            s_floor: c(STATE_FLOOR),
+        };
+        // Element-wise, in AVX-512 lanes where present (chunks are spread over rayon's pool by
+        // `Param::apply_update`).
+        match state {
+            [m, v] => wide(Chunk { w, m, v, g, k }),
+            _ => unreachable!("Adam keeps two slots"),
+        }
     }
 }
 
@@ -248,10 +263,14 @@ mod tests {
     use crate::tensor::Tensor;
 
     fn set_grad(d: &mut Dense<F32>, g: f32) {
-        d.visit_params_mut(&mut |p| {
-            p.set_grad(Tensor::from_vec(vec![1, 1], vec![g]).unwrap())
-                .unwrap()
-        });
+        struct SetGrad(f32);
+        impl crate::module::ParamVisitorMut for SetGrad {
+            fn visit<P: crate::policy::Policy>(&mut self, p: &mut crate::param::Param<P>) {
+                let g = Tensor::from_vec(vec![1, 1], vec![self.0]).unwrap().cast();
+                p.set_grad(g).unwrap();
+            }
+        }
+        d.visit_params_mut(&mut SetGrad(g));
     }
 
     /// The update compiled for 512-bit lanes (`wide`) computes the same bits as the portable

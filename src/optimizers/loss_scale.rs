@@ -264,14 +264,6 @@ impl<O: Optimizer> Optimizer for LossScaleOptimizer<O> {
         self.skipped
     }
 
-    fn loss_scale_state(&self) -> Option<LossScaleState> {
-        Some(self.state())
-    }
-
-    fn restore_loss_scale_state(&mut self, state: LossScaleState) -> Result<()> {
-        self.restore_state(state)
-    }
-
     fn export_state(&self) -> OptimizerState {
         OptimizerState {
             loss_scale: Some(self.state()),

@@ -1,15 +1,14 @@
 //! [`Sgd`]: stochastic gradient descent with optional momentum and Nesterov momentum (Keras's
 //! `SGD`, same defaults: learning rate 0.01, momentum 0).
 
-use num_traits::{Float, Zero};
-
 use crate::dtype::Element;
 use crate::error::Result;
 use crate::module::Module;
 use crate::optimizers::{
-    check_positive, check_unit_interval, commit, flush_below, for_each_grad, HeldBack, Optimizer,
-    OptimizerState, Slots, StepOutcome, VarAcc, STATE_FLOOR,
+    check_positive, check_unit_interval, commit, flush_below, update_each, Optimizer,
+    OptimizerState, Slots, StepOutcome, STATE_FLOOR,
 };
+use crate::param::ElementwiseUpdate;
 
 /// SGD: `v = momentum·v - lr·g; w += v` (Nesterov: `w += momentum·v - lr·g`); without
 /// momentum `w -= lr·g`. State (the velocity) in f32 (f64 for `F64`).
@@ -85,51 +84,17 @@ impl Sgd {
 
 impl Optimizer for Sgd {
     fn step_unscaled<M: Module>(&mut self, model: &mut M, inv_scale: f32) -> Result<StepOutcome> {
-        let (lr, mu, nesterov) = (self.learning_rate, self.momentum, self.nesterov);
-        let slots = &mut self.slots;
-        let mut held = HeldBack::default();
-        for_each_grad(model, inv_scale, |var| {
-            let lr = VarAcc::<M>::from_f32_rne(lr);
-            let mu = VarAcc::<M>::from_f32_rne(mu);
-            let floor = VarAcc::<M>::from_f64_rne(STATE_FLOOR);
-            let (index, s, lim) = (var.index, var.scale, var.limit);
-            let n = if mu == VarAcc::<M>::zero() {
-                var.par_apply(&mut [], |w, g, _| {
-                    let mut held = 0;
-                    for (w, &g) in w.iter_mut().zip(g) {
-                        let nw = *w - lr * (g * s);
-                        let ok = nw.abs() <= lim;
-                        *w = commit(ok, nw, *w);
-                        held += usize::from(!ok);
-                    }
-                    held
-                })
-            } else {
-                let mut state = slots.get::<VarAcc<M>>(index, var.len(), 1)?;
-                let n = var.par_apply(&mut state, |w, g, st| {
-                    let mut held = 0;
-                    for ((w, v), &g) in w.iter_mut().zip(st[0].iter_mut()).zip(g) {
-                        let g = g * s;
-                        let nv = flush_below(mu * *v - lr * g, floor);
-                        let nw = if nesterov {
-                            *w + mu * nv - lr * g
-                        } else {
-                            *w + nv
-                        };
-                        // A finite weight with an infinite velocity would overflow next step.
-                        let ok = nw.abs() <= lim && nv.is_finite();
-                        *w = commit(ok, nw, *w);
-                        *v = commit(ok, nv, *v);
-                        held += usize::from(!ok);
-                    }
-                    held
-                });
-                slots.put(index, state);
-                n
+        let (lr, momentum, nesterov) = (self.learning_rate, self.momentum, self.nesterov);
+        let held = if momentum == 0.0 {
+            update_each(model, inv_scale, &mut self.slots, 0, &Plain { lr })?
+        } else {
+            let update = Momentum {
+                lr,
+                momentum,
+                nesterov,
             };
-            held.add(index, n);
-            Ok(())
-        })?;
+            update_each(model, inv_scale, &mut self.slots, 1, &update)?
+        };
         self.iterations = self.iterations.saturating_add(1);
         held.into_result(self.learning_rate)?;
         Ok(StepOutcome::Applied)
@@ -155,5 +120,64 @@ impl Optimizer for Sgd {
         self.slots = Slots::import(state.slots, 1)?;
         self.iterations = state.iterations;
         Ok(())
+    }
+}
+
+/// SGD without momentum: `w -= lr·g`.
+struct Plain {
+    lr: f32,
+}
+
+impl ElementwiseUpdate for Plain {
+    fn chunk<A: Element>(&self, w: &mut [A], g: &[A], _: &mut [&mut [A]], s: A, lim: A) -> usize {
+        let lr = A::from_f32_rne(self.lr);
+        let mut held = 0;
+        for (w, &g) in w.iter_mut().zip(g) {
+            let nw = *w - lr * (g * s);
+            let ok = nw.abs() <= lim;
+            *w = commit(ok, nw, *w);
+            held += usize::from(!ok);
+        }
+        held
+    }
+}
+
+/// SGD with (Nesterov) momentum; the velocity is the one state vector.
+struct Momentum {
+    lr: f32,
+    momentum: f32,
+    nesterov: bool,
+}
+
+impl ElementwiseUpdate for Momentum {
+    fn chunk<A: Element>(
+        &self,
+        w: &mut [A],
+        g: &[A],
+        state: &mut [&mut [A]],
+        s: A,
+        lim: A,
+    ) -> usize {
+        let (lr, mu) = (A::from_f32_rne(self.lr), A::from_f32_rne(self.momentum));
+        let floor = A::from_f64_rne(STATE_FLOOR);
+        let [v] = state else {
+            unreachable!("SGD with momentum keeps one slot")
+        };
+        let mut held = 0;
+        for ((w, v), &g) in w.iter_mut().zip(v.iter_mut()).zip(g) {
+            let g = g * s;
+            let nv = flush_below(mu * *v - lr * g, floor);
+            let nw = if self.nesterov {
+                *w + mu * nv - lr * g
+            } else {
+                *w + nv
+            };
+            // A finite weight with an infinite velocity would overflow next step.
+            let ok = nw.abs() <= lim && nv.is_finite();
+            *w = commit(ok, nw, *w);
+            *v = commit(ok, nv, *v);
+            held += usize::from(!ok);
+        }
+        held
     }
 }

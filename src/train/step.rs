@@ -65,7 +65,7 @@ pub fn train_on_batch<M, O, E>(
 ) -> Result<StepLogs>
 where
     M: Layer + Send,
-    O: OptimizerFor<M::Policy>,
+    O: OptimizerFor<M>,
     E: crate::dtype::Element,
 {
     let done = AtomicBool::new(false);
@@ -134,7 +134,7 @@ fn step_here<M, O>(
 ) -> Result<StepLogs>
 where
     M: Layer,
-    O: OptimizerFor<M::Policy>,
+    O: OptimizerFor<M>,
 {
     let logits = model.train_forward(x)?;
     let activation_bytes = model.saved_bytes();

@@ -7,7 +7,7 @@ use std::time::Instant;
 use mixprec::data::Dataset;
 use mixprec::io::{checkpoint, Checkpoint, CheckpointMeta};
 use mixprec::models::MlpSpec;
-use mixprec::optimizers::{Adam, OptimizerFor, Sgd};
+use mixprec::optimizers::{Adam, AutoOptimizer, PlainOptimizer, Sgd};
 use mixprec::policy::Policy;
 use mixprec::prelude::*;
 use mixprec::train::{evaluate, fit_with_callback, FitOptions};
@@ -51,15 +51,17 @@ impl PolicyVisitor for Run<'_> {
     fn visit<P: Policy>(self) -> Result<Report> {
         let lr = self.args.lr;
         match self.args.optimizer {
-            OptimizerKind::Adam => self.run::<P, _>(P::auto_optimizer(Adam::try_new(lr)?)),
-            OptimizerKind::Sgd => self.run::<P, _>(P::auto_optimizer(Sgd::try_new(lr)?)),
+            OptimizerKind::Adam => self.run::<P, _>(Adam::try_new(lr)?),
+            OptimizerKind::Sgd => self.run::<P, _>(Sgd::try_new(lr)?),
         }
     }
 }
 
 impl Run<'_> {
-    fn run<P: Policy, O: OptimizerFor<P>>(mut self, mut optimizer: O) -> Result<Report> {
+    fn run<P: Policy, O: PlainOptimizer>(mut self, optimizer: O) -> Result<Report> {
         let mut model = self.spec.build::<P>(self.args.seed)?;
+        // What Keras's `compile` would do, but for any float16-compute layer (`AutoOptimizer`).
+        let mut optimizer = AutoOptimizer::for_model(&model, optimizer);
         let mut initial_epoch = 0;
         if let Some((ckpt, done)) = self.resume {
             checkpoint::load_into(&mut model, ckpt)?;

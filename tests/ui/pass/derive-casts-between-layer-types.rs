@@ -1,18 +1,18 @@
-// `widen` emits f32 whatever the policy, but `out` takes the compute type: the stack does not
-// connect, and the error points at `out`.
+// `widen` emits f32 whatever the policy, and `out` takes the compute type: the derived stack casts
+// between them (Keras's autocast: the consumer casts), so this compiles and runs.
 use std::marker::PhantomData;
 
-use mixprec::param::Param;
+use mixprec::module::{ParamVisitor, ParamVisitorMut};
 use mixprec::prelude::*;
 
 /// Widens the compute type to f32.
 struct Widen<P: Policy>(PhantomData<P>);
 
 impl<P: Policy> Module for Widen<P> {
-    type Policy = P;
+    type NeedsLossScale = P::NeedsLossScale;
     type At<Q: Policy> = Widen<Q>;
-    fn visit_params(&self, _: &str, _: &mut dyn FnMut(&str, &Param<P>)) {}
-    fn visit_params_mut(&mut self, _: &mut dyn FnMut(&mut Param<P>)) {}
+    fn visit_params<V: ParamVisitor>(&self, _: &str, _: &mut V) {}
+    fn visit_params_mut<V: ParamVisitorMut>(&mut self, _: &mut V) {}
     fn to_policy<Q: Policy>(&self) -> Widen<Q> {
         Widen(PhantomData)
     }
@@ -46,4 +46,13 @@ struct Mlp<P: Policy> {
     out: Dense<P>,
 }
 
-fn main() {}
+fn main() {
+    let mlp = Mlp::<MixedBf16> {
+        hidden: Dense::new(3, 4),
+        widen: Widen(PhantomData),
+        out: Dense::new(4, 2),
+    };
+    let x: Tensor<bf16> = Tensor::zeros(vec![1, 3]).unwrap();
+    let y: Tensor<bf16> = mlp.infer(&x).unwrap();
+    assert_eq!(y.shape(), &[1, 2]);
+}

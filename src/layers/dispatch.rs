@@ -16,7 +16,7 @@ use crate::DTypePolicy;
 /// `#[derive(Module)]` writes one for every model (`MlpFamily`), with `AnyMlp = ByPolicy<MlpFamily>`.
 pub trait PolicyFamily {
     /// The layer or model for policy `P`.
-    type At<P: Policy>: Layer + Module<Policy = P>;
+    type At<P: Policy>: Layer;
 }
 
 /// One `F::At<P>` for a policy chosen at run time.
@@ -44,14 +44,6 @@ pub trait FamilyVisitor<F: PolicyFamily> {
     type Output;
     /// Runs on the held value.
     fn visit<P: Policy>(self, value: &F::At<P>) -> Self::Output;
-}
-
-/// Generic code over a mutable reference to `F::At<P>`, for any `P`.
-pub trait FamilyVisitorMut<F: PolicyFamily> {
-    /// What the visit returns.
-    type Output;
-    /// Runs on the held value.
-    fn visit<P: Policy>(self, value: &mut F::At<P>) -> Self::Output;
 }
 
 macro_rules! each_variant {
@@ -123,11 +115,6 @@ impl<F: PolicyFamily> ByPolicy<F> {
 
     /// Runs `visitor` on the held value.
     pub fn visit<V: FamilyVisitor<F>>(&self, visitor: V) -> V::Output {
-        each_variant!(self, v => visitor.visit(v))
-    }
-
-    /// Runs `visitor` on the held value, mutably.
-    pub fn visit_mut<V: FamilyVisitorMut<F>>(&mut self, visitor: V) -> V::Output {
         each_variant!(self, v => visitor.visit(v))
     }
 }
