@@ -2,8 +2,8 @@
 //! runtime tag [`DType`], and bulk slice casts ([`cast_slice`], [`cast_cow`], [`cast_vec`]).
 //!
 //! Casts round to nearest, ties to even; NaN stays NaN; values beyond a type's range become ±inf.
-//! The slice casts go through the vectorized kernels in [`crate::kernels::cast`]; look there for
-//! the SIMD paths.
+//! The slice casts go through the vectorized kernels in `src/kernels/cast.rs` (AVX-512 where
+//! [`Kernels::cast`](crate::kernels::Kernels::cast) says so); look there for the SIMD paths.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -366,7 +366,8 @@ fn f64_to_f32_round_to_odd(x: f64) -> f32 {
 
 /// Converts `src` into `dst` element by element, rounding to nearest-even.
 ///
-/// Same type: a `memcpy`. To or from `f32`: the vectorized kernels of [`crate::kernels::cast`].
+/// Same type: a `memcpy`. To or from `f32`: the vectorized kernels of `src/kernels/cast.rs`
+/// ([`Kernels::cast`](crate::kernels::Kernels::cast)).
 /// Between the two 16-bit types: through `f32` in cache-sized chunks (exact widening, one
 /// rounding). With `f64` on one side: one direct rounding per element.
 ///

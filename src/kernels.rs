@@ -1,17 +1,52 @@
 //! Compute kernels: matrix products and bulk casts. This module tree is the only place in the crate
-//! allowed to hold `unsafe`; every unsafe block sits behind a safe function that checks lengths,
-//! shapes and strides first, and every SIMD path is chosen at run time by CPU detection with a
-//! portable fallback that computes the same function.
+//! allowed to hold `unsafe` (the crate root denies `unsafe_code`; the files below that need it
+//! allow it one by one); every unsafe block sits behind a safe function that checks lengths,
+//! shapes and strides first, and every SIMD path is chosen at run time, by one selection point,
+//! with a portable fallback that computes the same function.
 //!
-//! - [`gemm`](mod@gemm): `C = A·B` with operands in any [`Element`](crate::Element) and accumulation in its
-//!   [`Acc`](crate::Element::Acc) type (f32 for the 16-bit types), plus the pre-packed weight API
-//!   ([`PackedB`], [`pack_b`], [`pack_b_from_f32`], [`pack_b_from`], [`gemm_packed`]).
-//! - [`cast`](mod@cast): slice conversions between the 16-bit types and f32.
-//! - [`isa`]: which instruction sets this CPU (and `MIXPREC_KERNEL`) allows, detected once.
+//! - [`gemm()`]: `C = A·B` with operands in any [`Element`](crate::Element) and accumulation in
+//!   its [`Acc`](crate::Element::Acc) type (f32 for the 16-bit types), over strided views
+//!   ([`MatRef`]), plus the pre-packed weight API ([`PackedB`], [`pack_b`], [`pack_b_from_f32`],
+//!   [`pack_b_from`], [`gemm_packed`]).
+//! - [`selected`]: which kernel each operation runs on in this process ([`Kernels`]), decided
+//!   once from the CPU's features and `MIXPREC_KERNEL`; [`kernel_name`] says it in words.
+//!
+//! The bulk casts are reached through [`crate::dtype::cast_slice`].
+//!
+//! # Matrix products
+//!
+//! - f32 and f64 go straight to matrixmultiply's `sgemm` / `dgemm`, strides and all, so a
+//!   transposed operand ([`MatRef::t`]) costs nothing.
+//! - bf16 runs on the AMX tiles when the CPU has them: both operands are packed into the tile
+//!   layouts, converting strided or transposed views while packing; f16 runs on AVX-512 FMA
+//!   panels when the CPU has AVX-512.
+//! - Otherwise the 16-bit types take the portable path: each operand is widened to f32 once per
+//!   call (exact), then `sgemm` multiplies and accumulates in f32. A product of two 16-bit values
+//!   is exact in f32, so this is the same function as a native 16-bit-operand, f32-accumulate unit.
+//!
+//! A layer multiplies by the same weight many times between optimizer steps. [`pack_b`] (or
+//! [`pack_b_from_f32`], which rounds an f32 master weight to the compute type while packing)
+//! builds a [`PackedB`] once, in the layout of the kernel this process selected, and
+//! [`gemm_packed`] multiplies by it without touching the weight again:
+//!
+//! ```
+//! use mixprec::kernels::{gemm_packed, pack_b_from_f32, MatRef, PackedB};
+//! use half::bf16;
+//! let w = vec![0.5f32; 3 * 2]; // f32 variable, 3 × 2 (in × units)
+//! let packed: PackedB<bf16> = pack_b_from_f32(MatRef::row_major(&w, 3, 2));
+//! let x = vec![bf16::from_f32(2.0); 4 * 3]; // batch of 4
+//! let mut y = vec![0f32; 4 * 2];
+//! gemm_packed(MatRef::row_major(&x, 4, 3), &packed, &mut y, false);
+//! assert_eq!(y, vec![3.0; 8]);
+//! // Backward, dX = dY·Wᵀ, packs the transposed view (no transpose is materialised):
+//! let packed_t: PackedB<bf16> = pack_b_from_f32(MatRef::row_major(&w, 3, 2).t());
+//! assert_eq!((packed_t.rows(), packed_t.cols()), (2, 3));
+//! ```
 //!
 //! # Choosing a path: `MIXPREC_KERNEL`
 //!
-//! The variable is read once per process and sets a *ceiling* on the instruction sets used:
+//! The variable is read once per process and sets a *ceiling* on the instruction sets used
+//! ([`Kernels::ceiling`]):
 //!
 //! | value | paths used |
 //! | --- | --- |
@@ -24,118 +59,28 @@
 //! everywhere. An unknown value is treated as `auto` and one warning is printed on stderr.
 
 mod aligned;
-pub(crate) use aligned::AlignedVec;
-pub mod cast;
+#[allow(unsafe_code)] // the AVX-512 casts and their dispatch
+pub(crate) mod cast;
+#[allow(unsafe_code)] // `par_collect` sets the length of the vector it filled
 mod collect;
-pub mod gemm;
-pub mod isa;
+pub(crate) mod gemm;
+mod select;
+#[cfg(test)]
+mod tests;
+#[allow(unsafe_code)] // the `#[target_feature]` trampoline
 mod wide;
 
+pub(crate) use aligned::AlignedVec;
 pub(crate) use collect::{par_collect, CHUNK as COLLECT_CHUNK};
-pub use gemm::{
-    gemm, gemm_packed, gemm_with, pack_b, pack_b_from, pack_b_from_f32, MatRef, PackedB,
-};
-pub use wide::{wide, WideOp};
-
-use std::sync::OnceLock;
-
-/// Which family of kernels runs: the fastest this CPU supports, or a forced ceiling.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[non_exhaustive]
-pub enum KernelChoice {
-    /// Portable Rust (plus matrixmultiply for f32/f64): runs everywhere.
-    Portable,
-    /// AVX-512 (with AVX512-BF16 and F16C where present), but no AMX tiles.
-    Avx512,
-    /// Up to AMX-BF16 tiles.
-    Amx,
-    /// The fastest path the CPU supports.
-    Auto,
-}
-
-impl KernelChoice {
-    /// Parses a `MIXPREC_KERNEL` value; `None` for an unknown one.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "portable" | "fallback" => Some(KernelChoice::Portable),
-            "avx512" | "avx512bf16" => Some(KernelChoice::Avx512),
-            "amx" | "amx-bf16" | "amxbf16" => Some(KernelChoice::Amx),
-            "auto" | "" => Some(KernelChoice::Auto),
-            _ => None,
-        }
-    }
-
-    /// True when this ceiling allows AVX-512 paths.
-    pub fn allows_avx512(self) -> bool {
-        self >= KernelChoice::Avx512
-    }
-
-    /// True when this ceiling allows AMX tiles.
-    pub fn allows_amx(self) -> bool {
-        self >= KernelChoice::Amx
-    }
-}
-
-/// The kernel choice for this process, read once from `MIXPREC_KERNEL` (see the module docs for
-/// the values; an unknown value means [`KernelChoice::Auto`] after one warning on stderr).
-pub fn kernel_choice() -> KernelChoice {
-    static CHOICE: OnceLock<KernelChoice> = OnceLock::new();
-    *CHOICE.get_or_init(|| match std::env::var("MIXPREC_KERNEL") {
-        Err(_) => KernelChoice::Auto,
-        Ok(v) => KernelChoice::parse(&v).unwrap_or_else(|| {
-            eprintln!(
-                "mixprec: unknown MIXPREC_KERNEL {v:?} (expected one of: portable, avx512, amx, \
-                 auto); using auto"
-            );
-            KernelChoice::Auto
-        }),
-    })
-}
-
-/// The matrix kernel a compute type runs on in this process (CPU features capped by
-/// `MIXPREC_KERNEL`), in words, for `mixprec info`.
-pub fn kernel_name(dtype: crate::DType) -> &'static str {
-    let isa = isa::isa();
-    match dtype {
-        crate::DType::BFloat16 if isa.amx_bf16 => "AMX-BF16 tiles (tdpbf16ps), f32 accumulation",
-        crate::DType::BFloat16 => "widened to f32 once per call, matrixmultiply sgemm",
-        crate::DType::Float16 if isa.avx512 => {
-            "AVX-512 FMA panels (weights rounded to f16, kept widened), f32 accumulation"
-        }
-        crate::DType::Float16 => "widened to f32 once per call, matrixmultiply sgemm",
-        crate::DType::Float32 if isa.avx512 => {
-            "matrixmultiply sgemm; AVX-512 FMA panels for cached layer weights"
-        }
-        crate::DType::Float32 => "matrixmultiply sgemm",
-        crate::DType::Float64 => "matrixmultiply dgemm",
-    }
-}
-
+pub use gemm::{gemm, gemm_packed, pack_b, pack_b_from, pack_b_from_f32, MatRef, PackedB};
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) use select::kernels_for;
+pub use select::{kernel_name, selected, KernelChoice, Kernels};
+pub(crate) use wide::{wide, WideOp};
 
-    #[test]
-    fn kernel_choice_parses_every_documented_name() {
-        assert_eq!(
-            KernelChoice::parse("portable"),
-            Some(KernelChoice::Portable)
-        );
-        assert_eq!(
-            KernelChoice::parse("fallback"),
-            Some(KernelChoice::Portable)
-        );
-        assert_eq!(KernelChoice::parse("AVX512"), Some(KernelChoice::Avx512));
-        assert_eq!(KernelChoice::parse("amx"), Some(KernelChoice::Amx));
-        assert_eq!(KernelChoice::parse("auto"), Some(KernelChoice::Auto));
-        assert_eq!(KernelChoice::parse(""), Some(KernelChoice::Auto));
-        assert_eq!(KernelChoice::parse("sse2"), None);
-    }
-
-    #[test]
-    fn kernel_choice_levels_are_ordered_ceilings() {
-        assert!(!KernelChoice::Portable.allows_avx512());
-        assert!(KernelChoice::Avx512.allows_avx512() && !KernelChoice::Avx512.allows_amx());
-        assert!(KernelChoice::Amx.allows_amx() && KernelChoice::Auto.allows_amx());
-    }
+/// Not API: what `benches/cast.rs` needs to time the portable casts beside the selected ones in
+/// one run. Hidden from the docs, and free to change or go away in any release.
+#[doc(hidden)]
+pub mod __bench {
+    pub use super::cast::portable;
 }

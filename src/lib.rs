@@ -43,6 +43,7 @@
 
 #![cfg_attr(feature = "strict", deny(missing_docs))]
 #![cfg_attr(not(feature = "strict"), warn(missing_docs))]
+#![deny(unsafe_code)] // allowed file by file inside `kernels`, nowhere else
 #![deny(unsafe_op_in_unsafe_fn)]
 #![doc(test(attr(deny(warnings))))]
 

@@ -1,11 +1,11 @@
 //! Bulk casts between the 16-bit types and f32: round to nearest, ties to even; NaN stays NaN
 //! (quiet, sign kept); overflow gives ±inf; subnormals are kept (never flushed).
 //!
-//! Each function checks lengths, then runs the AVX-512 version (`avx512.rs`, chosen once per
-//! process by [`isa`](super::isa::isa)) or the [`portable`] one. Both compute the same bits: the
-//! AVX-512 bf16 code is the portable integer rounding written in 512-bit lanes (not
-//! `vcvtneps2bf16`, which flushes subnormals), and the f16 code uses the same hardware conversion
-//! that `half` uses through F16C.
+//! Each function checks lengths, then runs the AVX-512 version (`avx512.rs`, when the selection
+//! point picked it, [`Kernels::cast`](super::Kernels::cast)) or the [`portable`] one. Both
+//! compute the same bits: the AVX-512 bf16 code is the portable integer rounding written in
+//! 512-bit lanes (not `vcvtneps2bf16`, which flushes subnormals), and the f16 code uses the same
+//! hardware conversion that `half` uses through F16C.
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx512;
@@ -17,9 +17,11 @@ use half::{bf16, f16};
 pub(crate) use avx512::round_bf16_lanes;
 pub(crate) use portable::f32_to_bf16_bits;
 
+/// True when the selection point picked the AVX-512 casts, which it does only when it detected
+/// AVX-512 F/BW/VL/DQ.
 #[cfg(target_arch = "x86_64")]
 fn simd() -> bool {
-    super::isa::isa().avx512
+    super::selected().cast() == super::KernelChoice::Avx512
 }
 
 /// `dst[i] = src[i] as f32` (exact).
@@ -31,7 +33,7 @@ pub fn f16_to_f32(src: &[f16], dst: &mut [f32]) {
     assert_eq!(src.len(), dst.len(), "f16_to_f32: lengths differ");
     #[cfg(target_arch = "x86_64")]
     if simd() {
-        // SAFETY: AVX-512 F/BW/VL were detected (`simd`), and the lengths are equal.
+        // SAFETY: `simd` says the selection point proved AVX-512 F/BW/VL; the lengths are equal.
         return unsafe { avx512::f16_to_f32_avx512(src, dst) };
     }
     portable::f16_to_f32(src, dst)
@@ -46,7 +48,7 @@ pub fn f32_to_f16(src: &[f32], dst: &mut [f16]) {
     assert_eq!(src.len(), dst.len(), "f32_to_f16: lengths differ");
     #[cfg(target_arch = "x86_64")]
     if simd() {
-        // SAFETY: AVX-512 F/BW/VL were detected (`simd`), and the lengths are equal.
+        // SAFETY: `simd` says the selection point proved AVX-512 F/BW/VL; the lengths are equal.
         return unsafe { avx512::f32_to_f16_avx512(src, dst) };
     }
     portable::f32_to_f16(src, dst)
@@ -61,7 +63,7 @@ pub fn bf16_to_f32(src: &[bf16], dst: &mut [f32]) {
     assert_eq!(src.len(), dst.len(), "bf16_to_f32: lengths differ");
     #[cfg(target_arch = "x86_64")]
     if simd() {
-        // SAFETY: AVX-512 F/BW/VL were detected (`simd`), and the lengths are equal.
+        // SAFETY: `simd` says the selection point proved AVX-512 F/BW/VL; the lengths are equal.
         return unsafe { avx512::bf16_to_f32_avx512(src, dst) };
     }
     portable::bf16_to_f32(src, dst)
@@ -76,7 +78,7 @@ pub fn f32_to_bf16(src: &[f32], dst: &mut [bf16]) {
     assert_eq!(src.len(), dst.len(), "f32_to_bf16: lengths differ");
     #[cfg(target_arch = "x86_64")]
     if simd() {
-        // SAFETY: AVX-512 F/BW/VL were detected (`simd`), and the lengths are equal.
+        // SAFETY: `simd` says the selection point proved AVX-512 F/BW/VL; the lengths are equal.
         return unsafe { avx512::f32_to_bf16_avx512(src, dst) };
     }
     portable::f32_to_bf16(src, dst)

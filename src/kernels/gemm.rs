@@ -1,58 +1,44 @@
 //! Matrix products `C = A·B` (or `C += A·B`) for every [`Element`], accumulated in
-//! [`Element::Acc`]: f32 for f16, bf16 and f32; f64 for f64.
+//! [`Element::Acc`]: f32 for f16, bf16 and f32; f64 for f64. The paths are described in the
+//! [`kernels`](crate::kernels) docs.
 //!
-//! - f32 and f64 go straight to matrixmultiply's `sgemm` / `dgemm` (`gemm/mm.rs`), strides and all, so
-//!   a transposed operand ([`MatRef::t`]) costs nothing.
-//! - bf16 runs on the AMX tiles (`gemm/amx.rs`) when the CPU has them: both operands are packed into the
-//!   tile layouts (`gemm/pack.rs`), converting strided or transposed views while packing.
-//! - Otherwise the 16-bit types take the portable path: each operand is widened to f32 once per
-//!   call (exact), then `sgemm` multiplies and accumulates in f32. A product of two 16-bit values
-//!   is exact in f32, so this is the same function as a native 16-bit-operand, f32-accumulate unit.
-//!
-//! # Pre-packed weights
-//!
-//! A layer multiplies by the same weight many times between optimizer steps. [`pack_b`] (or
-//! [`pack_b_from_f32`], which rounds an f32 master weight to the compute type while packing)
-//! builds a [`PackedB`] once, in the layout of the kernel this process selected, and
-//! [`gemm_packed`] multiplies by it without touching the weight again:
-//!
-//! ```
-//! use mixprec::kernels::{gemm_packed, pack_b_from_f32, MatRef, PackedB};
-//! use half::bf16;
-//! let w = vec![0.5f32; 3 * 2]; // f32 variable, 3 × 2 (in × units)
-//! let packed: PackedB<bf16> = pack_b_from_f32(MatRef::row_major(&w, 3, 2));
-//! let x = vec![bf16::from_f32(2.0); 4 * 3]; // batch of 4
-//! let mut y = vec![0f32; 4 * 2];
-//! gemm_packed(MatRef::row_major(&x, 4, 3), &packed, &mut y, false);
-//! assert_eq!(y, vec![3.0; 8]);
-//! // Backward, dX = dY·Wᵀ, packs the transposed view (no transpose is materialised):
-//! let packed_t: PackedB<bf16> = pack_b_from_f32(MatRef::row_major(&w, 3, 2).t());
-//! assert_eq!((packed_t.rows(), packed_t.cols()), (2, 3));
-//! ```
+//! - f32 and f64 go straight to matrixmultiply's `sgemm` / `dgemm` (`gemm/mm.rs`), strides and
+//!   all.
+//! - bf16 runs on the AMX tiles (`gemm/amx.rs`) when the selection point picks them for bf16:
+//!   both operands are packed into the tile layouts (`gemm/pack.rs`), converting strided or
+//!   transposed views while packing. f16 (and a pre-packed f32 weight) runs on the AVX-512 FMA
+//!   panels (`gemm/panels.rs`, `gemm/fma.rs`) when it picks them.
+//! - Otherwise the 16-bit types are widened to f32 once per call (exact), then `sgemm`.
 
 #[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)] // `asm!` tile instructions
 mod amx;
 #[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)] // the AVX-512 FMA microkernel
 mod fma;
 mod matref;
+#[allow(unsafe_code)] // the one call into matrixmultiply
 mod mm;
+#[allow(unsafe_code)] // calls of the AVX-512 packers
 mod pack;
+#[allow(unsafe_code)] // calls of the AMX and FMA kernels
 mod packed;
 #[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)] // a call of the AVX-512 transpose
 mod panels;
 
 pub use matref::MatRef;
-pub use packed::{
-    gemm_packed, pack_b, pack_b_from, pack_b_from_f32, pack_b_from_f32_with, pack_b_with,
-    repack_blocks, PackedB, RepackBlock, REPACK_ROWS,
-};
+pub use packed::{gemm_packed, pack_b, pack_b_from, pack_b_from_f32, PackedB};
+#[cfg(test)]
+pub(crate) use packed::{pack_b_from_f32_with, pack_b_with};
+pub(crate) use packed::{repack_blocks, RepackBlock, REPACK_ROWS};
 
-use super::isa::{cpu_isa, isa, Isa};
+use super::select::{selected, Kernels};
 use super::KernelChoice;
-use crate::dtype::{DType, Element, SliceMut, SliceRef};
+use crate::dtype::{Element, SliceMut, SliceRef};
 use matref::with_data;
 use mm::mm_checked;
-use packed::pack_b_isa;
+use packed::pack_b_for;
 
 /// `C = A·B` (`accumulate == false`) or `C += A·B` (`accumulate == true`), with `C` a contiguous
 /// row-major `A.rows() × B.cols()` slice in the accumulator type.
@@ -75,27 +61,28 @@ use packed::pack_b_isa;
 /// assert_eq!(c, [1.0, 2.0, 3.0, 4.0]);
 /// ```
 pub fn gemm<T: Element>(a: MatRef<'_, T>, b: MatRef<'_, T>, c: &mut [T::Acc], accumulate: bool) {
-    gemm_isa(isa(), a, b, c, accumulate)
+    gemm_for(selected(), a, b, c, accumulate)
 }
 
 /// [`gemm`] for an explicit kernel ceiling (capped by what the CPU has), ignoring
-/// `MIXPREC_KERNEL`: lets tests and benches compare paths in one process.
+/// `MIXPREC_KERNEL`: lets the tests compare paths in one process.
 ///
 /// # Panics
 ///
 /// As [`gemm`].
-pub fn gemm_with<T: Element>(
+#[cfg(test)]
+pub(crate) fn gemm_with<T: Element>(
     choice: KernelChoice,
     a: MatRef<'_, T>,
     b: MatRef<'_, T>,
     c: &mut [T::Acc],
     accumulate: bool,
 ) {
-    gemm_isa(cpu_isa().capped(choice), a, b, c, accumulate)
+    gemm_for(super::kernels_for(choice), a, b, c, accumulate)
 }
 
-fn gemm_isa<T: Element>(
-    isa: Isa,
+fn gemm_for<T: Element>(
+    kernels: Kernels,
     a: MatRef<'_, T>,
     b: MatRef<'_, T>,
     c: &mut [T::Acc],
@@ -114,7 +101,7 @@ fn gemm_isa<T: Element>(
         (SliceRef::F64(ad), SliceRef::F64(bd), SliceMut::F64(c)) => {
             mm_checked(with_data(a, ad), with_data(b, bd), c, accumulate)
         }
-        (_, _, c) if !fast_16bit::<T>(isa) => {
+        (_, _, c) if kernels.gemm(T::DTYPE) == KernelChoice::Portable => {
             let SliceMut::F32(c) = c else {
                 unreachable!("16-bit types accumulate in f32")
             };
@@ -127,16 +114,8 @@ fn gemm_isa<T: Element>(
                 accumulate,
             )
         }
-        _ => gemm_packed(a, &pack_b_isa(isa, b), c, accumulate),
-    }
-}
-
-/// True when a 16-bit `T` has a packed fast path on `isa` (AMX for bf16, FMA panels for f16).
-fn fast_16bit<T: Element>(isa: Isa) -> bool {
-    match T::DTYPE {
-        DType::BFloat16 => isa.amx_bf16,
-        DType::Float16 => isa.avx512 && cfg!(target_arch = "x86_64"),
-        _ => false,
+        // A 16-bit type with a packed fast path (AMX tiles for bf16, FMA panels for f16).
+        _ => gemm_packed(a, &pack_b_for(kernels, b), c, accumulate),
     }
 }
 

@@ -11,20 +11,22 @@
 /// An element-wise loop for [`wide`]. Implementations mark [`run`](Self::run)
 /// `#[inline(always)]`, so its body is compiled inside the AVX-512 trampoline (a closure would be
 /// left to the inliner's judgement, and was not inlined in practice).
-pub trait WideOp {
+pub(crate) trait WideOp {
     /// What the loop returns.
     type Output;
     /// Runs the loop.
     fn run(self) -> Self::Output;
 }
 
-/// Runs `op`, compiled with AVX-512 (F, BW, VL, DQ) enabled when this process may use it (CPU
-/// detection and `MIXPREC_KERNEL`, see [`crate::kernels`]), and as ordinary code otherwise.
+/// Runs `op`, compiled with AVX-512 (F, BW, VL, DQ) enabled when the selection point picked it
+/// ([`Kernels::elementwise`](super::Kernels::elementwise): CPU detection and `MIXPREC_KERNEL`),
+/// and as ordinary code otherwise.
 #[inline]
-pub fn wide<O: WideOp>(op: O) -> O::Output {
+pub(crate) fn wide<O: WideOp>(op: O) -> O::Output {
     #[cfg(target_arch = "x86_64")]
-    if super::isa::isa().avx512 {
-        // SAFETY: the CPU supports AVX-512 F/BW/VL/DQ (detected), all the trampoline enables.
+    if super::selected().elementwise() == super::KernelChoice::Avx512 {
+        // SAFETY: the selection point picks AVX-512 only when it detected AVX-512 F/BW/VL/DQ,
+        // all the trampoline enables.
         return unsafe { avx512(op) };
     }
     op.run()

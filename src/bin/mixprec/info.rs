@@ -2,7 +2,8 @@
 //! precision will speed things up here (what Keras's guide asks users to check by hand).
 
 use crate::output::outln;
-use mixprec::{DTypePolicy, Result};
+use mixprec::kernels::{KernelChoice, Kernels};
+use mixprec::{DType, DTypePolicy, Result};
 
 /// `mixprec info`.
 pub fn info() -> Result<()> {
@@ -18,10 +19,10 @@ pub fn info() -> Result<()> {
     outln!("  AVX512-FP16  {}", yes(has("avx512_fp16")));
     outln!("  F16C         {}", yes(has("f16c")));
     outln!("  AMX-BF16     {}", yes(has("amx_bf16")));
-    let isa = mixprec::kernels::isa::isa();
+    let kernels = mixprec::kernels::selected();
     outln!(
         "  AMX granted  {} (the OS must allow the tile state: arch_prctl on Linux)",
-        yes(isa.amx_bf16)
+        yes(kernels.gemm(DType::BFloat16) == KernelChoice::Amx)
     );
     outln!(
         "\nkernels (MIXPREC_KERNEL={}):",
@@ -35,17 +36,17 @@ pub fn info() -> Result<()> {
         );
     }
     outln!();
-    outln!("{}", verdict(isa));
+    outln!("{}", verdict(kernels));
     Ok(())
 }
 
 /// A plain sentence on whether mixed precision pays off here.
-fn verdict(isa: mixprec::kernels::isa::Isa) -> &'static str {
-    if isa.amx_bf16 {
+fn verdict(kernels: Kernels) -> &'static str {
+    if kernels.gemm(DType::BFloat16) == KernelChoice::Amx {
         "mixed_bfloat16 will speed things up here: bf16 matrix products run on the AMX tiles, several \
          times faster than f32, and halve the activation memory. mixed_float16 saves the memory \
          but not time (there is no f16 matrix unit), and needs loss scaling."
-    } else if isa.avx512 {
+    } else if kernels.gemm(DType::Float16) == KernelChoice::Avx512 {
         "mixed precision saves memory here (half the activation bytes) but will not make matrix \
          products much faster: without AMX tiles, 16-bit operands are computed with the same f32 \
          FMA units as float32."

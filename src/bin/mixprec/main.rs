@@ -9,6 +9,8 @@
 //! ends on SIGPIPE but without the 141 status; any other write error (`> /dev/full`) is
 //! `error: cannot write to standard output: ...` and exit status 1.
 
+#![forbid(unsafe_code)] // the library's kernels hold the project's only `unsafe`
+
 mod bench;
 mod cli;
 mod data;

@@ -18,7 +18,8 @@
 //! for the flushed values.
 //!
 //! Stable Rust cannot name `amx-tile` / `amx-bf16` in `#[target_feature]` (unstable), so the tile
-//! instructions are written with `asm!` and the CPU check lives in [`crate::kernels::isa`].
+//! instructions are written with `asm!` and the CPU check lives in the selection point
+//! (`kernels/select.rs`).
 
 use std::arch::asm;
 use std::arch::x86_64::{_mm_prefetch, _MM_HINT_ET0};
@@ -70,7 +71,8 @@ unsafe impl Sync for OutPtr {}
 /// # Safety
 ///
 /// The CPU must support AMX-TILE and AMX-BF16 and the OS must have granted this process the tile
-/// data state ([`crate::kernels::isa::isa`]`().amx_bf16` true), and the CPU must support AVX-512F.
+/// data state, and the CPU must support AVX-512F: what the selection point proves when it picks
+/// [`KernelChoice::Amx`](crate::kernels::KernelChoice::Amx) for bf16.
 /// Shapes are checked here (panics on mismatch).
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn gemm_bf16_amx(

@@ -25,7 +25,8 @@ use rayon::prelude::*;
 use super::MatRef;
 use crate::kernels::aligned::AlignedVec;
 use crate::kernels::cast::f32_to_bf16_bits;
-use crate::kernels::isa::isa;
+use crate::kernels::select::selected;
+use crate::kernels::KernelChoice;
 
 /// Rows of A (and columns of B) per strip.
 pub(super) const STRIP: usize = 16;
@@ -107,8 +108,9 @@ impl ToBf16Bits for f32 {
     #[cfg(target_arch = "x86_64")]
     unsafe fn pack_rows_avx512(b: MatRef<'_, Self>, s0: usize, kc: usize, group: &mut [u32]) {
         let (d, rs, k, n) = (b.data, b.row_stride, b.rows, b.cols);
-        if isa().avx512_bf16 {
-            // SAFETY: AVX-512 F/BW/VL (forwarded contract) and BF16 (detected).
+        if selected().pack_bf16_native() {
+            // SAFETY: AVX-512 F/BW/VL (forwarded contract) and BF16 (the selection point chose
+            // `vcvtne2ps2bf16`, which it does only when it detected AVX512-BF16).
             return unsafe { avx512::pack_b_rows_f32_bf16ne(d, rs, k, n, s0, kc, group) };
         }
         // SAFETY: forwarded contract (the CPU supports AVX-512 F/BW/VL).
@@ -118,8 +120,9 @@ impl ToBf16Bits for f32 {
     #[cfg(target_arch = "x86_64")]
     unsafe fn pack_cols_avx512(b: MatRef<'_, Self>, s0: usize, kc: usize, group: &mut [u32]) {
         let (d, cs, k, n) = (b.data, b.col_stride, b.rows, b.cols);
-        if isa().avx512_bf16 {
-            // SAFETY: AVX-512 F/BW/VL (forwarded contract) and BF16 (detected).
+        if selected().pack_bf16_native() {
+            // SAFETY: AVX-512 F/BW/VL (forwarded contract) and BF16 (the selection point chose
+            // `vcvtne2ps2bf16`, which it does only when it detected AVX512-BF16).
             return unsafe { avx512::pack_b_cols_f32_bf16ne(d, cs, k, n, s0, kc, group) };
         }
         // SAFETY: forwarded contract (the CPU supports AVX-512 F/BW/VL).
@@ -193,8 +196,9 @@ pub(super) fn pack_a<S: ToBf16Bits>(a: MatRef<'_, S>) -> PackedA {
         } else if a.row_stride == 1 {
             // Transposed view: for each p, the strip's rows are contiguous.
             #[cfg(target_arch = "x86_64")]
-            if isa().avx512 {
-                // SAFETY: AVX-512 F/BW/VL were detected (`isa`); the strip starts inside A.
+            if selected().pack() == KernelChoice::Avx512 {
+                // SAFETY: the selection point chose the AVX-512 packers, which it does only when
+                // it detected AVX-512 F/BW/VL; the strip starts inside A.
                 return unsafe { S::pack_a_cols_avx512(a, s, strip) };
             }
             for p in 0..k {
@@ -243,9 +247,10 @@ pub(super) fn pack_b_vnni<S: ToBf16Bits>(b: MatRef<'_, S>) -> PackedVnni {
 /// AVX512-BF16 (a hot 32 × 1024 block: 5.1 µs strip by strip, 2.8 µs in one pass).
 pub(super) fn fill_vnni_pieces(b: MatRef<'_, f32>, kc: usize, pieces: &mut [&mut [u32]]) {
     #[cfg(target_arch = "x86_64")]
-    if isa().avx512_bf16 && b.col_stride == 1 {
+    if selected().pack_bf16_native() && b.col_stride == 1 {
         let (d, rs, k, n) = (b.data, b.row_stride, b.rows, b.cols);
-        // SAFETY: AVX-512 F/BW/VL and BF16 were detected (`isa`).
+        // SAFETY: the selection point chose `vcvtne2ps2bf16` for packing, which it does only
+        // when it detected AVX-512 F/BW/VL and AVX512-BF16.
         return unsafe { avx512::pack_b_rows_f32_pieces_bf16ne(d, rs, k, n, pieces) };
     }
     for (s, piece) in pieces.iter_mut().enumerate() {
@@ -260,13 +265,14 @@ pub(super) fn fill_vnni_pieces(b: MatRef<'_, f32>, kc: usize, pieces: &mut [&mut
 /// `AlignedVec::zeroed` and nothing ever writes them non-zero, which is what lets a repack
 /// write only B's own words into a used buffer.
 pub(super) fn fill_vnni<S: ToBf16Bits>(b: MatRef<'_, S>, s0: usize, kc: usize, group: &mut [u32]) {
-    let simd = cfg!(target_arch = "x86_64") && isa().avx512;
+    let simd = cfg!(target_arch = "x86_64") && selected().pack() == KernelChoice::Avx512;
     #[cfg(target_arch = "x86_64")]
     if simd && b.col_stride == 1 {
-        // SAFETY: AVX-512 F/BW/VL were detected (`isa`).
+        // SAFETY: the selection point chose the AVX-512 packers, which it does only when it
+        // detected AVX-512 F/BW/VL.
         return unsafe { S::pack_rows_avx512(b, s0, kc, group) };
     } else if simd && b.row_stride == 1 {
-        // SAFETY: AVX-512 F/BW/VL were detected (`isa`).
+        // SAFETY: as above.
         return unsafe { S::pack_cols_avx512(b, s0, kc, group) };
     }
     let _ = simd;

@@ -1,5 +1,6 @@
 //! [`PackedB`]: a weight packed once for the kernel this process selected, and
-//! [`gemm_packed`], the product that reads it. See the [`gemm`](super) module docs for an example.
+//! [`gemm_packed`], the product that reads it. See the [`kernels`](crate::kernels) docs for an
+//! example.
 
 use std::marker::PhantomData;
 
@@ -7,16 +8,23 @@ use std::marker::PhantomData;
 use super::{amx, fma, panels};
 use super::{mm::mm_checked, pack, with_data, MatRef};
 use crate::dtype::{DType, Element, SliceMut, SliceRef};
-use crate::kernels::isa::{cpu_isa, isa, Isa};
+#[cfg(any(test, target_arch = "x86_64"))]
+use crate::kernels::select::kernels_for;
+use crate::kernels::select::{selected, Kernels};
 use crate::kernels::KernelChoice;
+
+mod repack;
+pub(crate) use repack::{repack_blocks, RepackBlock, REPACK_ROWS};
 
 /// A right-hand operand `B` (`k × n`) packed once for the kernel this process uses, so repeated
 /// products ([`gemm_packed`]) skip the conversion and packing. Build it with [`pack_b`] or
 /// [`pack_b_from_f32`]; it owns its data, so it can be cached in a layer until the weight changes.
 ///
-/// What it holds depends on `T` and the CPU: the AMX pairwise-VNNI bf16 tiles for bf16 on AMX
-/// CPUs ([`PackedB::kernel`] is [`KernelChoice::Amx`]); otherwise a contiguous row-major copy in
-/// the accumulator type (f32, or f64 for f64), which `sgemm`/`dgemm` read directly.
+/// What it holds is what the selection point chose for `T` ([`Kernels::gemm`]): the AMX
+/// pairwise-VNNI bf16 tiles for bf16 on AMX CPUs ([`PackedB::kernel`] is [`KernelChoice::Amx`]),
+/// AVX-512 FMA panels for f16 and f32 on AVX-512 CPUs ([`KernelChoice::Avx512`]), otherwise a
+/// contiguous row-major copy in the accumulator type (f32, or f64 for f64), which `sgemm`/`dgemm`
+/// read directly.
 #[derive(Debug, Clone)]
 pub struct PackedB<T> {
     k: usize,
@@ -77,17 +85,18 @@ impl<T: Element> PackedB<T> {
 ///
 /// If the view's strides reach outside its slice.
 pub fn pack_b<T: Element>(b: MatRef<'_, T>) -> PackedB<T> {
-    pack_b_isa(isa(), b)
+    pack_b_for(selected(), b)
 }
 
 /// [`pack_b`] for an explicit kernel ceiling (capped by what the CPU has), ignoring
-/// `MIXPREC_KERNEL`: lets tests and benches compare paths in one process.
+/// `MIXPREC_KERNEL`: lets the tests compare paths in one process.
 ///
 /// # Panics
 ///
 /// If the view's strides reach outside its slice.
-pub fn pack_b_with<T: Element>(choice: KernelChoice, b: MatRef<'_, T>) -> PackedB<T> {
-    pack_b_isa(cpu_isa().capped(choice), b)
+#[cfg(test)]
+pub(crate) fn pack_b_with<T: Element>(choice: KernelChoice, b: MatRef<'_, T>) -> PackedB<T> {
+    pack_b_for(kernels_for(choice), b)
 }
 
 /// Packs an f32 `B` rounded to `T` (nearest, ties to even), in one pass: the same packed
@@ -103,7 +112,7 @@ pub fn pack_b_with<T: Element>(choice: KernelChoice, b: MatRef<'_, T>) -> Packed
 ///
 /// If the view's strides reach outside its slice.
 pub fn pack_b_from_f32<T: Element>(b: MatRef<'_, f32>) -> PackedB<T> {
-    pack_b_from_f32_isa(isa(), b)
+    pack_b_from_f32_for(selected(), b)
 }
 
 /// Packs a `B` stored in any element type `V` as the operand of a `T` product, each element
@@ -116,8 +125,7 @@ pub fn pack_b_from_f32<T: Element>(b: MatRef<'_, f32>) -> PackedB<T> {
 /// If the view's strides reach outside its slice.
 ///
 /// ```
-/// use mixprec::kernels::gemm::pack_b_from;
-/// use mixprec::kernels::{gemm_packed, MatRef, PackedB};
+/// use mixprec::kernels::{gemm_packed, pack_b_from, MatRef, PackedB};
 /// use half::{bf16, f16};
 /// let w = vec![bf16::from_f32(1.5); 4]; // a bf16 variable used by an f16 product
 /// let p: PackedB<f16> = pack_b_from(MatRef::row_major(&w, 2, 2));
@@ -143,43 +151,53 @@ pub fn pack_b_from<V: Element, T: Element>(b: MatRef<'_, V>) -> PackedB<T> {
 /// # Panics
 ///
 /// If the view's strides reach outside its slice.
-pub fn pack_b_from_f32_with<T: Element>(choice: KernelChoice, b: MatRef<'_, f32>) -> PackedB<T> {
-    pack_b_from_f32_isa(cpu_isa().capped(choice), b)
+#[cfg(test)]
+pub(crate) fn pack_b_from_f32_with<T: Element>(
+    choice: KernelChoice,
+    b: MatRef<'_, f32>,
+) -> PackedB<T> {
+    pack_b_from_f32_for(kernels_for(choice), b)
 }
 
-pub(super) fn pack_b_isa<T: Element>(isa: Isa, b: MatRef<'_, T>) -> PackedB<T> {
+/// [`pack_b`] in the layout `kernels` chose for `T`.
+pub(super) fn pack_b_for<T: Element>(kernels: Kernels, b: MatRef<'_, T>) -> PackedB<T> {
     assert!(b.in_bounds(), "pack_b: strides reach outside the data");
-    let repr = match T::view(b.data) {
-        SliceRef::Bf16(d) if isa.amx_bf16 => Repr::Vnni(pack::pack_b_vnni(with_data(b, d))),
+    let repr = match (T::view(b.data), kernels.gemm(T::DTYPE)) {
+        (SliceRef::Bf16(d), KernelChoice::Amx) => Repr::Vnni(pack::pack_b_vnni(with_data(b, d))),
         #[cfg(target_arch = "x86_64")]
-        SliceRef::F16(d) if isa.avx512 => Repr::Panels32(panels::pack_b_panels(with_data(b, d))),
+        (SliceRef::F16(d), KernelChoice::Avx512) => {
+            Repr::Panels32(panels::pack_b_panels(with_data(b, d)))
+        }
         #[cfg(target_arch = "x86_64")]
-        SliceRef::F32(d) if isa.avx512 => Repr::Panels32(panels::pack_b_panels(with_data(b, d))),
-        SliceRef::F64(d) => Repr::F64(with_data(b, d).to_row_major()),
+        (SliceRef::F32(d), KernelChoice::Avx512) => {
+            Repr::Panels32(panels::pack_b_panels(with_data(b, d)))
+        }
+        (SliceRef::F64(d), _) => Repr::F64(with_data(b, d).to_row_major()),
         _ => Repr::F32(b.to_row_major()),
     };
     PackedB::new(b.rows, b.cols, repr)
 }
 
-fn pack_b_from_f32_isa<T: Element>(isa: Isa, b: MatRef<'_, f32>) -> PackedB<T> {
+/// [`pack_b_from_f32`] in the layout `kernels` chose for `T`.
+fn pack_b_from_f32_for<T: Element>(kernels: Kernels, b: MatRef<'_, f32>) -> PackedB<T> {
     assert!(
         b.in_bounds(),
         "pack_b_from_f32: strides reach outside the data"
     );
-    let repr = match T::DTYPE {
-        DType::BFloat16 if isa.amx_bf16 => Repr::Vnni(pack::pack_b_vnni(b)),
+    let repr = match (T::DTYPE, kernels.gemm(T::DTYPE)) {
+        (DType::BFloat16, KernelChoice::Amx) => Repr::Vnni(pack::pack_b_vnni(b)),
         #[cfg(target_arch = "x86_64")]
         // f16 values kept in f32 panels: the FMA kernel runs faster on f32 panels at every
         // measured shape (see `docs/PERFORMANCE.md`: 299/304/258 against 293/303/163 GFLOP/s),
         // so MixedF16 runs at F32's speed for twice the cache memory of f16 panels.
-        DType::Float16 if isa.avx512 => {
+        (DType::Float16, KernelChoice::Avx512) => {
             Repr::Panels32(panels::pack_b_panels_rounded::<half::f16>(b))
         }
         #[cfg(target_arch = "x86_64")]
-        DType::Float32 if isa.avx512 => Repr::Panels32(panels::pack_b_panels(b)),
-        DType::Float64 => Repr::F64(b.to_row_major()),
-        DType::Float32 => Repr::F32(b.to_row_major()),
-        DType::BFloat16 | DType::Float16 => {
+        (DType::Float32, KernelChoice::Avx512) => Repr::Panels32(panels::pack_b_panels(b)),
+        (DType::Float64, _) => Repr::F64(b.to_row_major()),
+        (DType::Float32, _) => Repr::F32(b.to_row_major()),
+        (DType::BFloat16 | DType::Float16, _) => {
             let mut v: Vec<f32> = b.to_row_major();
             v.iter_mut().for_each(|x| *x = T::from_f32_rne(*x).as_f32());
             Repr::F32(v)
@@ -219,20 +237,27 @@ pub fn gemm_packed<T: Element>(
         #[cfg(target_arch = "x86_64")]
         (Repr::Panels32(pb), _, SliceMut::F32(c)) => {
             let pa = panels::pack_a_strips(a);
-            assert!(cpu_isa().avx512, "FMA panels without AVX-512");
-            // SAFETY: AVX-512F was detected; shapes are checked inside.
+            assert_eq!(
+                kernels_for(KernelChoice::Avx512).gemm(T::DTYPE),
+                KernelChoice::Avx512,
+                "FMA panels without AVX-512"
+            );
+            // SAFETY: the selection point picks the FMA panels for `T` under an AVX-512 ceiling
+            // (checked just above) only when it detected AVX-512F; shapes are checked inside.
             unsafe { fma::gemm_f32_avx512(&pa, m, k, pb, n, c, accumulate) }
         }
         #[cfg(target_arch = "x86_64")]
         (Repr::Vnni(pb), SliceRef::Bf16(ad), SliceMut::F32(c)) => {
             let pa = pack::pack_a(with_data(a, ad));
-            assert!(
-                cpu_isa().amx_bf16 && cpu_isa().avx512,
+            assert_eq!(
+                kernels_for(KernelChoice::Amx).gemm(T::DTYPE),
+                KernelChoice::Amx,
                 "AMX packing without AMX"
             );
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: AMX (with OS permission) and AVX-512F were detected; the packed shapes are
-            // checked inside against m, n and c.
+            // SAFETY: the selection point picks the AMX tiles for bf16 (checked just above) only
+            // when it detected AMX-TILE, AMX-BF16 (with the OS's permission) and AVX-512F; the
+            // packed shapes are checked inside against m, n and c.
             unsafe {
                 amx::gemm_bf16_amx(&pa, pb, m, n, c, accumulate)
             }
@@ -259,172 +284,4 @@ pub fn gemm_packed<T: Element>(
         }
         _ => unreachable!("a PackedB<T> is packed for T's kernels"),
     }
-}
-
-/// Rows of `W` per [`RepackBlock`]: one AMX k-chunk, two AMX strips of `Wᵀ`, one FMA panel of
-/// `Wᵀ`. Blocks of any multiple of this line up with every packed layout.
-pub const REPACK_ROWS: usize = 32;
-
-/// Where one block of rows of `W` goes in a packed copy.
-enum Dst<'a> {
-    /// `W` in AMX tiles: the block's k-chunks within each strip.
-    Vnni { pieces: Vec<&'a mut [u32]> },
-    /// `W` in FMA panels: the block's rows within each panel.
-    Panels { pieces: Vec<&'a mut [f32]> },
-    /// `Wᵀ` in AMX tiles: the block's strips, contiguous.
-    VnniT { strips: &'a mut [u32], kc: usize },
-    /// `Wᵀ` in FMA panels: the block's panels, contiguous.
-    PanelsT { panels: &'a mut [f32] },
-}
-
-/// Rows `rows` of a row-major f32 matrix `W` (`k × n`) together with the parts of its cached
-/// packed copies (`W`, `Wᵀ`, or both) that those rows determine. An optimizer updates the rows,
-/// then calls [`pack`](Self::pack) while they are still in cache, so the packed copies follow
-/// the update without a separate pass over the weight (see [`repack_blocks`]).
-pub struct RepackBlock<'a, T> {
-    rows: std::ops::Range<usize>,
-    n: usize,
-    dst: Vec<Dst<'a>>,
-    done: &'a std::sync::atomic::AtomicUsize,
-    _t: PhantomData<fn() -> T>,
-}
-
-impl<T: Element> RepackBlock<'_, T> {
-    /// The rows of `W` this block covers.
-    pub fn rows(&self) -> std::ops::Range<usize> {
-        self.rows.clone()
-    }
-
-    /// Packs the block's rows (`rows.len() × n` values, row-major, already updated) into every
-    /// packed copy, rounding to `T` exactly as [`pack_b_from_f32`] does.
-    ///
-    /// # Panics
-    ///
-    /// If `values` is not `rows.len() × n` long.
-    pub fn pack(self, values: &[f32]) {
-        let (r, n) = (self.rows.len(), self.n);
-        assert_eq!(values.len(), r * n, "RepackBlock::pack: block length");
-        let w = MatRef::row_major(values, r, n);
-        for dst in self.dst {
-            match dst {
-                Dst::Vnni { mut pieces } => {
-                    pack::fill_vnni_pieces(w, r.div_ceil(pack::KCHUNK), &mut pieces)
-                }
-                Dst::VnniT { strips, kc } => pack::fill_vnni(w.t(), 0, kc, strips),
-                Dst::Panels { pieces } => {
-                    for (s, piece) in pieces.into_iter().enumerate() {
-                        fill_panels_as::<T>(w, s, piece);
-                    }
-                }
-                Dst::PanelsT { panels } => fill_panels_as::<T>(w.t(), 0, panels),
-            }
-        }
-        self.done.fetch_add(r, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-/// FMA panels hold `T`'s values widened to f32: f32 as is, f16 rounded first.
-fn fill_panels_as<T: Element>(b: MatRef<'_, f32>, s0: usize, chunk: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if T::DTYPE == DType::Float32 {
-        panels::fill_panels::<f32, f32>(b, s0, chunk);
-    } else {
-        panels::fill_panels_rounded::<T>(b, s0, chunk);
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    unreachable!("FMA panels on {:?}", (b.rows, s0, chunk.len()))
-}
-
-/// Splits the cached packed copies of a `k × n` f32 weight `W` (`w`: packed as is, `wt`: packed
-/// transposed, either may be absent) into blocks of `block_rows` rows of `W`, in order, each able
-/// to repack its rows independently of the others (so they can run in parallel). Every block
-/// that [`pack`](RepackBlock::pack)s adds its row count to `done`; the copies equal a fresh
-/// packing of the updated `W` once `done` reaches `k`.
-///
-/// Returns `None` when a copy's layout has no row-block repacking (the plain `F32`/`F64`
-/// layouts of the portable path), when a copy's shape is not `W`'s, or when `block_rows` is not
-/// a positive multiple of [`REPACK_ROWS`]: the caller then drops the copies and packs afresh.
-pub fn repack_blocks<'a, T: Element>(
-    w: Option<&'a mut PackedB<T>>,
-    wt: Option<&'a mut PackedB<T>>,
-    k: usize,
-    n: usize,
-    block_rows: usize,
-    done: &'a std::sync::atomic::AtomicUsize,
-) -> Option<Vec<RepackBlock<'a, T>>> {
-    if block_rows == 0 || !block_rows.is_multiple_of(REPACK_ROWS) || k == 0 || n == 0 {
-        return None;
-    }
-    let nblocks = k.div_ceil(block_rows);
-    let mut per_block: Vec<Vec<Dst<'a>>> = (0..nblocks).map(|_| Vec::new()).collect();
-    if let Some(w) = w {
-        if (w.k, w.n) != (k, n) {
-            return None;
-        }
-        match &mut w.repr {
-            Repr::Vnni(p) => {
-                let strip_len = p.kc * pack::B_CHUNK;
-                let mut pieces: Vec<Vec<&'a mut [u32]>> =
-                    (0..nblocks).map(|_| Vec::new()).collect();
-                for strip in p.data.chunks_mut(strip_len) {
-                    let block_len = block_rows / pack::KCHUNK * pack::B_CHUNK;
-                    for (b, piece) in strip.chunks_mut(block_len).enumerate() {
-                        pieces[b].push(piece);
-                    }
-                }
-                for (d, pieces) in per_block.iter_mut().zip(pieces) {
-                    d.push(Dst::Vnni { pieces });
-                }
-            }
-            #[cfg(target_arch = "x86_64")]
-            Repr::Panels32(p) => {
-                let mut pieces: Vec<Vec<&'a mut [f32]>> =
-                    (0..nblocks).map(|_| Vec::new()).collect();
-                for panel in p.data.chunks_mut(k * fma::NR) {
-                    for (b, piece) in panel.chunks_mut(block_rows * fma::NR).enumerate() {
-                        pieces[b].push(piece);
-                    }
-                }
-                for (d, pieces) in per_block.iter_mut().zip(pieces) {
-                    d.push(Dst::Panels { pieces });
-                }
-            }
-            _ => return None,
-        }
-    }
-    if let Some(wt) = wt {
-        if (wt.k, wt.n) != (n, k) {
-            return None;
-        }
-        match &mut wt.repr {
-            Repr::Vnni(p) => {
-                let kc = p.kc;
-                let block_len = block_rows / pack::STRIP * kc * pack::B_CHUNK;
-                for (d, strips) in per_block.iter_mut().zip(p.data.chunks_mut(block_len)) {
-                    d.push(Dst::VnniT { strips, kc });
-                }
-            }
-            #[cfg(target_arch = "x86_64")]
-            Repr::Panels32(p) => {
-                let block_len = block_rows / fma::NR * n * fma::NR;
-                for (d, panels) in per_block.iter_mut().zip(p.data.chunks_mut(block_len)) {
-                    d.push(Dst::PanelsT { panels });
-                }
-            }
-            _ => return None,
-        }
-    }
-    Some(
-        per_block
-            .into_iter()
-            .enumerate()
-            .map(|(b, dst)| RepackBlock {
-                rows: b * block_rows..((b + 1) * block_rows).min(k),
-                n,
-                dst,
-                done,
-                _t: PhantomData,
-            })
-            .collect(),
-    )
 }

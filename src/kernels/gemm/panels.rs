@@ -139,7 +139,7 @@ pub(super) fn fill_panels<T: Element, E: Element>(b: MatRef<'_, T>, s0: usize, c
     } else if b.row_stride == 1 {
         #[cfg(target_arch = "x86_64")]
         if let (true, Some(src), Some(dst)) = (
-            crate::kernels::isa::isa().avx512,
+            crate::kernels::selected().pack() == crate::kernels::KernelChoice::Avx512,
             f32::from_view(T::view(b.data)),
             f32::from_view_mut(E::view_mut(chunk)),
         ) {
@@ -150,7 +150,8 @@ pub(super) fn fill_panels<T: Element, E: Element>(b: MatRef<'_, T>, s0: usize, c
                 }
                 let panel = &mut dst[ls * k * NR..][..k * NR];
                 let cols = &src[(c0 + j0) * b.col_stride..];
-                // SAFETY: AVX-512F was detected (`isa`); the function bounds-checks its slices.
+                // SAFETY: the selection point chose the AVX-512 packers, which it does only when
+                // it detected AVX-512F; the function bounds-checks its slices.
                 unsafe { super::pack::transpose_cols_f32(cols, b.col_stride, jn, k, panel, NR) };
             }
             return;

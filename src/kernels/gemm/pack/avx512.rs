@@ -3,7 +3,7 @@
 //! sixteen words `bf16(B[p][j]) | bf16(B[p + 1][j]) << 16`. f32 is rounded with the same integer
 //! code as the casts ([`crate::kernels::cast`]), so packing from f32 equals rounding first.
 //!
-//! Reached only through [`super::pack_b_vnni`], which checks the CPU.
+//! Reached only through the packers of [`super`], which ask the selection point first.
 
 use std::arch::x86_64::*;
 
@@ -441,8 +441,10 @@ mod tests {
     /// which become zero of the same sign.
     #[test]
     fn bf16ne_packing_matches_integer_rounding_except_subnormals() {
-        let isa = crate::kernels::isa::cpu_isa();
-        if !(isa.avx512 && isa.avx512_bf16) {
+        // What the selection point allows this CPU (not this process: these call the packers
+        // directly).
+        let cpu = crate::kernels::kernels_for(crate::kernels::KernelChoice::Auto);
+        if !cpu.pack_bf16_native() {
             eprintln!("skip: CPU lacks AVX-512 BF16");
             return;
         }
@@ -471,7 +473,7 @@ mod tests {
             }
         };
         let (mut a, mut b) = (vec![0u32; kc * B_CHUNK], vec![0u32; kc * B_CHUNK]);
-        // SAFETY: AVX-512 F/BW/VL and BF16 are present (checked above).
+        // SAFETY: the selection point found AVX-512 F/BW/VL and BF16 (checked above).
         unsafe {
             pack_b_rows_f32_avx512(&w, n, k, n, 0, kc, &mut a);
             pack_b_rows_f32_bf16ne(&w, n, k, n, 0, kc, &mut b);
@@ -504,13 +506,14 @@ mod tests {
 
     #[test]
     fn transpose16_transposes() {
-        if !crate::kernels::isa::cpu_isa().avx512 {
+        let cpu = crate::kernels::kernels_for(crate::kernels::KernelChoice::Auto);
+        if cpu.pack() != crate::kernels::KernelChoice::Avx512 {
             eprintln!("skip: CPU lacks AVX-512");
             return;
         }
         let m: Vec<u32> = (0..256).collect();
         let mut r = [[0u32; 16]; 16];
-        // SAFETY: AVX-512 is present (checked above); arrays are 64 bytes each.
+        // SAFETY: the selection point found AVX-512 (checked above); arrays are 64 bytes each.
         unsafe {
             let rows: [__m512i; 16] =
                 std::array::from_fn(|i| _mm512_loadu_si512(m[16 * i..].as_ptr() as *const __m512i));

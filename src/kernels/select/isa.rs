@@ -1,36 +1,33 @@
-//! Which instruction sets the kernels may use: the CPU's features, detected once per process and
-//! cached, intersected with the ceiling set by `MIXPREC_KERNEL` ([`kernel_choice`]).
+//! What this CPU (and OS) supports: the only code that reads CPU features. Detected once per
+//! process and cached; read only by [`super`], which turns it into the kernel choices.
 //!
 //! AMX tiles also need the operating system's permission: on Linux, one
-//! `arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)` per process, asked the first time [`isa`]
-//! runs. If it is refused (an old kernel, a seccomp filter), AMX counts as absent. Other operating
-//! systems do not get the AMX path.
+//! `arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)` per process, asked the first time
+//! [`cpu`] runs. If it is refused (an old kernel, a seccomp filter), AMX counts as absent. Other
+//! operating systems do not get the AMX path.
 
 use std::sync::OnceLock;
 
-use super::{kernel_choice, KernelChoice};
+use super::KernelChoice;
 
-/// The instruction sets the kernels may use. Every field implies the CPU has it *and* the kernel
-/// choice allows it.
+/// Instruction sets the CPU has. Every field implies the CPU has it (and, for AMX, the OS
+/// granted it), possibly further capped by a [`KernelChoice`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[non_exhaustive]
-pub struct Isa {
+pub(super) struct Isa {
     /// AVX-512 F, BW, VL and DQ (the integer and f32 lanes the casts and packers use).
     pub avx512: bool,
-    /// AVX512-BF16 (`vdpbf16ps`, `vcvtne2ps2bf16`).
+    /// AVX512-BF16 (`vdpbf16ps`, `vcvtne2ps2bf16`); implies `avx512`.
     pub avx512_bf16: bool,
-    /// F16C with AVX2 and FMA (f16 <-> f32 conversion in 256-bit lanes).
-    pub f16c: bool,
-    /// AMX-TILE and AMX-BF16, with the OS permission granted.
+    /// AMX-TILE and AMX-BF16, with the OS permission granted; implies `avx512`.
     pub amx_bf16: bool,
 }
 
 impl Isa {
     /// Nothing but portable code.
+    #[cfg(any(test, not(target_arch = "x86_64")))]
     pub const PORTABLE: Isa = Isa {
         avx512: false,
         avx512_bf16: false,
-        f16c: false,
         amx_bf16: false,
     };
 
@@ -40,30 +37,27 @@ impl Isa {
         Isa {
             avx512: self.avx512 && simd,
             avx512_bf16: self.avx512_bf16 && simd,
-            f16c: self.f16c && simd,
             amx_bf16: self.amx_bf16 && choice.allows_amx(),
         }
     }
 }
 
-/// What this CPU (and OS) supports, ignoring `MIXPREC_KERNEL`. Detected once.
-pub fn cpu_isa() -> Isa {
+/// Everything this CPU and OS support, AMX included (asking the OS for the tile state the first
+/// time). Detected once.
+pub(super) fn cpu() -> Isa {
     static CPU: OnceLock<Isa> = OnceLock::new();
-    *CPU.get_or_init(detect)
+    *CPU.get_or_init(|| {
+        let mut isa = cpu_without_amx();
+        isa.amx_bf16 = isa.avx512 && amx_bf16_in_cpuid() && request_amx_permission();
+        isa
+    })
 }
 
-/// What the kernels may use in this process: [`cpu_isa`] capped by [`kernel_choice`].
-pub fn isa() -> Isa {
-    static ISA: OnceLock<Isa> = OnceLock::new();
-    *ISA.get_or_init(|| {
-        let choice = kernel_choice();
-        // Ask for AMX permission only when AMX may be used.
-        if choice.allows_amx() {
-            cpu_isa().capped(choice)
-        } else {
-            detect_without_amx().capped(choice)
-        }
-    })
+/// [`cpu`] without AMX, and without asking the OS for the tile state (for a ceiling that forbids
+/// AMX anyway). Detected once.
+pub(super) fn cpu_without_amx() -> Isa {
+    static CPU: OnceLock<Isa> = OnceLock::new();
+    *CPU.get_or_init(detect_without_amx)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -73,7 +67,6 @@ fn detect_without_amx() -> Isa {
     Isa {
         avx512,
         avx512_bf16: avx512 && has!("avx512bf16"),
-        f16c: has!("f16c") && has!("avx2") && has!("fma"),
         amx_bf16: false,
     }
 }
@@ -81,12 +74,6 @@ fn detect_without_amx() -> Isa {
 #[cfg(not(target_arch = "x86_64"))]
 fn detect_without_amx() -> Isa {
     Isa::PORTABLE
-}
-
-fn detect() -> Isa {
-    let mut isa = detect_without_amx();
-    isa.amx_bf16 = isa.avx512 && amx_bf16_in_cpuid() && request_amx_permission();
-    isa
 }
 
 /// CPUID leaf 7, sub-leaf 0, EDX: bit 22 AMX-BF16, bit 24 AMX-TILE. (`is_x86_feature_detected!`
@@ -135,17 +122,18 @@ mod tests {
 
     #[test]
     fn capping_at_portable_removes_every_feature() {
-        assert_eq!(cpu_isa().capped(KernelChoice::Portable), Isa::PORTABLE);
-        let no_amx = cpu_isa().capped(KernelChoice::Avx512);
+        assert_eq!(cpu().capped(KernelChoice::Portable), Isa::PORTABLE);
+        let no_amx = cpu().capped(KernelChoice::Avx512);
         assert!(!no_amx.amx_bf16);
-        assert_eq!(no_amx.avx512, cpu_isa().avx512);
+        assert_eq!(no_amx.avx512, cpu().avx512);
+        assert_eq!(no_amx, cpu_without_amx().capped(KernelChoice::Avx512));
     }
 
     #[test]
-    fn isa_never_exceeds_the_cpu() {
-        let (cpu, now) = (cpu_isa(), isa());
-        assert!(!now.avx512 || cpu.avx512);
-        assert!(!now.amx_bf16 || cpu.amx_bf16);
-        eprintln!("cpu: {cpu:?}; in use ({:?}): {now:?}", kernel_choice());
+    fn detected_features_imply_avx512() {
+        let cpu = cpu();
+        assert!(!cpu.amx_bf16 || cpu.avx512, "{cpu:?}");
+        assert!(!cpu.avx512_bf16 || cpu.avx512, "{cpu:?}");
+        eprintln!("cpu: {cpu:?}");
     }
 }

@@ -6,17 +6,26 @@
 //! Case counts are small (the whole file runs in seconds on 2 cores); shapes are drawn to hit
 //! the tile edges: 1, 15, 16, 17, 31, 32, 33, 127, k not a multiple of 32, and k above 1000.
 
-mod common;
-
-use common::{gamma, gemm_reference, kernel_paths};
 use half::{bf16, f16};
-use mixprec::kernels::gemm::{gemm_packed, gemm_with, pack_b_from_f32_with, pack_b_with};
-use mixprec::kernels::MatRef;
-use mixprec::Element;
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 
-const U32: f64 = 1.0 / 16_777_216.0;
-const U64: f64 = 1.0 / 9_007_199_254_740_992.0;
+use super::{gamma, gemm_reference, kernel_paths, U32, U64};
+use crate::kernels::gemm::{gemm_with, pack_b_from_f32_with, pack_b_with};
+use crate::kernels::{gemm_packed, MatRef};
+use crate::Element;
+
+/// Failing cases are kept next to this file (`prop_gemm.proptest-regressions`), as they were
+/// when it was an integration test.
+fn config(cases: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
+        ..ProptestConfig::default()
+    }
+}
 
 /// Per-element f64 reference and bound.
 fn reference<T: Element>(a: MatRef<'_, T>, b: MatRef<'_, T>, c0: &[f32]) -> Vec<(f64, f64)> {
@@ -116,7 +125,7 @@ fn check<T: Element<Acc = f32>>(cs: &Case) -> Result<(), TestCaseError> {
         // matrixmultiply directly, while a packed f32 B feeds the AVX-512 FMA kernel.)
         let mut cp = cs.c0.clone();
         gemm_packed(av, &pack_b_with(path, bv), &mut cp, cs.accumulate);
-        if T::DTYPE == mixprec::DType::Float32 {
+        if T::DTYPE == crate::DType::Float32 {
             for (idx, (&got, &(r, bound))) in cp.iter().zip(&want).enumerate() {
                 prop_assert!(
                     (got as f64 - r).abs() <= bound,
@@ -141,7 +150,7 @@ fn check<T: Element<Acc = f32>>(cs: &Case) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(config(64))]
 
     #[test]
     fn prop_gemm_bf16_paths_within_bound(cs in case(40, 100)) {
@@ -160,7 +169,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+    #![proptest_config(config(12))]
 
     #[test]
     fn prop_gemm_bf16_large_k_and_edges_within_bound(cs in case(130, 1100)) {
