@@ -3,6 +3,8 @@
 //! of bad file.
 #![cfg(feature = "serde")]
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -279,16 +281,7 @@ fn layout_is_standard_safetensors_in_every_variable_type() {
 /// Values are compared as bit patterns (numpy has no bfloat16, so F32, F64 and F16 files).
 #[test]
 fn python_safetensors_reads_the_same_values() {
-    let probe = std::process::Command::new("python3")
-        .args(["-c", "import safetensors, numpy"])
-        .output();
-    if !matches!(&probe, Ok(o) if o.status.success()) {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "CI must have python3 with safetensors and numpy (.ci/run installs them)"
-        );
-        eprintln!("skipped: python3 with the safetensors and numpy modules is not available");
+    if !common::python_safetensors_available() {
         return;
     }
     python_reads::<F32>("float32", |v| u64::from((v as f32).to_bits()));
@@ -305,17 +298,9 @@ fn python_reads<P: Policy>(dtype: &str, bits: fn(f64) -> u64) {
                   u = {2: '<u2', 4: '<u4', 8: '<u8'}; \
                   print(json.dumps({k: [str(v.dtype), list(v.shape), \
                       [int(b) for b in v.view(u[v.itemsize]).flatten()]] for k, v in t.items()}))";
-    let out = std::process::Command::new("python3")
-        .args(["-c", script, path.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = common::run_python(script, &path);
     let got: HashMap<String, (String, Vec<usize>, Vec<u64>)> =
-        serde_json::from_slice(&out.stdout).unwrap();
+        serde_json::from_slice(&stdout).unwrap();
     let mut want = HashMap::new();
     for (v, w) in model.variables().into_iter().zip(model.get_weights()) {
         let b = w.into_vec().into_iter().map(bits).collect();

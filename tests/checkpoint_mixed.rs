@@ -3,9 +3,12 @@
 //! that names the layer whose policy differs, converting loading, `inspect` per layer, Python's
 //! safetensors reading the per-variable dtypes, and `save` refusing what `read` would.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use common::dense;
 use mixprec::io::checkpoint::{self, CheckpointMeta};
 use mixprec::module::ParamVisitor;
 use mixprec::optimizers::{Adam, AutoOptimizer};
@@ -24,12 +27,8 @@ struct Net<P: Policy> {
 impl<P: Policy> Net<P> {
     fn new() -> Self {
         Net {
-            hidden: DenseConfig::new(16)
-                .seed(1)
-                .activation(Activation::Relu)
-                .init(64)
-                .unwrap(),
-            head: DenseConfig::new(10).seed(2).init(16).unwrap(),
+            hidden: dense(64, 16, 1, Activation::Relu),
+            head: dense(16, 10, 2, Activation::Linear),
         }
     }
 }
@@ -39,10 +38,10 @@ type FourTypes = (Dense<Bf16>, Dense<F16>, Dense<MixedBf16>, Dense<F64>);
 
 fn four_types() -> FourTypes {
     (
-        DenseConfig::new(6).seed(1).init(5).unwrap(),
-        DenseConfig::new(4).seed(2).init(6).unwrap(),
-        DenseConfig::new(3).seed(3).init(4).unwrap(),
-        DenseConfig::new(2).seed(4).init(3).unwrap(),
+        dense(5, 6, 1, Activation::Linear),
+        dense(6, 4, 2, Activation::Linear),
+        dense(4, 3, 3, Activation::Linear),
+        dense(3, 2, 4, Activation::Linear),
     )
 }
 
@@ -65,6 +64,13 @@ fn save(dir: &Path, name: &str, model: &impl Module, policy: DTypePolicy) -> Pat
     let path = dir.join(name);
     checkpoint::save(model, &path, &CheckpointMeta::new(policy)).unwrap();
     path
+}
+
+/// `model` saved in a new temporary directory (kept alive by the returned guard).
+fn saved(model: &impl Module, policy: DTypePolicy) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = save(dir.path(), "model.safetensors", model, policy);
+    (dir, path)
 }
 
 /// The file's header as JSON, and where its data starts.
@@ -97,14 +103,8 @@ fn weights_bits<M: Module>(m: &M) -> Vec<Vec<u64>> {
 
 #[test]
 fn a_bf16_body_with_an_f32_head_round_trips_exactly_and_records_each_layer() {
-    let dir = tempfile::tempdir().unwrap();
     let net = trained_net();
-    let path = save(
-        dir.path(),
-        "net.safetensors",
-        &net,
-        DTypePolicy::MixedBFloat16,
-    );
+    let (_dir, path) = saved(&net, DTypePolicy::MixedBFloat16);
     let ckpt = checkpoint::read(&path).unwrap();
 
     let mut want = DTypePolicyMap::with_default(DTypePolicy::MixedBFloat16);
@@ -132,14 +132,8 @@ fn a_bf16_body_with_an_f32_head_round_trips_exactly_and_records_each_layer() {
 
 #[test]
 fn a_layer_of_another_policy_is_refused_by_name_or_converted_when_asked() {
-    let dir = tempfile::tempdir().unwrap();
     let net = Net::<MixedBf16>::new();
-    let path = save(
-        dir.path(),
-        "net.safetensors",
-        &net,
-        DTypePolicy::MixedBFloat16,
-    );
+    let (dir, path) = saved(&net, DTypePolicy::MixedBFloat16);
     let ckpt = checkpoint::read(&path).unwrap();
 
     // The generic part in another policy: the error names that layer.
@@ -193,14 +187,8 @@ fn a_layer_of_another_policy_is_refused_by_name_or_converted_when_asked() {
 
 #[test]
 fn each_variable_is_stored_in_its_own_type() {
-    let dir = tempfile::tempdir().unwrap();
     let model = four_types();
-    let path = save(
-        dir.path(),
-        "four.safetensors",
-        &model,
-        DTypePolicy::BFloat16,
-    );
+    let (_dir, path) = saved(&model, DTypePolicy::BFloat16);
     let (h, _) = header(&std::fs::read(&path).unwrap());
     for (layer, dtype) in [("0", "BF16"), ("1", "F16"), ("2", "F32"), ("3", "F64")] {
         for var in ["kernel", "bias"] {
@@ -226,7 +214,7 @@ fn each_variable_is_stored_in_its_own_type() {
             "registered_name": null})
     );
     let mut back = four_types();
-    back.0 = DenseConfig::new(6).seed(9).init(5).unwrap();
+    back.0 = dense(5, 6, 9, Activation::Linear);
     checkpoint::load_into(&mut back, &checkpoint::read(&path).unwrap()).unwrap();
     assert_eq!(weights_bits(&back), weights_bits(&model));
 }
@@ -463,26 +451,11 @@ fn net_map() -> DTypePolicyMap {
 /// safetensors and numpy; under CI (`CI=true`, which installs them) it must run.
 #[test]
 fn python_reads_each_variable_in_its_own_dtype_and_the_layer_map() {
-    let probe = std::process::Command::new("python3")
-        .args(["-c", "import safetensors, numpy"])
-        .output();
-    if !matches!(&probe, Ok(o) if o.status.success()) {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "CI must have python3 with safetensors and numpy (.ci/run installs them)"
-        );
-        eprintln!("skipped: python3 with the safetensors and numpy modules is not available");
+    if !common::python_safetensors_available() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
     let model = four_types();
-    let path = save(
-        dir.path(),
-        "four.safetensors",
-        &model,
-        DTypePolicy::BFloat16,
-    );
+    let (_dir, path) = saved(&model, DTypePolicy::BFloat16);
     let script = r#"
 import sys, json, struct
 import numpy as np
@@ -513,16 +486,8 @@ layers = {k: v['config']['name'] for k, v in m['config']['policy_map'].items()}
 print(json.dumps({'tensors': out, 'layers': layers,
                   'default': m['config']['default_policy']['config']['name']}))
 "#;
-    let out = std::process::Command::new("python3")
-        .args(["-c", script, path.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stdout = common::run_python(script, &path);
+    let got: Value = serde_json::from_slice(&stdout).unwrap();
 
     struct Bits(HashMap<String, Value>);
     impl ParamVisitor for Bits {

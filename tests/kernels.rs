@@ -6,19 +6,9 @@ use half::{bf16, f16};
 use mixprec::kernels::{gemm_packed, pack_b, pack_b_from, pack_b_from_f32, MatRef, PackedB};
 use mixprec::Element;
 
-/// Deterministic values in [-2, 2) with a few exact zeros, rounded to `T`.
-fn values<T: Element>(len: usize, seed: u64) -> Vec<T> {
-    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            let x = (s >> 11) as f64 / (1u64 << 53) as f64 * 4.0 - 2.0;
-            T::from_f64_rne(if s.is_multiple_of(17) { 0.0 } else { x })
-        })
-        .collect()
-}
+#[path = "../src/kernels/tests/values.rs"]
+mod values;
+use values::values;
 
 #[test]
 fn pack_b_from_any_variable_type_equals_packing_the_rounded_copy() {

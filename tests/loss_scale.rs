@@ -1,6 +1,8 @@
 //! Keras 3's `LossScaleOptimizer` facts (keras/src/optimizers/loss_scale_optimizer_test.py), on a
 //! single variable `[1, 2, 3, 4]` held as the kernel of a bias-free `Dense<F32>` `[4, 1]`.
 
+mod common;
+
 use mixprec::optimizers::{grads_are_finite, LossScaleState, StepOutcome};
 use mixprec::prelude::*;
 
@@ -13,21 +15,7 @@ fn set_grad(model: &mut Dense<F32>, g: [f32; 4]) {
     set_grads(model, |_, _| g.to_vec());
 }
 
-/// Sets every variable's gradient to `f(index, len)` (f32 values, rounded to the variable type).
-struct SetGrads<F>(usize, F);
-impl<F: FnMut(usize, usize) -> Vec<f32>> mixprec::module::ParamVisitorMut for SetGrads<F> {
-    fn visit<P: mixprec::policy::Policy>(&mut self, p: &mut mixprec::param::Param<P>) {
-        let shape = p.shape().to_vec();
-        let g = (self.1)(self.0, p.len());
-        self.0 += 1;
-        p.set_grad(Tensor::from_vec(shape, g).unwrap().cast())
-            .unwrap();
-    }
-}
-
-fn set_grads<M: Module>(m: &mut M, f: impl FnMut(usize, usize) -> Vec<f32>) {
-    m.visit_params_mut(&mut SetGrads(0, f));
-}
+use common::set_grads;
 
 fn values(model: &Dense<F32>) -> Vec<f32> {
     model.kernel().as_slice().to_vec()

@@ -4,6 +4,9 @@
 //! loss-scaling bit of a model is the OR over its layers; gradients through a bf16 → f32 → bf16
 //! chain agree with finite differences of the f64 twin.
 
+mod common;
+
+use common::dense;
 use mixprec::module::ParamVisitor;
 use mixprec::param::Param;
 use mixprec::prelude::*;
@@ -26,17 +29,9 @@ struct Net<P: Policy> {
 impl<P: Policy> Net<P> {
     fn new() -> Self {
         Net {
-            hidden: DenseConfig::new(128)
-                .seed(1)
-                .init(64)
-                .unwrap()
-                .with_activation(Activation::Relu),
-            hidden2: DenseConfig::new(128)
-                .seed(2)
-                .init(128)
-                .unwrap()
-                .with_activation(Activation::Relu),
-            head: DenseConfig::new(10).seed(3).init(128).unwrap(),
+            hidden: dense(64, 128, 1, Activation::Relu),
+            hidden2: dense(128, 128, 2, Activation::Relu),
+            head: dense(128, 10, 3, Activation::Linear),
         }
     }
 }
@@ -45,17 +40,9 @@ type Tuple = (Dense<MixedBf16>, Dense<MixedBf16>, Dense<F32>);
 
 fn tuple() -> Tuple {
     (
-        DenseConfig::new(128)
-            .seed(1)
-            .init(64)
-            .unwrap()
-            .with_activation(Activation::Relu),
-        DenseConfig::new(128)
-            .seed(2)
-            .init(128)
-            .unwrap()
-            .with_activation(Activation::Relu),
-        DenseConfig::new(10).seed(3).init(128).unwrap(),
+        dense(64, 128, 1, Activation::Relu),
+        dense(128, 128, 2, Activation::Relu),
+        dense(128, 10, 3, Activation::Linear),
     )
 }
 
@@ -77,16 +64,13 @@ assert_type_eq!(<Net<MixedBf16> as Layer>::Output, f32);
 // `to_policy` converts the generic part and keeps the head's own policy.
 assert_type_eq!(<Net<MixedBf16> as Module>::At<F64>, Net<F64>);
 
-const OPTIONS: FitOptions = FitOptions {
-    epochs: 20,
-    batch_size: 32,
-    seed: 0,
-    shuffle: true,
-    validation_split: 0.0,
-    loss: None,
-    initial_epoch: 0,
-    stop_on_divergence: true,
-};
+fn options() -> FitOptions {
+    FitOptions {
+        epochs: 20,
+        batch_size: 32,
+        ..FitOptions::default()
+    }
+}
 
 fn split() -> (Dataset, Dataset) {
     mixprec::io::digits()
@@ -103,7 +87,7 @@ fn test_accuracy<M: Layer>(model: &M, test: &Dataset) -> f64 {
 fn bf16_body_with_f32_head_tuple_trains_to_96_percent_with_plain_adam() {
     let (train, test) = split();
     let mut model = tuple();
-    fit(&mut model, &mut Adam::new(1e-3), &train, &OPTIONS).unwrap();
+    fit(&mut model, &mut Adam::new(1e-3), &train, &options()).unwrap();
     let acc = test_accuracy(&model, &test);
     println!("tuple (mixed_bfloat16, mixed_bfloat16, float32) test accuracy {acc:.4}");
     assert!(acc >= 0.96, "test accuracy {acc}");
@@ -116,7 +100,7 @@ fn bf16_body_with_f32_head_tuple_trains_to_96_percent_with_plain_adam() {
 fn derived_net_with_f32_head_trains_to_96_percent_with_plain_adam() {
     let (train, test) = split();
     let mut model = Net::<MixedBf16>::new();
-    fit(&mut model, &mut Adam::new(1e-3), &train, &OPTIONS).unwrap();
+    fit(&mut model, &mut Adam::new(1e-3), &train, &options()).unwrap();
     let acc = test_accuracy(&model, &test);
     println!("Net<MixedBf16> with a float32 head: test accuracy {acc:.4}");
     assert!(acc >= 0.96, "test accuracy {acc}");
@@ -272,17 +256,9 @@ fn gradients_through_a_bf16_f32_bf16_chain_match_f64_finite_differences() {
     let u = bf16::EPSILON.to_f64() / 2.0;
     let bound = 8.0 * u;
     let mut model = (
-        DenseConfig::new(8)
-            .seed(11)
-            .init::<MixedBf16>(6)
-            .unwrap()
-            .with_activation(Activation::Tanh),
-        DenseConfig::new(8)
-            .seed(12)
-            .init::<F32>(8)
-            .unwrap()
-            .with_activation(Activation::Tanh),
-        DenseConfig::new(3).seed(13).init::<MixedBf16>(8).unwrap(),
+        dense::<MixedBf16>(6, 8, 11, Activation::Tanh),
+        dense::<F32>(8, 8, 12, Activation::Tanh),
+        dense::<MixedBf16>(8, 3, 13, Activation::Linear),
     );
     let rows = 5;
     let x32 = Tensor::from_vec(vec![rows, 6], values(rows * 6, 3)).unwrap();
@@ -359,7 +335,7 @@ fn auto_optimizer_scales_the_loss_of_a_model_with_one_f16_layer() {
     assert!(opt.scales_loss());
     let options = FitOptions {
         epochs: 2,
-        ..OPTIONS
+        ..options()
     };
     let history = fit(&mut model, &mut opt, &train, &options).unwrap();
     assert!(history.epochs[1].loss < history.epochs[0].loss);

@@ -7,6 +7,8 @@
 //! either applied, skipped, or was refused with `Error::NonFiniteUpdate` (which left the
 //! overflowing elements unchanged).
 
+mod common;
+
 use mixprec::optimizers::{LossScaleState, Optimizer};
 use mixprec::policy::Policy;
 use mixprec::prelude::*;
@@ -157,21 +159,7 @@ fn all_finite<P: Policy>(d: &Dense<P>) -> bool {
         .all(|w| w.as_slice().iter().all(|x| x.is_finite()))
 }
 
-/// Sets every variable's gradient to `f(index, len)` (f32 values, rounded to the variable type).
-struct SetGrads<F>(usize, F);
-impl<F: FnMut(usize, usize) -> Vec<f32>> mixprec::module::ParamVisitorMut for SetGrads<F> {
-    fn visit<P: mixprec::policy::Policy>(&mut self, p: &mut mixprec::param::Param<P>) {
-        let shape = p.shape().to_vec();
-        let g = (self.1)(self.0, p.len());
-        self.0 += 1;
-        p.set_grad(Tensor::from_vec(shape, g).unwrap().cast())
-            .unwrap();
-    }
-}
-
-fn set_grads<M: Module>(m: &mut M, f: impl FnMut(usize, usize) -> Vec<f32>) {
-    m.visit_params_mut(&mut SetGrads(0, f));
-}
+use common::set_grads;
 
 fn drive<P: Policy, O: Optimizer>(case: &Case, mut opt: LossScaleOptimizer<O>) {
     let kernel = Tensor::from_vec(vec![4, 3], (0..12).map(|i| i as f32 - 5.5).collect()).unwrap();

@@ -2,21 +2,16 @@
 //! 20 epochs) reaches at least 96% test accuracy in F32, MixedBf16 and MixedF16 (with loss
 //! scaling). Keras 3 and PyTorch reach 96.7–98.3% on this setup in all three policies.
 
+mod common;
+
+use common::dense;
 use mixprec::prelude::*;
 
 fn mlp<P: Policy>() -> (Dense<P>, Dense<P>, Dense<P>) {
     (
-        DenseConfig::new(128)
-            .seed(1)
-            .init::<P>(64)
-            .unwrap()
-            .with_activation(Activation::Relu),
-        DenseConfig::new(128)
-            .seed(2)
-            .init::<P>(128)
-            .unwrap()
-            .with_activation(Activation::Relu),
-        DenseConfig::new(10).seed(3).init::<P>(128).unwrap(),
+        dense(64, 128, 1, Activation::Relu),
+        dense(128, 128, 2, Activation::Relu),
+        dense(128, 10, 3, Activation::Linear),
     )
 }
 

@@ -9,6 +9,7 @@
 mod casts;
 mod gemm_paths;
 mod prop_gemm;
+mod values;
 
 use super::{kernels_for, KernelChoice, MatRef};
 use crate::{DType, Element};

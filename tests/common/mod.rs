@@ -460,3 +460,72 @@ pub fn gamma(k: usize, u: f64) -> f64 {
     let ku = k as f64 * u;
     ku / (1.0 - ku)
 }
+
+// ---------------------------------------------------------------------------------------------
+// Models and files
+// ---------------------------------------------------------------------------------------------
+
+/// A `Dense<P>` of `units` outputs for `inputs` features, initialised from `seed`.
+pub fn dense<P: Policy>(
+    inputs: usize,
+    units: usize,
+    seed: u64,
+    act: Activation,
+) -> mixprec::layers::Dense<P> {
+    mixprec::layers::DenseConfig::new(units)
+        .seed(seed)
+        .activation(act)
+        .init::<P>(inputs)
+        .unwrap()
+}
+
+/// Sets every variable's gradient to `f(index, len)` (f32 values, rounded to the variable type).
+pub struct SetGrads<F>(pub usize, pub F);
+impl<F: FnMut(usize, usize) -> Vec<f32>> mixprec::module::ParamVisitorMut for SetGrads<F> {
+    fn visit<P: Policy>(&mut self, p: &mut mixprec::param::Param<P>) {
+        let shape = p.shape().to_vec();
+        let g = (self.1)(self.0, p.len());
+        self.0 += 1;
+        p.set_grad(mixprec::Tensor::from_vec(shape, g).unwrap().cast())
+            .unwrap();
+    }
+}
+
+/// Sets the gradients of `m`'s variables, in visiting order, to `f(index, len)`.
+pub fn set_grads<M: mixprec::Module>(m: &mut M, f: impl FnMut(usize, usize) -> Vec<f32>) {
+    m.visit_params_mut(&mut SetGrads(0, f));
+}
+
+/// Whether `python3` can import safetensors and numpy. When it cannot, the tests that read our
+/// checkpoints from Python skip locally, and fail under CI (`CI=true`, whose `.ci/run` installs
+/// them), so CI never passes without running them.
+pub fn python_safetensors_available() -> bool {
+    let probe = std::process::Command::new("python3")
+        .args(["-c", "import safetensors, numpy"])
+        .output();
+    if matches!(&probe, Ok(o) if o.status.success()) {
+        return true;
+    }
+    assert_ne!(
+        std::env::var("CI").as_deref(),
+        Ok("true"),
+        "CI must have python3 with safetensors and numpy (.ci/run installs them)"
+    );
+    eprintln!("skipped: python3 with the safetensors and numpy modules is not available");
+    false
+}
+
+/// Runs `python3 -c script arg` and returns its standard output; fails the test, showing
+/// Python's standard error, when the script fails.
+pub fn run_python(script: &str, arg: &std::path::Path) -> Vec<u8> {
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, arg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}

@@ -11,19 +11,7 @@ use crate::{DType, Element};
 
 const TINY: f64 = 1.1754943508222875e-38; // 2^-126: AMX reads subnormal inputs as zero
 
-/// Deterministic values in [-2, 2) with a few exact zeros, rounded to `T`.
-fn values<T: Element>(len: usize, seed: u64) -> Vec<T> {
-    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            let x = (s >> 11) as f64 / (1u64 << 53) as f64 * 4.0 - 2.0;
-            T::from_f64_rne(if s.is_multiple_of(17) { 0.0 } else { x })
-        })
-        .collect()
-}
+use super::values::values;
 
 /// `|c - ref| <= γ_{k+1}(Σ|a||b| + |c0|) + f64 slack + flushed-subnormal term`, per element.
 fn check_bound<T: Element>(
