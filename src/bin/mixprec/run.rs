@@ -1,4 +1,4 @@
-//! `train` and `compare`: one generic training run per policy, reached from the run-time policy
+//! `train`, and the run `train` and `compare` share: one generic training run per policy, reached from the run-time policy
 //! through `DTypePolicy::visit` (no `dyn` in the model or the optimizer).
 
 use crate::output::{errln, outln};
@@ -11,14 +11,21 @@ use mixprec::optimizers::{Adam, AutoOptimizer, PlainOptimizer, Sgd};
 use mixprec::policy::Policy;
 use mixprec::prelude::*;
 use mixprec::train::{evaluate, fit_with_callback, FitOptions};
+use mixprec::DTypePolicyMap;
 
-use crate::cli::{CompareArgs, OptimizerKind, TrainArgs, TrainingArgs};
+use crate::cli::{OptimizerKind, TrainArgs, TrainingArgs};
 use crate::progress::Progress;
+use crate::resume::{Resume, TrainRecord};
 
 /// What one training run measured.
 #[derive(Debug, Clone)]
 pub struct Report {
+    /// The policy of the layers no `--layer-policy` key names (of every layer when uniform).
     pub policy: DTypePolicy,
+    /// The run's name in tables and plots: the policy, or `policy+float32_head`.
+    pub label: String,
+    /// Each layer's policy, when they are not all `policy`.
+    pub layer_policies: Option<Vec<DTypePolicy>>,
     pub test_accuracy: f64,
     pub test_loss: f64,
     pub final_loss: f64,
@@ -33,16 +40,22 @@ pub struct Report {
     pub diverged_epochs: Vec<usize>,
 }
 
-/// A training run for a policy chosen at run time.
-struct Run<'a> {
-    save: Option<&'a std::path::Path>,
+/// A training run for a policy chosen at run time: every layer in the visited policy `P`
+/// (a typed `Vec<Dense<P>>`), or, with `layers`, each layer in its own policy (a
+/// [`LayeredMlp`], `P` then being the map's default).
+pub struct Run<'a> {
+    pub save: Option<&'a std::path::Path>,
     /// A checkpoint to continue from, and the epochs it had done.
-    resume: Option<(&'a Checkpoint, usize)>,
-    spec: &'a MlpSpec,
-    train: &'a Dataset,
-    test: &'a Dataset,
-    args: &'a TrainingArgs,
-    progress: Progress,
+    pub resume: Option<(&'a Checkpoint, usize)>,
+    pub spec: &'a MlpSpec,
+    /// Per-layer policies, when they are not uniform.
+    pub layers: Option<&'a DTypePolicyMap>,
+    /// The name of the run in the progress bar and the report.
+    pub label: String,
+    pub train: &'a Dataset,
+    pub test: &'a Dataset,
+    pub args: &'a TrainingArgs,
+    pub progress: Progress,
 }
 
 impl PolicyVisitor for Run<'_> {
@@ -58,8 +71,29 @@ impl PolicyVisitor for Run<'_> {
 }
 
 impl Run<'_> {
-    fn run<P: Policy, O: PlainOptimizer>(mut self, optimizer: O) -> Result<Report> {
-        let mut model = self.spec.build::<P>(self.args.seed)?;
+    fn run<P: Policy, O: PlainOptimizer>(self, optimizer: O) -> Result<Report> {
+        match self.layers {
+            None => {
+                let model = self.spec.build::<P>(self.args.seed)?;
+                self.train_model(model, optimizer, P::RUNTIME)
+            }
+            Some(map) => {
+                let model = self.spec.build_layered(map, self.args.seed)?;
+                self.train_model(model, optimizer, P::RUNTIME)
+            }
+        }
+    }
+
+    fn train_model<M, O>(
+        mut self,
+        mut model: M,
+        optimizer: O,
+        policy: DTypePolicy,
+    ) -> Result<Report>
+    where
+        M: Layer + Send,
+        O: PlainOptimizer,
+    {
         // What Keras's `compile` would do, but for any float16-compute layer (`AutoOptimizer`).
         let mut optimizer = AutoOptimizer::for_model(&model, optimizer);
         let mut initial_epoch = 0;
@@ -76,7 +110,7 @@ impl Run<'_> {
             stop_on_divergence: !self.args.continue_on_divergence,
             ..FitOptions::default()
         };
-        self.progress.start(P::NAME);
+        self.progress.start(&self.label);
         let start = Instant::now();
         let history = fit_with_callback(
             &mut model,
@@ -99,7 +133,7 @@ impl Run<'_> {
                 );
             }
             let record = TrainRecord::new(self.args, options.epochs);
-            let meta = CheckpointMeta::new(P::RUNTIME)
+            let meta = CheckpointMeta::new(policy)
                 .with_architecture(self.spec.to_json())
                 .with_extra(TrainRecord::KEY, record.to_json());
             checkpoint::save_training(&model, &optimizer.export_state(), path, &meta)?;
@@ -109,8 +143,14 @@ impl Run<'_> {
             .iter()
             .map(|e| e.samples_per_sec * e.seconds)
             .sum::<f64>() as usize;
+        let layer_policies = match self.layers {
+            Some(map) => Some(self.spec.layer_policies(map)?),
+            None => None,
+        };
         Ok(Report {
-            policy: P::RUNTIME,
+            policy,
+            label: self.label,
+            layer_policies,
             test_accuracy: test.accuracy.unwrap_or(f64::NAN),
             test_loss: test.loss,
             final_loss: history.last().map_or(f64::NAN, |e| e.loss),
@@ -132,7 +172,57 @@ impl Run<'_> {
     }
 }
 
-fn spec_for(args: &TrainingArgs, train: &Dataset) -> MlpSpec {
+/// The map of `--layer-policy` (with `default` for the other layers) for `spec`, or `None`
+/// when every layer gets one policy, which is then returned as the one to run (the typed
+/// uniform model, exactly today's run).
+pub fn layer_plan(
+    t: &TrainingArgs,
+    default: DTypePolicy,
+    spec: &MlpSpec,
+) -> Result<(DTypePolicy, Option<DTypePolicyMap>)> {
+    let map = crate::cli::layer_map(&t.layer_policy, default, spec.layer_count()).map_err(
+        |found| Error::InvalidArgument {
+            what: "--layer-policy",
+            found,
+            expected:
+                "PATH=POLICY pairs, each PATH a layer (0 to N, or head) or a regex matching one",
+        },
+    )?;
+    Ok(match spec.uniform_policy(&map)? {
+        Some(p) => (p, None),
+        None => (default, Some(map)),
+    })
+}
+
+/// Why a model with per-layer policies is not saved yet: the checkpoint metadata records one
+/// policy, and `--resume`/`predict` would rebuild every layer in it.
+fn per_layer_checkpoints(path: &std::path::Path) -> Error {
+    Error::InvalidArgument {
+        what: "--save",
+        found: format!("{} for a model with per-layer policies", path.display()),
+        expected: "one policy for every layer with --save (per-layer checkpoints need the checkpoint's layer_policies metadata, which this build does not have yet)",
+    }
+}
+
+/// `0-1 mixed_bfloat16, 2 float32`: each run of layers with one policy.
+pub fn describe_layers(policies: &[DTypePolicy]) -> String {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    for i in 1..=policies.len() {
+        if i == policies.len() || policies[i] != policies[start] {
+            let span = if i - 1 == start {
+                start.to_string()
+            } else {
+                format!("{start}-{}", i - 1)
+            };
+            parts.push(format!("{span} {}", policies[start]));
+            start = i;
+        }
+    }
+    parts.join(", ")
+}
+
+pub fn spec_for(args: &TrainingArgs, train: &Dataset) -> MlpSpec {
     MlpSpec::new(
         train.features(),
         args.hidden.0.clone(),
@@ -164,6 +254,14 @@ pub fn train(args: &TrainArgs) -> Result<()> {
                 expected: "no --policy with --resume (or the checkpoint's own)",
             });
         }
+    }
+    if let (Some(r), false) = (&resume, args.training.layer_policy.is_empty()) {
+        return Err(Error::InvalidArgument {
+            what: "--layer-policy",
+            found: format!("with --resume {}", r.path.display()),
+            expected:
+                "no --layer-policy with --resume (the checkpoint's layers keep their policies)",
+        });
     }
     // Read once: whatever is built below keeps this policy.
     let policy = resume
@@ -197,10 +295,23 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             r.done
         );
     }
+    let (policy, layers) = layer_plan(t, policy, &spec)?;
+    if let (Some(_), Some(path)) = (&layers, &args.save) {
+        return Err(per_layer_checkpoints(path));
+    }
+    let layout = match &layers {
+        Some(map) => format!(
+            "per-layer policies {} (default {policy})",
+            describe_layers(&spec.layer_policies(map)?)
+        ),
+        None => format!(
+            "policy {policy} (compute {}, variables {})",
+            policy.compute_dtype(),
+            policy.variable_dtype()
+        ),
+    };
     outln!(
-        "mixprec train: policy {policy} (compute {}, variables {}), MLP {}, {data_name}: {} train / {} test rows",
-        policy.compute_dtype(),
-        policy.variable_dtype(),
+        "mixprec train: {layout}, MLP {}, {data_name}: {} train / {} test rows",
         spec.describe(),
         train.len(),
         test.len()
@@ -209,6 +320,8 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         save: args.save.as_deref(),
         resume: resume.as_ref().map(|r| (&r.ckpt, r.done)),
         spec: &spec,
+        layers: layers.as_ref(),
+        label: policy.name().to_string(),
         train: &train,
         test: &test,
         args: t,
@@ -247,99 +360,10 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     Ok(())
 }
 
-/// `mixprec compare`.
-pub fn compare(args: &CompareArgs) -> Result<()> {
-    let policies = if args.policies.is_empty() {
-        DTypePolicy::ALL.to_vec()
-    } else {
-        args.policies.clone()
-    };
-    if let Some(path) = &args.plot {
-        crate::plot::check_path(path)?;
-        check_output_path(path)?;
-    }
-    let t = &args.training;
-    let (train, test, data_name) = crate::data::load_split(t)?;
-    let spec = spec_for(t, &train);
-    warn_if_more_classes_than_rows(&spec, train.len() + test.len(), &data_name);
-    check_model_memory("--hidden", &spec, t, train.len(), &data_name)?;
-    outln!(
-        "mixprec compare: MLP {}, {data_name}, {} epochs, batch {}, {:?} lr {}, seed {}\n",
-        spec.describe(),
-        t.epochs,
-        t.batch_size,
-        t.optimizer,
-        t.lr,
-        t.seed
-    );
-    let mut reports = Vec::new();
-    for policy in policies {
-        let run = Run {
-            save: None,
-            resume: None,
-            spec: &spec,
-            train: &train,
-            test: &test,
-            args: t,
-            progress: Progress::per_run(t.epochs as usize),
-        };
-        match policy.visit(run) {
-            Ok(r) => reports.push(r),
-            Err(e) => {
-                errln!("compare stopped at policy {policy}:");
-                return Err(e);
-            }
-        }
-    }
-    print_table(&reports);
-    for r in reports.iter().filter(|r| !r.diverged_epochs.is_empty()) {
-        errln!(
-            "warning: {} diverged in epochs {} (--continue-on-divergence)",
-            r.policy,
-            list(&r.diverged_epochs)
-        );
-    }
-    if let Some(path) = &args.plot {
-        crate::plot::loss_curves(path, &reports, &spec.describe())?;
-        outln!("\nloss curves written to {}", path.display());
-    }
-    Ok(())
-}
-
-fn print_table(reports: &[Report]) {
-    let reference = reports
-        .iter()
-        .find(|r| r.policy == DTypePolicy::Float32)
-        .map(|r| r.seconds);
-    outln!(
-        "\n{:<15} {:>9} {:>10} {:>8} {:>10} {:>10} {:>12}",
-        "policy",
-        "test acc",
-        "final loss",
-        "time",
-        "vs f32",
-        "variables",
-        "activations"
-    );
-    for r in reports {
-        let speed = reference.map_or("-".to_string(), |f| format!("{:.2}x", f / r.seconds));
-        outln!(
-            "{:<15} {:>8.2}% {:>10.4} {:>7.2}s {:>10} {:>10} {:>12}",
-            r.policy.name(),
-            100.0 * r.test_accuracy,
-            r.final_loss,
-            r.seconds,
-            speed,
-            bytes(r.variable_bytes),
-            bytes(r.activation_bytes)
-        );
-    }
-}
-
 /// Fails, naming `what` (`--hidden`, or `--resume` for a checkpoint's architecture), the data's
 /// width and class count and the bytes, when training
 /// `spec` would plan more than [`limits::MEMORY_LIMIT`](crate::limits::MEMORY_LIMIT).
-fn check_model_memory(
+pub fn check_model_memory(
     what: &'static str,
     spec: &MlpSpec,
     t: &TrainingArgs,
@@ -373,7 +397,7 @@ fn check_model_memory(
 
 /// A class count above the row count usually means the label column holds IDs, not classes
 /// (a label of 1,000,000 builds a model with a million outputs); say so, once, on stderr.
-fn warn_if_more_classes_than_rows(spec: &MlpSpec, rows: usize, data_name: &str) {
+pub fn warn_if_more_classes_than_rows(spec: &MlpSpec, rows: usize, data_name: &str) {
     if spec.outputs > rows.max(2) {
         errln!(
             "warning: {data_name} has labels up to {} ({} classes, an output layer that wide) but only {rows} rows; is --label-column the label column?",
@@ -384,7 +408,7 @@ fn warn_if_more_classes_than_rows(spec: &MlpSpec, rows: usize, data_name: &str) 
 }
 
 /// `[1, 2, 5]` → `1, 2, 5`.
-fn list(epochs: &[usize]) -> String {
+pub fn list(epochs: &[usize]) -> String {
     epochs
         .iter()
         .map(usize::to_string)
@@ -419,99 +443,4 @@ pub fn check_output_path(path: &std::path::Path) -> Result<()> {
         path: path.display().to_string(),
         source: std::io::Error::new(std::io::ErrorKind::NotFound, problem),
     })
-}
-
-/// The training settings a checkpoint records (metadata key `mixprec.train`), so `--resume`
-/// continues with exactly the same run.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct TrainRecord {
-    epoch: usize,
-    seed: u64,
-    batch_size: u32,
-    optimizer: OptimizerKind,
-    lr: f32,
-    #[serde(flatten)]
-    data: crate::cli::DataArgs,
-    test_split: f32,
-}
-
-impl TrainRecord {
-    const KEY: &'static str = "mixprec.train";
-
-    fn new(args: &TrainingArgs, epoch: usize) -> Self {
-        TrainRecord {
-            epoch,
-            seed: args.seed,
-            batch_size: args.batch_size,
-            optimizer: args.optimizer,
-            lr: args.lr,
-            data: args.data.clone(),
-            test_split: args.test_split,
-        }
-    }
-
-    fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("a TrainRecord always serializes")
-    }
-}
-
-/// A checkpoint to resume from, with the settings it was trained with.
-struct Resume {
-    path: std::path::PathBuf,
-    ckpt: Checkpoint,
-    spec: MlpSpec,
-    args: TrainingArgs,
-    done: usize,
-}
-
-impl Resume {
-    fn read(path: &std::path::Path, flags: &TrainingArgs) -> Result<Self> {
-        crate::data::regular_file(path)?;
-        let ckpt = checkpoint::read(path)?;
-        let spec = crate::predict::architecture(&ckpt, path)?;
-        let raw =
-            ckpt.meta()
-                .extra
-                .get(TrainRecord::KEY)
-                .ok_or_else(|| Error::InvalidArgument {
-                    what: "--resume",
-                    found: format!("{} has no {} metadata", path.display(), TrainRecord::KEY),
-                    expected: "a checkpoint written by `mixprec train --save`",
-                })?;
-        let rec: TrainRecord = serde_json::from_str(raw).map_err(|e| Error::InvalidArgument {
-            what: "--resume",
-            found: format!("{} in {}: {e}", TrainRecord::KEY, path.display()),
-            expected: "a checkpoint written by `mixprec train --save`",
-        })?;
-        if flags.epochs as usize <= rec.epoch {
-            return Err(Error::InvalidArgument {
-                what: "--epochs",
-                found: format!(
-                    "{} but {} has done {} epochs",
-                    flags.epochs,
-                    path.display(),
-                    rec.epoch
-                ),
-                expected: "the total number of epochs to reach, more than the checkpoint has done",
-            });
-        }
-        let args = TrainingArgs {
-            epochs: flags.epochs,
-            batch_size: rec.batch_size,
-            lr: rec.lr,
-            optimizer: rec.optimizer,
-            hidden: crate::cli::Widths(spec.hidden.clone()),
-            seed: rec.seed,
-            data: rec.data,
-            continue_on_divergence: flags.continue_on_divergence,
-            test_split: rec.test_split,
-        };
-        Ok(Resume {
-            path: path.to_path_buf(),
-            ckpt,
-            spec,
-            args,
-            done: rec.epoch,
-        })
-    }
 }
