@@ -148,7 +148,7 @@ pub fn layer_map(
             mixprec::Error::PolicyMapDuplicateKey { .. } if key == HEAD || *path == head => {
                 format!("--layer-policy sets the output layer ({head}, also called head) twice")
             }
-            e => format!("--layer-policy {key}: {e}"),
+            e => format!("--layer-policy: {e}"),
         })?;
     }
     let paths: Vec<String> = (0..layers).map(|i| i.to_string()).collect();
@@ -198,9 +198,7 @@ fn layer_policies(s: &str) -> Result<LayerPolicies, String> {
             }
             let policy: DTypePolicy = policy.trim().parse().map_err(|e| format!("{key}: {e}"))?;
             // Refuses an invalid regex or a key given twice in this value, with the map's words.
-            scratch
-                .insert(key, policy)
-                .map_err(|e| format!("{key}: {e}"))?;
+            scratch.insert(key, policy).map_err(|e| e.to_string())?;
             Ok((key.to_string(), policy))
         })
         .collect::<Result<Vec<_>, String>>()?;
