@@ -211,6 +211,36 @@ pub enum Error {
         /// The model's policy.
         expected: crate::DTypePolicy,
     },
+    /// A layer of the model has another policy than the checkpoint recorded for it (strict
+    /// [`load_into`](crate::io::checkpoint::load_into)); nothing was loaded.
+    #[error("checkpoint {path}: layer {layer:?} was saved in policy \"{found}\" but the model's layer {layer:?} is \"{expected}\" (build that layer in {found}, or load with checkpoint::load_into_converting to cast its variables); nothing was loaded")]
+    LayerPolicyMismatch {
+        /// The file.
+        path: String,
+        /// The layer's path (`head`, `0`).
+        layer: String,
+        /// The layer's policy in the checkpoint.
+        found: crate::DTypePolicy,
+        /// The model layer's policy.
+        expected: crate::DTypePolicy,
+    },
+    /// A checkpoint tensor is stored in another type than its layer's recorded policy keeps its
+    /// variables in.
+    #[error("checkpoint {path}: tensor {tensor:?} is stored as {found}, but its layer {layer:?} has policy \"{policy}\", whose variables are {expected} (expected each variable in its layer's variable type; the file was not written by mixprec or was edited)")]
+    CheckpointDTypeMismatch {
+        /// The file.
+        path: String,
+        /// The tensor.
+        tensor: String,
+        /// Its layer's path.
+        layer: String,
+        /// The layer's recorded policy.
+        policy: crate::DTypePolicy,
+        /// The stored type.
+        found: crate::DType,
+        /// The policy's variable type.
+        expected: crate::DType,
+    },
     /// An IDX (MNIST-style) file is malformed.
     #[error("IDX file {path}: {found} (expected {expected})")]
     InvalidIdx {

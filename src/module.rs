@@ -230,6 +230,23 @@ impl VariableInfo {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The path of the layer that owns it: the name without its last component (`hidden` for
+    /// `hidden.kernel`, `body.0` for `body.0.bias`, `""` for a lone layer's `kernel`). The key of
+    /// the layer in a checkpoint's [`DTypePolicyMap`](crate::DTypePolicyMap).
+    pub fn layer(&self) -> &str {
+        layer_path(&self.name)
+    }
+}
+
+/// The layer path of the variable called `name` (see [`VariableInfo::layer`]).
+///
+/// ```
+/// assert_eq!(mixprec::module::layer_path("body.0.kernel"), "body.0");
+/// assert_eq!(mixprec::module::layer_path("bias"), "");
+/// ```
+pub fn layer_path(name: &str) -> &str {
+    name.rsplit_once('.').map_or("", |(layer, _)| layer)
 }
 
 /// A copy of a part whose policy is fixed by its type (`head: Dense<F32>` in a derived `Net<P>`),

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use mixprec::io::checkpoint::{self, CheckpointMeta, LossScaleState};
 use mixprec::policy::{Bf16, MixedBf16, MixedF16, Policy, F16, F32, F64};
 use mixprec::prelude::*;
+use mixprec::DTypePolicyMap;
 use serde_json::Value;
 
 fn mlp<P: Policy>(seed: u64) -> Vec<Dense<P>> {
@@ -106,7 +107,21 @@ fn mixed_float16_checkpoint_loads_into_float32_model_exactly() {
     let model = trained::<MixedF16>(3);
     let path = save_tmp(dir.path(), &model);
     let mut f32_model = mlp::<F32>(50);
-    checkpoint::load_into(&mut f32_model, &checkpoint::read(&path).unwrap()).unwrap();
+    let ckpt = checkpoint::read(&path).unwrap();
+    // Strict loading refuses another policy, naming the first layer; converting loads.
+    let err = checkpoint::load_into(&mut f32_model, &ckpt).unwrap_err();
+    assert!(
+        err.to_string().contains(
+            r#"layer "0" was saved in policy "mixed_float16" but the model's layer "0" is "float32""#
+        ),
+        "{err}"
+    );
+    assert_ne!(
+        values(&f32_model),
+        values(&model),
+        "unchanged after the error"
+    );
+    checkpoint::load_into_converting(&mut f32_model, &ckpt).unwrap();
     assert_eq!(values(&f32_model), values(&model));
 }
 
@@ -121,7 +136,7 @@ fn float32_checkpoint_loads_into_bfloat16_rounding_to_nearest_even() {
     let model = vec![Dense::<F32>::from_weights(kernel, None).unwrap()];
     let path = save_tmp(dir.path(), &model);
     let mut bf = vec![Dense::<Bf16>::new(1, 3).with_bias(false)];
-    checkpoint::load_into(&mut bf, &checkpoint::read(&path).unwrap()).unwrap();
+    checkpoint::load_into_converting(&mut bf, &checkpoint::read(&path).unwrap()).unwrap();
     let k = bf[0].kernel().as_slice();
     assert_eq!(k[0], bf16::from_f32(1.0));
     assert_eq!(k[1], bf16::from_f32(1.0 + 2f32.powi(-6)));
@@ -140,7 +155,13 @@ fn metadata_round_trips_with_keras_policy_json() {
         .with_extra("dataset", "digits");
     checkpoint::save(&mlp::<MixedF16>(1), &path, &meta).unwrap();
     let back = checkpoint::read(&path).unwrap();
-    assert_eq!(back.meta(), &meta);
+    // The caller's metadata, plus each layer's policy filled in by `save`.
+    let mut want = meta.clone();
+    want.layer_policies =
+        DTypePolicyMap::try_from_pairs([("0", "mixed_float16"), ("1", "mixed_float16")]).unwrap();
+    want.layer_policies
+        .set_default_policy(DTypePolicy::MixedFloat16);
+    assert_eq!(back.meta(), &want);
 
     let (header, _) = parse_header(&std::fs::read(&path).unwrap());
     let md = &header["__metadata__"];
@@ -262,6 +283,11 @@ fn python_safetensors_reads_the_same_values() {
         .args(["-c", "import safetensors, numpy"])
         .output();
     if !matches!(&probe, Ok(o) if o.status.success()) {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "CI must have python3 with safetensors and numpy (.ci/run installs them)"
+        );
         eprintln!("skipped: python3 with the safetensors and numpy modules is not available");
         return;
     }
@@ -527,6 +553,7 @@ fn good_md(policy: &'static str) -> Vec<(&'static str, &'static str)> {
 }
 
 const F32_POLICY: &str = r#"{"module":"keras","class_name":"DTypePolicy","config":{"name":"float32"},"registered_name":null}"#;
+const F64_POLICY: &str = r#"{"module":"keras","class_name":"DTypePolicy","config":{"name":"float64"},"registered_name":null}"#;
 
 #[test]
 fn integer_tensor_is_an_unsupported_dtype() {
@@ -547,7 +574,7 @@ fn integer_tensor_is_an_unsupported_dtype() {
 }
 
 #[test]
-fn hand_written_file_loads_and_casts() {
+fn hand_written_file_loads_and_casts_and_its_dtypes_must_match_its_policy() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("f64.safetensors");
     let k: Vec<u8> = [0.5f64, -2.0]
@@ -556,12 +583,26 @@ fn hand_written_file_loads_and_casts() {
         .collect();
     write_raw(
         &path,
+        &[("0.kernel", "F64", vec![1, 2], k.clone())],
+        &good_md(F64_POLICY),
+    );
+    let mut m = vec![Dense::<MixedBf16>::new(1, 2).with_bias(false)];
+    checkpoint::load_into_converting(&mut m, &checkpoint::read(&path).unwrap()).unwrap();
+    assert_eq!(m[0].kernel().as_slice(), &[0.5f32, -2.0]);
+
+    // float64 data under a float32 policy: the file contradicts itself.
+    write_raw(
+        &path,
         &[("0.kernel", "F64", vec![1, 2], k)],
         &good_md(F32_POLICY),
     );
-    let mut m = vec![Dense::<MixedBf16>::new(1, 2).with_bias(false)];
-    checkpoint::load_into(&mut m, &checkpoint::read(&path).unwrap()).unwrap();
-    assert_eq!(m[0].kernel().as_slice(), &[0.5f32, -2.0]);
+    assert_eq!(
+        err_of(&path),
+        format!(
+            "checkpoint {}: tensor \"0.kernel\" is stored as float64, but its layer \"0\" has policy \"float32\", whose variables are float32 (expected each variable in its layer's variable type; the file was not written by mixprec or was edited)",
+            path.display()
+        )
+    );
 }
 
 #[test]
@@ -984,7 +1025,7 @@ fn load_into_refuses_non_finite_weights_and_overflowing_casts() {
     let ckpt = checkpoint::read(&path).unwrap();
     let k = Tensor::from_vec(vec![2, 1], vec![0.0f32; 2]).unwrap();
     let mut narrow = vec![Dense::<F16>::from_weights(k, None).unwrap()];
-    let err = checkpoint::load_into(&mut narrow, &ckpt).unwrap_err();
+    let err = checkpoint::load_into_converting(&mut narrow, &ckpt).unwrap_err();
     let msg = err.to_string();
     assert!(
         msg.contains("\"0.kernel\" holds 70000 at flat index 1, not a finite float16"),

@@ -1,15 +1,19 @@
 //! Checkpoints in the [safetensors](https://huggingface.co/docs/safetensors) format: [`save`] a
-//! model's variables (in its variable type), [`read`] a file back, [`load_into`] a model of any
-//! policy (casting explicitly), and [`inspect`] a file for printing.
+//! model's variables (each in its own variable type), [`read`] a file back, [`load_into`] a model
+//! whose every layer has the recorded policy (or [`load_into_converting`] a model of other
+//! policies, casting), and [`inspect`] a file for printing.
 //!
 //! Layout: one tensor per variable, named as [`Module::visit_params`] names it (`0.kernel`,
-//! `hidden.bias`), dtype `F32` for mixed policies and `F16`/`BF16`/`F32`/`F64` for pure ones,
-//! little-endian, row-major. The header's `__metadata__` holds:
+//! `hidden.bias`), in the variable type of its layer's policy (`F32` for mixed policies,
+//! `F16`/`BF16`/`F32`/`F64` for pure ones), little-endian, row-major. A model of several
+//! policies (a bfloat16 body, a float32 head) stores each variable in its own type. The
+//! header's `__metadata__` holds:
 //!
 //! | key | value |
 //! | --- | --- |
 //! | `mixprec.format` | `"1"` |
-//! | `mixprec.policy` | the policy in Keras's JSON form ([`DTypePolicy::to_keras_json`](crate::DTypePolicy::to_keras_json)) |
+//! | `mixprec.policy` | the model's policy in Keras's JSON form ([`DTypePolicy::to_keras_json`](crate::DTypePolicy::to_keras_json)) |
+//! | `mixprec.layer_policies` | each layer's policy: Keras's `DTypePolicyMap` JSON ([`DTypePolicyMap::to_keras_json`](crate::DTypePolicyMap::to_keras_json)), one key per layer path (a variable's name without its last component), default `mixprec.policy` |
 //! | `mixprec.architecture` | the caller's JSON string, stored as given |
 //! | `mixprec.loss_scale` | `{"scale": f32, "good_steps": u64}`, only when training used one |
 //! | `mixprec.iterations` | optimizer steps taken, decimal |
@@ -41,7 +45,7 @@ use crate::DTypePolicy;
 pub use atomic::{cleanup_temp_files_on_signal, temp_files_in_flight, STALE_AFTER};
 pub use meta::{
     CheckpointMeta, LossScaleState, FORMAT_VERSION, KEY_ARCHITECTURE, KEY_FORMAT, KEY_ITERATIONS,
-    KEY_LOSS_SCALE, KEY_POLICY,
+    KEY_LAYER_POLICIES, KEY_LOSS_SCALE, KEY_POLICY,
 };
 
 /// One stored tensor: name, dtype, shape and its little-endian bytes.
@@ -182,6 +186,23 @@ impl Checkpoint {
         &self.meta
     }
 
+    /// Each layer's path and recorded policy: the per-layer map's keys in its order, then (for
+    /// files from before per-layer policies) the layers of the tensors it has no key for, in
+    /// the tensors' order.
+    pub fn layers(&self) -> Vec<(String, DTypePolicy)> {
+        let map = &self.meta.layer_policies;
+        let mut layers: Vec<(String, DTypePolicy)> =
+            map.iter().map(|(k, p)| (k.to_string(), p)).collect();
+        for t in &self.tensors {
+            let layer = crate::module::layer_path(&t.name);
+            if !t.name.starts_with(OPTIMIZER_PREFIX) && !layers.iter().any(|(l, _)| l == layer) {
+                let p = map.get(layer).unwrap_or(map.default_policy());
+                layers.push((layer.to_string(), p));
+            }
+        }
+        layers
+    }
+
     /// A printable summary.
     pub fn info(&self) -> CheckpointInfo {
         CheckpointInfo {
@@ -191,6 +212,7 @@ impl Checkpoint {
                 .iter()
                 .map(|t| (t.name.clone(), t.dtype, t.shape.clone()))
                 .collect(),
+            layers: self.layers(),
             meta: self.meta.clone(),
         }
     }
@@ -214,7 +236,7 @@ impl Checkpoint {
 ///
 /// let mut other = vec![DenseConfig::new(8).seed(9).init::<F32>(4).unwrap(), Dense::<F32>::new(8, 3)];
 /// let ckpt = checkpoint::read(&path)?;
-/// checkpoint::load_into(&mut other, &ckpt)?;       // f32 variables into an f32 model
+/// checkpoint::load_into_converting(&mut other, &ckpt)?; // into a float32 model
 /// assert_eq!(other[0].kernel(), model[0].kernel());
 /// assert_eq!(ckpt.meta().architecture, "[4, 8, 3]");
 /// # std::fs::remove_dir_all(&dir).unwrap();
@@ -266,29 +288,21 @@ fn save_impl<M: Module>(
         meta.iterations = o.iterations;
         meta.loss_scale = o.loss_scale;
     }
-    let meta = &meta;
     let shown = path.display().to_string();
-    validate::meta(&shown, meta)?;
-    let map = meta.to_map()?;
-    /// Each variable as stored: in its own variable type.
+    /// Each variable as stored: in its own variable type, with its layer's policy.
     struct Collect<'a> {
         shown: &'a str,
-        expected: DTypePolicy,
         tensors: Vec<CheckpointTensor>,
+        policies: Vec<DTypePolicy>,
         bad: Result<()>,
     }
     impl ParamVisitor for Collect<'_> {
         fn visit<P: Policy>(&mut self, name: &str, p: &Param<P>) {
-            if self.bad.is_ok() && P::RUNTIME != self.expected {
-                self.bad = Err(Error::CheckpointPolicyMismatch {
-                    found: self.expected,
-                    expected: P::RUNTIME,
-                });
-            }
             if self.bad.is_ok() {
                 let what = format!("variable {name:?}");
                 self.bad = validate::finite(self.shown, &what, p.value().as_slice());
             }
+            self.policies.push(P::RUNTIME);
             self.tensors.push(CheckpointTensor {
                 name: name.to_string(),
                 dtype: P::VARIABLE_DTYPE,
@@ -299,13 +313,26 @@ fn save_impl<M: Module>(
     }
     let mut collect = Collect {
         shown: &shown,
-        expected: meta.policy,
         tensors: Vec::new(),
+        policies: Vec::new(),
         bad: Ok(()),
     };
     model.visit_params("", &mut collect);
-    let Collect { tensors, bad, .. } = collect;
-    let mut tensors = tensors;
+    meta.layer_policies = validate::layer_policies(
+        &shown,
+        meta.policy,
+        collect
+            .tensors
+            .iter()
+            .map(|t| t.name.as_str())
+            .zip(&collect.policies),
+    )?;
+    let meta = &meta;
+    validate::meta(&shown, meta)?;
+    let map = meta.to_map()?;
+    let Collect {
+        mut tensors, bad, ..
+    } = collect;
     bad?;
     validate::variable_names(&shown, &tensors)?;
     if let Some(o) = optimizer {
@@ -390,19 +417,93 @@ fn parse_header<'a>(
             });
         }
     }
+    // Each variable in its layer's variable type, so loading can trust the recorded policies.
+    for (name, info) in header.tensors() {
+        if name.starts_with(OPTIMIZER_PREFIX) {
+            continue;
+        }
+        let layer = crate::module::layer_path(name.as_str());
+        let policy = meta
+            .layer_policies
+            .get(layer)
+            .map_err(|e| Error::InvalidMetadata {
+                path: shown.to_string(),
+                key: KEY_LAYER_POLICIES,
+                found: format!("keys that are ambiguous for tensor {name:?}"),
+                expected: "keys that match each layer at most once",
+                source: Some(Box::new(e)),
+            })?;
+        let found = from_safetensors_dtype(info.dtype).expect("checked above");
+        if found != policy.variable_dtype() {
+            return Err(Error::CheckpointDTypeMismatch {
+                path: shown.to_string(),
+                tensor: name.clone(),
+                layer: layer.to_string(),
+                policy,
+                found,
+                expected: policy.variable_dtype(),
+            });
+        }
+    }
     // `read_metadata` has checked that the offsets tile the data exactly and match each shape.
     Ok((&bytes[8 + header_len..], header, meta))
 }
 
-/// Sets every variable of `model` from `ckpt`, cast from the stored type to the model's variable
-/// type. All or nothing: every check passes before any variable changes.
+/// Sets every variable of `model` from `ckpt`, after checking that every layer of `model` has
+/// the policy the checkpoint recorded for it. All or nothing: every check passes before any
+/// variable changes.
+///
+/// ```
+/// use mixprec::prelude::*;
+/// use mixprec::io::{checkpoint, CheckpointMeta};
+/// let dir = tempfile_dir();
+/// # fn tempfile_dir() -> std::path::PathBuf {
+/// #     let d = std::env::temp_dir().join(format!("mixprec-doc-load-{}", std::process::id()));
+/// #     std::fs::create_dir_all(&d).unwrap();
+/// #     d
+/// # }
+/// let path = dir.join("net.safetensors");
+/// // A bfloat16 body and a float32 head.
+/// let model = (Dense::<MixedBf16>::new(4, 8), Dense::<F32>::new(8, 3));
+/// checkpoint::save(&model, &path, &CheckpointMeta::new(DTypePolicy::MixedBFloat16))?;
+/// let ckpt = checkpoint::read(&path)?;
+/// assert_eq!(ckpt.meta().layer_policies.get("1")?, DTypePolicy::Float32);
+///
+/// // The same layers in other policies: refused, naming the layer...
+/// let mut uniform = (Dense::<MixedBf16>::new(4, 8), Dense::<MixedBf16>::new(8, 3));
+/// let err = checkpoint::load_into(&mut uniform, &ckpt).unwrap_err();
+/// assert!(err.to_string().contains(r#"layer "1" was saved in policy "float32""#), "{err}");
+/// // ...unless a conversion is asked for.
+/// checkpoint::load_into_converting(&mut uniform, &ckpt)?;
+/// assert_eq!(uniform.1.kernel(), model.1.kernel());
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// # Ok::<(), mixprec::Error>(())
+/// ```
 ///
 /// # Errors
 ///
 /// [`Error::MissingTensor`] for a model variable the checkpoint lacks;
-/// [`Error::TensorShapeMismatch`] for a tensor of another shape; [`Error::UnexpectedTensors`]
-/// listing the tensors the model has no variable for. The model is then unchanged.
+/// [`Error::TensorShapeMismatch`] for a tensor of another shape; [`Error::LayerPolicyMismatch`]
+/// naming the first layer whose policy differs from the recorded one;
+/// [`Error::UnexpectedTensors`] listing the tensors the model has no variable for. The model is
+/// then unchanged.
 pub fn load_into<M: Module>(model: &mut M, ckpt: &Checkpoint) -> Result<()> {
+    load_impl(model, ckpt, false)
+}
+
+/// Like [`load_into`], but a layer whose policy differs from the recorded one is converted: its
+/// variables are cast from the stored type to the model's variable type (rounded to nearest
+/// even when narrowing), as Keras loads weights into a model of another policy.
+///
+/// # Errors
+///
+/// As [`load_into`], without the policy check; and [`Error::NonFiniteTensor`] when a value does
+/// not fit the model's variable type (an f32 weight beyond 65504 into float16 variables).
+pub fn load_into_converting<M: Module>(model: &mut M, ckpt: &Checkpoint) -> Result<()> {
+    load_impl(model, ckpt, true)
+}
+
+fn load_impl<M: Module>(model: &mut M, ckpt: &Checkpoint, convert: bool) -> Result<()> {
     let wanted = model.variables();
     let mut values = Vec::with_capacity(wanted.len());
     for v in &wanted {
@@ -417,6 +518,15 @@ pub fn load_into<M: Module>(model: &mut M, ckpt: &Checkpoint) -> Result<()> {
                 tensor: v.name.clone(),
                 expected: v.shape.clone(),
                 found: t.shape.clone(),
+            });
+        }
+        let recorded = ckpt.meta.layer_policies.get(v.layer())?;
+        if !convert && recorded != v.policy {
+            return Err(Error::LayerPolicyMismatch {
+                path: ckpt.path.clone(),
+                layer: v.layer().to_string(),
+                found: recorded,
+                expected: v.policy,
             });
         }
         values.push(t);
@@ -543,6 +653,8 @@ pub struct CheckpointInfo {
     pub path: String,
     /// Name, stored type and shape of each tensor, sorted by name.
     pub tensors: Vec<(String, DType, Vec<usize>)>,
+    /// Each layer's path and policy, in the order the model visits them (as recorded).
+    pub layers: Vec<(String, DTypePolicy)>,
     /// The metadata.
     pub meta: CheckpointMeta,
 }
@@ -562,6 +674,21 @@ impl fmt::Display for CheckpointInfo {
             p.compute_dtype(),
             p.variable_dtype()
         )?;
+        let uniform = self.layers.iter().all(|(_, lp)| *lp == p);
+        if !uniform {
+            let width = self.layers.iter().map(|l| l.0.len()).max().unwrap_or(0);
+            writeln!(f, "layers        {} (policy per layer)", self.layers.len())?;
+            for (layer, lp) in &self.layers {
+                writeln!(
+                    f,
+                    "  {layer:<width$}  {lp} (compute {}, variables {})",
+                    lp.compute_dtype(),
+                    lp.variable_dtype()
+                )?;
+            }
+        } else {
+            writeln!(f, "layers        {} (all {p})", self.layers.len())?;
+        }
         writeln!(f, "architecture  {}", self.meta.architecture)?;
         match &self.meta.loss_scale {
             Some(ls) => writeln!(

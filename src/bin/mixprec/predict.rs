@@ -12,9 +12,11 @@ use mixprec::train::predict as predict_rows;
 
 use crate::cli::PredictArgs;
 
-/// Builds the checkpoint's model in policy `P`, loads (casting) its variables and predicts.
+/// Builds the checkpoint's model in policy `P`, loads its variables and predicts.
 struct Predict<'a> {
     ckpt: &'a Checkpoint,
+    /// Cast the variables to `P` (`--policy`); otherwise every layer must have its stored policy.
+    convert: bool,
     spec: MlpSpec,
     x: &'a Tensor<f32>,
 }
@@ -24,7 +26,11 @@ impl PolicyVisitor for Predict<'_> {
 
     fn visit<P: Policy>(self) -> Result<Tensor<f32>> {
         let mut model = self.spec.build::<P>(0)?;
-        checkpoint::load_into(&mut model, self.ckpt)?;
+        if self.convert {
+            checkpoint::load_into_converting(&mut model, self.ckpt)?;
+        } else {
+            checkpoint::load_into(&mut model, self.ckpt)?;
+        }
         predict_rows(&model, self.x, 256)
     }
 }
@@ -63,6 +69,7 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
     let policy = args.policy.unwrap_or(stored);
     let logits = policy.visit(Predict {
         ckpt: &ckpt,
+        convert: args.policy.is_some(),
         spec: spec.clone(),
         x: data.x(),
     })?;

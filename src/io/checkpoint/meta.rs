@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::error::{Error, Result};
-use crate::DTypePolicy;
+use crate::{DTypePolicy, DTypePolicyMap};
 
 /// The value of `mixprec.format` this version writes and reads.
 pub const FORMAT_VERSION: &str = "1";
@@ -20,18 +20,26 @@ pub const KEY_ARCHITECTURE: &str = "mixprec.architecture";
 pub const KEY_LOSS_SCALE: &str = "mixprec.loss_scale";
 /// Metadata key: optimizer iterations.
 pub const KEY_ITERATIONS: &str = "mixprec.iterations";
+/// Metadata key: each layer's policy, as Keras's `DTypePolicyMap` JSON whose default is
+/// `mixprec.policy`. Absent in files written before per-layer policies: every layer then has
+/// `mixprec.policy`.
+pub const KEY_LAYER_POLICIES: &str = "mixprec.layer_policies";
 
-const RESERVED: [&str; 5] = [
+const RESERVED: [&str; 6] = [
     KEY_FORMAT,
     KEY_POLICY,
     KEY_ARCHITECTURE,
     KEY_LOSS_SCALE,
     KEY_ITERATIONS,
+    KEY_LAYER_POLICIES,
 ];
 
 pub use crate::optimizers::LossScaleState;
 
 /// What a checkpoint records besides the variables.
+///
+/// [`layer_policies`](Self::layer_policies) is filled in by [`save`](super::save) from the
+/// model, and read back by [`read`](super::read): the caller sets the model's policy only.
 ///
 /// ```
 /// use mixprec::io::{CheckpointMeta, LossScaleState};
@@ -45,8 +53,13 @@ pub use crate::optimizers::LossScaleState;
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct CheckpointMeta {
-    /// The model's policy (must be the saved model's).
+    /// The model's policy: that of all its layers, or, for a model of several policies, the one
+    /// its per-layer map falls back to (its body's, by convention).
     pub policy: DTypePolicy,
+    /// Each layer's policy, keyed by layer path (`hidden`, `0`: a variable's name without its
+    /// last component), with [`policy`](Self::policy) as default. [`save`](super::save)
+    /// replaces it with the saved model's layers; [`read`](super::read) fills it from the file.
+    pub layer_policies: DTypePolicyMap,
     /// The architecture, as the caller describes it (JSON by convention; stored as given).
     pub architecture: String,
     /// The loss-scale state, for float16 training.
@@ -62,6 +75,7 @@ impl CheckpointMeta {
     pub fn new(policy: DTypePolicy) -> Self {
         CheckpointMeta {
             policy,
+            layer_policies: DTypePolicyMap::with_default(policy),
             architecture: String::new(),
             loss_scale: None,
             iterations: 0,
@@ -104,7 +118,8 @@ impl CheckpointMeta {
                     what: "extra checkpoint metadata key",
                     found: format!("{k:?}"),
                     expected: "a key other than mixprec.format, mixprec.policy, \
-                               mixprec.architecture, mixprec.loss_scale, mixprec.iterations",
+                               mixprec.architecture, mixprec.loss_scale, mixprec.iterations, \
+                               mixprec.layer_policies",
                 });
             }
             map.insert(k.clone(), v.clone());
@@ -113,6 +128,10 @@ impl CheckpointMeta {
         map.insert(KEY_POLICY.into(), self.policy.to_keras_json());
         map.insert(KEY_ARCHITECTURE.into(), self.architecture.clone());
         map.insert(KEY_ITERATIONS.into(), self.iterations.to_string());
+        map.insert(
+            KEY_LAYER_POLICIES.into(),
+            self.layer_policies.to_keras_json(),
+        );
         if let Some(ls) = &self.loss_scale {
             let json = serde_json::to_string(ls).expect("a LossScaleState always serializes");
             map.insert(KEY_LOSS_SCALE.into(), json);
@@ -148,6 +167,20 @@ impl CheckpointMeta {
                 Some(Box::new(e)),
             )
         })?;
+        const MAP_EXPECTED: &str =
+            "a Keras DTypePolicyMap JSON config whose default_policy is mixprec.policy";
+        let layer_policies = match map.get(KEY_LAYER_POLICIES) {
+            None => DTypePolicyMap::with_default(policy),
+            Some(json) => {
+                let m = DTypePolicyMap::from_keras_json(json).map_err(|e| {
+                    invalid(KEY_LAYER_POLICIES, json, MAP_EXPECTED, Some(Box::new(e)))
+                })?;
+                if m.default_policy() != policy {
+                    return Err(invalid(KEY_LAYER_POLICIES, json, MAP_EXPECTED, None));
+                }
+                m
+            }
+        };
         let architecture = get(KEY_ARCHITECTURE, "the architecture string")?.clone();
         let it = get(KEY_ITERATIONS, "an unsigned integer")?;
         let iterations = it
@@ -171,6 +204,7 @@ impl CheckpointMeta {
             .collect();
         Ok(CheckpointMeta {
             policy,
+            layer_policies,
             architecture,
             loss_scale,
             iterations,

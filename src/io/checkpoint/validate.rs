@@ -4,7 +4,9 @@
 
 use crate::dtype::{Element, VecOf};
 use crate::error::{Error, Result};
+use crate::module::layer_path;
 use crate::optimizers::OptimizerState;
+use crate::{DTypePolicy, DTypePolicyMap};
 
 use super::{CheckpointMeta, CheckpointTensor, OPTIMIZER_PREFIX};
 
@@ -31,6 +33,77 @@ pub(super) fn meta(path: &str, meta: &CheckpointMeta) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The per-layer policy map `save` records, from each variable's name and policy: one entry per
+/// layer path, in the model's order, with `default` (the metadata's policy) as its default.
+///
+/// Refused, as `read` and `load_into` could not use them: two variables of one layer in different
+/// policies (the map holds one policy per layer), a layer path that is not a valid map key, and a
+/// metadata policy that is none of the layers' ([`Error::CheckpointPolicyMismatch`] when all
+/// layers share one policy).
+pub(super) fn layer_policies<'a>(
+    path: &str,
+    default: DTypePolicy,
+    variables: impl Iterator<Item = (&'a str, &'a DTypePolicy)>,
+) -> Result<DTypePolicyMap> {
+    let mut layers: Vec<(&str, DTypePolicy)> = Vec::new();
+    for (name, &policy) in variables {
+        let layer = layer_path(name);
+        match layers.iter().find(|(l, _)| *l == layer) {
+            None => layers.push((layer, policy)),
+            Some(&(_, p)) if p == policy => {}
+            Some(&(_, p)) => {
+                return Err(unsavable(
+                    path,
+                    format!("layer {layer:?}"),
+                    format!("holds variables in policies {p} and {policy}"),
+                    "one policy per layer (its variables' names share the layer path)",
+                ))
+            }
+        }
+    }
+    let mut policies: Vec<DTypePolicy> = Vec::new();
+    for &(_, p) in &layers {
+        if !policies.contains(&p) {
+            policies.push(p);
+        }
+    }
+    match policies[..] {
+        [] => {}
+        [only] if only != default => {
+            return Err(Error::CheckpointPolicyMismatch {
+                found: default,
+                expected: only,
+            })
+        }
+        _ if !policies.contains(&default) => {
+            let per_layer: Vec<String> =
+                layers.iter().map(|(l, p)| format!("{l:?}: {p}")).collect();
+            return Err(unsavable(
+                path,
+                "metadata policy".into(),
+                format!(
+                    "{default}, but the model's layers are {}",
+                    per_layer.join(", ")
+                ),
+                "the policy of one of the model's layers (its body's, by convention)",
+            ));
+        }
+        _ => {}
+    }
+    let mut map = DTypePolicyMap::with_default(default);
+    for (layer, policy) in layers {
+        map.insert(layer, policy).map_err(|e| {
+            unsavable(
+                path,
+                format!("layer path {layer:?}"),
+                format!("is not a DTypePolicyMap key ({e})"),
+                "layer names that are valid regular expressions (Rust identifiers and indices are)",
+            )
+        })?;
+    }
+    Ok(map)
 }
 
 /// No NaN or infinity in a variable or an optimizer slot: such a model would load and predict
@@ -144,6 +217,8 @@ pub(super) fn header(path: &str, bytes: &[u8], meta: &CheckpointMeta) -> Result<
         Some("iterations or policy")
     } else if parsed.extra != meta.extra {
         Some("extra metadata")
+    } else if parsed.layer_policies != meta.layer_policies {
+        Some("layer policies")
     } else {
         None
     };
