@@ -201,3 +201,83 @@ fn bad_values_are_usage_errors_naming_the_problem() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("+float32_head"), "{}", stderr(&o));
 }
+
+#[test]
+fn per_layer_checkpoints_resume_exactly_predict_and_inspect_per_layer() {
+    let path = tmp("layers.safetensors");
+    let _ = std::fs::remove_file(&path);
+    let p = path.to_str().unwrap();
+    let layers = [
+        "--policy",
+        "mixed_bfloat16",
+        "--layer-policy",
+        "head=float32",
+    ];
+    let o = mixprec(
+        &[
+            &["train", "--epochs", "2", "--hidden", "16,16", "--save", p][..],
+            &layers,
+        ]
+        .concat(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    // Resuming to 4 epochs is the uninterrupted 4-epoch run.
+    let resumed = mixprec(&["train", "--epochs", "4", "--resume", p]);
+    assert_eq!(resumed.status.code(), Some(0), "{}", stderr(&resumed));
+    let whole = mixprec(
+        &[
+            &["train", "--epochs", "4", "--hidden", "16,16"][..],
+            &layers,
+        ]
+        .concat(),
+    );
+    let result = |o: &Output| -> Vec<String> {
+        without_timing(&stdout(o))
+            .into_iter()
+            .filter(|l| l.starts_with("test accuracy") || l.starts_with("final loss"))
+            .collect()
+    };
+    assert_eq!(result(&resumed).len(), 2);
+    assert_eq!(result(&resumed), result(&whole));
+    assert!(
+        stdout(&resumed).contains("per-layer policies 0-1 mixed_bfloat16, 2 float32"),
+        "{}",
+        stdout(&resumed)
+    );
+    // The checkpoint's layers keep their policies.
+    let o = mixprec(&[
+        "train",
+        "--epochs",
+        "4",
+        "--resume",
+        p,
+        "--layer-policy",
+        "0=float32",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no --layer-policy with --resume"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = mixprec(&["predict", "--model", p, "--show", "0"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("stored as 0-1 mixed_bfloat16, 2 float32, run as its layers' policies"),
+        "{}",
+        stdout(&o)
+    );
+    let o = mixprec(&[
+        "predict", "--model", p, "--show", "0", "--policy", "float16",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("run as float16"), "{}", stdout(&o));
+
+    let o = mixprec(&["inspect", p]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("  2  float32 (compute float32"), "{out}");
+    assert!(out.contains("  0  mixed_bfloat16"), "{out}");
+}

@@ -133,7 +133,14 @@ impl Run<'_> {
                 );
             }
             let record = TrainRecord::new(self.args, options.epochs);
-            let meta = CheckpointMeta::new(policy)
+            // The checkpoint's policy must be one of its layers' (`save` refuses another): the
+            // default, unless keys gave every layer another policy, then the first layer's.
+            let layers = model.variables();
+            let stored = match layers.iter().find(|v| v.policy == policy) {
+                Some(_) => policy,
+                None => layers.first().map_or(policy, |v| v.policy),
+            };
+            let meta = CheckpointMeta::new(stored)
                 .with_architecture(self.spec.to_json())
                 .with_extra(TrainRecord::KEY, record.to_json());
             checkpoint::save_training(&model, &optimizer.export_state(), path, &meta)?;
@@ -194,14 +201,17 @@ pub fn layer_plan(
     })
 }
 
-/// Why a model with per-layer policies is not saved yet: the checkpoint metadata records one
-/// policy, and `--resume`/`predict` would rebuild every layer in it.
-fn per_layer_checkpoints(path: &std::path::Path) -> Error {
-    Error::InvalidArgument {
-        what: "--save",
-        found: format!("{} for a model with per-layer policies", path.display()),
-        expected: "one policy for every layer with --save (per-layer checkpoints need the checkpoint's layer_policies metadata, which this build does not have yet)",
-    }
+/// The policies a checkpoint records for `spec`'s layers, as [`layer_plan`] gives them: the
+/// one policy of a uniform model, or the map and the checkpoint's default.
+pub fn stored_plan(
+    meta: &CheckpointMeta,
+    spec: &MlpSpec,
+) -> Result<(DTypePolicy, Option<DTypePolicyMap>)> {
+    let map = &meta.layer_policies;
+    Ok(match spec.uniform_policy(map)? {
+        Some(p) => (p, None),
+        None => (meta.policy, Some(map.clone())),
+    })
 }
 
 /// `0-1 mixed_bfloat16, 2 float32`: each run of layers with one policy.
@@ -295,10 +305,10 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             r.done
         );
     }
-    let (policy, layers) = layer_plan(t, policy, &spec)?;
-    if let (Some(_), Some(path)) = (&layers, &args.save) {
-        return Err(per_layer_checkpoints(path));
-    }
+    let (policy, layers) = match &resume {
+        Some(r) => stored_plan(r.ckpt.meta(), &spec)?,
+        None => layer_plan(t, policy, &spec)?,
+    };
     let layout = match &layers {
         Some(map) => format!(
             "per-layer policies {} (default {policy})",
