@@ -191,3 +191,36 @@ fn to_policy_gives_the_uniform_vec_with_the_same_names() {
         .iter()
         .all(|v| v.policy == DTypePolicy::Float32));
 }
+
+/// A derived struct ORs its fields' run-time answers: its own `Dense<P>` by `P`, the
+/// `LayeredMlp` by the layers it holds.
+#[derive(Debug, Clone, Module)]
+#[module(no_layer)]
+struct Wrapper<P: Policy> {
+    extra: Dense<P>,
+    inner: LayeredMlp,
+}
+
+#[test]
+fn a_derived_struct_answers_from_its_fields_at_run_time() {
+    let spec = MlpSpec::new(4, vec![3], 2);
+    let bf16_f32 = spec
+        .build_layered(&map("mixed_bfloat16", &[("1", "float32")]), 0)
+        .unwrap();
+    let f16_f32 = spec
+        .build_layered(&map("mixed_float16", &[("1", "float32")]), 0)
+        .unwrap();
+    let w = |inner: &LayeredMlp| Wrapper::<F32> {
+        extra: Dense::new(2, 2),
+        inner: inner.clone(),
+    };
+    assert!(!w(&bf16_f32).needs_loss_scale());
+    assert!(!AutoOptimizer::for_model(&w(&bf16_f32), Adam::new(1e-3)).scales_loss());
+    assert!(w(&f16_f32).needs_loss_scale());
+    let f16_extra = Wrapper::<MixedF16> {
+        extra: Dense::new(2, 2),
+        inner: bf16_f32,
+    };
+    assert!(f16_extra.needs_loss_scale());
+    assert_eq!(f16_extra.param_names()[2], "inner.0.kernel");
+}
