@@ -281,3 +281,24 @@ fn per_layer_checkpoints_resume_exactly_predict_and_inspect_per_layer() {
     assert!(out.contains("  2  float32 (compute float32"), "{out}");
     assert!(out.contains("  0  mixed_bfloat16"), "{out}");
 }
+
+#[test]
+fn compare_marks_the_runs_layer_policy_changes() {
+    let o = mixprec(&[
+        "compare",
+        "--epochs",
+        "1",
+        "--hidden",
+        "8",
+        "--policies",
+        "float32,bfloat16",
+        "--layer-policy",
+        "0=bfloat16",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    // float32 with layer 0 in bfloat16 is per-layer; bfloat16 with it is still uniform.
+    assert!(out.lines().any(|l| l.starts_with("float32* ")), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("bfloat16 ")), "{out}");
+    assert!(out.contains("* with --layer-policy 0=bfloat16"), "{out}");
+}

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use mixprec::DTypePolicy;
 
+pub use crate::layers::{LayerPolicies, PolicyChoice};
+
 use crate::limits::{MAX_BATCH, MAX_DIM, MAX_EPOCHS, MAX_LAYERS, MAX_LR, MAX_SECONDS};
 
 /// Keras 3 mixed precision in Rust: train, compare and benchmark the six dtype policies.
@@ -106,108 +108,8 @@ pub struct TrainingArgs {
     /// precision; on this job (digits, 64-128-128-10, 20 epochs, seeds 1-3) it changed no test
     /// accuracy under mixed_bfloat16 and cost about 13% of its speed, and under mixed_float16
     /// it lost 0.56 points on one seed out of three, so it is not the default (README).
-    #[arg(long = "layer-policy", value_name = "PATH=POLICY", value_parser = layer_policies)]
+    #[arg(long = "layer-policy", value_name = "PATH=POLICY", value_parser = crate::layers::layer_policies)]
     pub layer_policy: Vec<LayerPolicies>,
-}
-
-/// What clap cannot check alone: `--layer-policy` against the layers `--hidden` gives
-/// (duplicates across flags, `head` beside the output layer's number, keys that match no
-/// layer, ambiguous regexes), for `train` and `compare` (whose `+float32_head` runs are checked
-/// when they start). The message becomes a usage error (exit status 2).
-pub fn check(cli: &Cli) -> Result<(), (&'static str, String)> {
-    let (name, training) = match &cli.command {
-        Command::Train(a) if a.resume.is_none() => ("train", &a.training),
-        Command::Compare(a) => ("compare", &a.training),
-        _ => return Ok(()),
-    };
-    let layers = training.hidden.0.len() + 1;
-    layer_map(&training.layer_policy, DTypePolicy::Float32, layers)
-        .map(drop)
-        .map_err(|e| (name, e))
-}
-
-/// The `PATH=POLICY` pairs of one `--layer-policy` value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LayerPolicies(pub Vec<(String, DTypePolicy)>);
-
-/// What `head` means in a `--layer-policy` path: the output layer.
-pub const HEAD: &str = "head";
-
-/// The pairs of every `--layer-policy`, in order, with `head` replaced by the output layer's
-/// path (`layers - 1`), as a map whose default is `default`.
-///
-/// # Errors
-///
-/// A message naming the key for a duplicate (also `head` and the output layer's number), a
-/// key that matches no layer path `0..layers`, or a path two regex keys match.
-pub fn layer_map(
-    flags: &[LayerPolicies],
-    default: DTypePolicy,
-    layers: usize,
-) -> Result<mixprec::DTypePolicyMap, String> {
-    let mut map = mixprec::DTypePolicyMap::with_default(default);
-    let head = (layers - 1).to_string();
-    for (key, policy) in flags.iter().flat_map(|f| &f.0) {
-        let path = if key == HEAD { &head } else { key };
-        map.insert(path.as_str(), *policy).map_err(|e| match e {
-            mixprec::Error::PolicyMapDuplicateKey { .. } if key == HEAD || *path == head => {
-                format!("--layer-policy sets the output layer ({head}, also called head) twice")
-            }
-            e => format!("--layer-policy: {e}"),
-        })?;
-    }
-    let paths: Vec<String> = (0..layers).map(|i| i.to_string()).collect();
-    if let Some(key) = map.keys_matching_none(&paths).next() {
-        return Err(format!(
-            "--layer-policy {key:?} matches no layer: this MLP has layers 0 to {head} (0 the first, {head} or head the output layer)"
-        ));
-    }
-    for path in &paths {
-        map.get(path).map_err(|e| format!("--layer-policy: {e}"))?;
-    }
-    Ok(map)
-}
-
-/// Splits `a=x,b{1,2}=y` at the commas outside brackets, braces and parentheses (regex keys
-/// may hold commas, as in `[0-9]{1,2}`).
-fn split_top_level(s: &str) -> Vec<&str> {
-    let (mut parts, mut depth, mut start) = (Vec::new(), 0i32, 0);
-    for (i, c) in s.char_indices() {
-        match c {
-            '(' | '[' | '{' => depth += 1,
-            ')' | ']' | '}' => depth -= 1,
-            ',' if depth <= 0 => {
-                parts.push(&s[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    parts.push(&s[start..]);
-    parts
-}
-
-fn layer_policies(s: &str) -> Result<LayerPolicies, String> {
-    let mut scratch = mixprec::DTypePolicyMap::with_default(DTypePolicy::Float32);
-    let pairs = split_top_level(s)
-        .into_iter()
-        .map(|pair| {
-            let Some((key, policy)) = pair.rsplit_once('=') else {
-                return Err(format!(
-                    "{pair:?} is not PATH=POLICY (expected e.g. head=float32 or 0=mixed_bfloat16)"
-                ));
-            };
-            let key = key.trim();
-            if key.is_empty() {
-                return Err(format!("{pair:?} has no layer path before '='"));
-            }
-            let policy: DTypePolicy = policy.trim().parse().map_err(|e| format!("{key}: {e}"))?;
-            // Refuses an invalid regex or a key given twice in this value, with the map's words.
-            scratch.insert(key, policy).map_err(|e| e.to_string())?;
-            Ok((key.to_string(), policy))
-        })
-        .collect::<Result<Vec<_>, String>>()?;
-    Ok(LayerPolicies(pairs))
 }
 
 /// Where the data comes from; shared by `train`, `compare` and `predict`, and recorded in
@@ -249,7 +151,7 @@ pub struct CompareArgs {
     /// Policies to compare, comma-separated (default: all six). A policy followed by
     /// `+float32_head` (`mixed_bfloat16+float32_head`) runs it with a float32 output layer, as
     /// Keras advises for mixed precision; --layer-policy keys apply to every run.
-    #[arg(long, value_delimiter = ',', value_parser = policy_choice)]
+    #[arg(long, value_delimiter = ',', value_parser = crate::layers::policy_choice)]
     pub policies: Vec<PolicyChoice>,
     /// Draw the per-epoch training loss of each policy to this file (.svg or .png).
     #[arg(long)]
@@ -274,34 +176,6 @@ pub struct BenchArgs {
     /// Seconds of timing per measurement, in (0, 3600].
     #[arg(long, default_value_t = 0.5, value_parser = seconds, allow_negative_numbers = true)]
     pub seconds: f32,
-}
-
-/// One `compare` run: a policy, with or without a float32 output layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PolicyChoice {
-    pub policy: DTypePolicy,
-    pub f32_head: bool,
-}
-
-/// The suffix of a `--policies` entry that gives it a float32 output layer.
-pub const F32_HEAD_SUFFIX: &str = "+float32_head";
-
-impl std::fmt::Display for PolicyChoice {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let suffix = if self.f32_head { F32_HEAD_SUFFIX } else { "" };
-        write!(f, "{}{suffix}", self.policy)
-    }
-}
-
-fn policy_choice(s: &str) -> Result<PolicyChoice, String> {
-    let (name, f32_head) = match s.trim().strip_suffix(F32_HEAD_SUFFIX) {
-        Some(name) => (name, true),
-        None => (s.trim(), false),
-    };
-    let policy = name
-        .parse()
-        .map_err(|e| format!("{e} (a Keras policy, optionally followed by {F32_HEAD_SUFFIX})"))?;
-    Ok(PolicyChoice { policy, f32_head })
 }
 
 /// Hidden widths (a newtype so clap takes the whole comma list as one value).

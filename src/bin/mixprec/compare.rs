@@ -4,11 +4,12 @@ use crate::output::{errln, outln};
 
 use mixprec::prelude::*;
 
-use crate::cli::{CompareArgs, LayerPolicies, PolicyChoice, TrainingArgs, HEAD};
+use crate::cli::{CompareArgs, TrainingArgs};
+use crate::layers::{layer_plan, LayerPolicies, PolicyChoice, HEAD};
 use crate::progress::Progress;
 use crate::run::{
-    bytes, check_model_memory, check_output_path, layer_plan, list, spec_for,
-    warn_if_more_classes_than_rows, Report, Run,
+    bytes, check_model_memory, check_output_path, list, spec_for, warn_if_more_classes_than_rows,
+    Report, Run,
 };
 
 /// `mixprec compare`.
@@ -71,7 +72,12 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
             resume: None,
             spec: &spec,
             layers: layers.as_ref(),
-            label: choice.to_string(),
+            // A run the user's --layer-policy keys change is marked, and the keys printed below.
+            label: if layers.is_some() && !t.layer_policy.is_empty() {
+                format!("{choice}*")
+            } else {
+                choice.to_string()
+            },
             train: &train,
             test: &test,
             args: t,
@@ -86,6 +92,15 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
         }
     }
     print_table(&reports);
+    if reports.iter().any(|r| r.label.ends_with('*')) {
+        let keys: Vec<String> = t
+            .layer_policy
+            .iter()
+            .flat_map(|f| &f.0)
+            .map(|(k, p)| format!("{k}={p}"))
+            .collect();
+        outln!("* with --layer-policy {}", keys.join(","));
+    }
     for r in reports.iter().filter(|r| !r.diverged_epochs.is_empty()) {
         errln!(
             "warning: {} diverged in epochs {} (--continue-on-divergence)",

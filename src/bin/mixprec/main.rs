@@ -16,6 +16,7 @@ mod cli;
 mod compare;
 mod data;
 mod info;
+mod layers;
 mod limits;
 mod output;
 mod plot;
@@ -23,6 +24,7 @@ mod predict;
 mod progress;
 mod resume;
 mod run;
+mod train;
 
 use std::process::ExitCode;
 
@@ -35,7 +37,7 @@ fn main() -> ExitCode {
     // ends; without the handler (if it cannot be installed) saves are still atomic.
     let _ = mixprec::io::cleanup_temp_files_on_signal();
     let cli = Cli::parse();
-    if let Err((subcommand, message)) = cli::check(&cli) {
+    if let Err((subcommand, message)) = layers::check(&cli) {
         use clap::CommandFactory;
         let mut cmd = Cli::command();
         cmd.build();
@@ -46,7 +48,7 @@ fn main() -> ExitCode {
             .exit();
     }
     let result = match cli.command {
-        Command::Train(args) => run::train(&args),
+        Command::Train(args) => train::train(&args),
         Command::Compare(args) => compare::compare(&args),
         Command::Bench(args) => bench::bench(&args),
         Command::Predict(args) => predict::predict(&args),

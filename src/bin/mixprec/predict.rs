@@ -74,10 +74,10 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
         });
     }
     check_labels(&data, &name, &spec, &model.to_string())?;
-    let (stored, layers) = crate::run::stored_plan(ckpt.meta(), &spec)?;
+    let (stored, layers) = crate::layers::stored_plan(ckpt.meta(), &spec)?;
     let policy = args.policy.unwrap_or(stored);
     let stored_as = match &layers {
-        Some(map) => crate::run::describe_layers(&spec.layer_policies(map)?),
+        Some(map) => crate::layers::describe_layers(&spec.layer_policies(map)?),
         None => stored.to_string(),
     };
     let run_as = match (&layers, args.policy) {

@@ -1,7 +1,8 @@
-//! `train`, and the run `train` and `compare` share: one generic training run per policy, reached from the run-time policy
-//! through `DTypePolicy::visit` (no `dyn` in the model or the optimizer).
+//! The run `train` and `compare` share: one generic training run per policy, reached from the
+//! run-time policy through `DTypePolicy::visit` (no `dyn` in the model or the optimizer), with a
+//! typed `Vec<Dense<P>>` or, for per-layer policies, a `LayeredMlp`; and their common checks.
 
-use crate::output::{errln, outln};
+use crate::output::errln;
 use std::time::Instant;
 
 use mixprec::data::Dataset;
@@ -13,9 +14,9 @@ use mixprec::prelude::*;
 use mixprec::train::{evaluate, fit_with_callback, FitOptions};
 use mixprec::DTypePolicyMap;
 
-use crate::cli::{OptimizerKind, TrainArgs, TrainingArgs};
+use crate::cli::{OptimizerKind, TrainingArgs};
 use crate::progress::Progress;
-use crate::resume::{Resume, TrainRecord};
+use crate::resume::TrainRecord;
 
 /// What one training run measured.
 #[derive(Debug, Clone)]
@@ -179,195 +180,12 @@ impl Run<'_> {
     }
 }
 
-/// The map of `--layer-policy` (with `default` for the other layers) for `spec`, or `None`
-/// when every layer gets one policy, which is then returned as the one to run (the typed
-/// uniform model, exactly today's run).
-pub fn layer_plan(
-    t: &TrainingArgs,
-    default: DTypePolicy,
-    spec: &MlpSpec,
-) -> Result<(DTypePolicy, Option<DTypePolicyMap>)> {
-    let map = crate::cli::layer_map(&t.layer_policy, default, spec.layer_count()).map_err(
-        |found| Error::InvalidArgument {
-            what: "--layer-policy",
-            found,
-            expected:
-                "PATH=POLICY pairs, each PATH a layer (0 to N, or head) or a regex matching one",
-        },
-    )?;
-    Ok(match spec.uniform_policy(&map)? {
-        Some(p) => (p, None),
-        None => (default, Some(map)),
-    })
-}
-
-/// The policies a checkpoint records for `spec`'s layers, as [`layer_plan`] gives them: the
-/// one policy of a uniform model, or the map and the checkpoint's default.
-pub fn stored_plan(
-    meta: &CheckpointMeta,
-    spec: &MlpSpec,
-) -> Result<(DTypePolicy, Option<DTypePolicyMap>)> {
-    let map = &meta.layer_policies;
-    Ok(match spec.uniform_policy(map)? {
-        Some(p) => (p, None),
-        None => (meta.policy, Some(map.clone())),
-    })
-}
-
-/// `0-1 mixed_bfloat16, 2 float32`: each run of layers with one policy.
-pub fn describe_layers(policies: &[DTypePolicy]) -> String {
-    let mut parts = Vec::new();
-    let mut start = 0;
-    for i in 1..=policies.len() {
-        if i == policies.len() || policies[i] != policies[start] {
-            let span = if i - 1 == start {
-                start.to_string()
-            } else {
-                format!("{start}-{}", i - 1)
-            };
-            parts.push(format!("{span} {}", policies[start]));
-            start = i;
-        }
-    }
-    parts.join(", ")
-}
-
 pub fn spec_for(args: &TrainingArgs, train: &Dataset) -> MlpSpec {
     MlpSpec::new(
         train.features(),
         args.hidden.0.clone(),
         train.classes().unwrap_or(1),
     )
-}
-
-/// `mixprec train`.
-pub fn train(args: &TrainArgs) -> Result<()> {
-    if let Some(p) = args.policy {
-        set_global_policy(p)?;
-    }
-    if let Some(path) = &args.save {
-        check_output_path(path)?;
-    }
-    let resume = match &args.resume {
-        Some(path) => Some(Resume::read(path, &args.training)?),
-        None => None,
-    };
-    if let (Some(r), Some(p)) = (&resume, args.policy) {
-        if p != r.ckpt.meta().policy {
-            return Err(Error::InvalidArgument {
-                what: "--policy",
-                found: format!(
-                    "{p}, but {} was trained in {}",
-                    r.path.display(),
-                    r.ckpt.meta().policy
-                ),
-                expected: "no --policy with --resume (or the checkpoint's own)",
-            });
-        }
-    }
-    if let (Some(r), false) = (&resume, args.training.layer_policy.is_empty()) {
-        return Err(Error::InvalidArgument {
-            what: "--layer-policy",
-            found: format!("with --resume {}", r.path.display()),
-            expected:
-                "no --layer-policy with --resume (the checkpoint's layers keep their policies)",
-        });
-    }
-    // Read once: whatever is built below keeps this policy.
-    let policy = resume
-        .as_ref()
-        .map_or_else(global_policy, |r| r.ckpt.meta().policy);
-    let t = resume.as_ref().map_or(&args.training, |r| &r.args);
-    let (data, data_name) = crate::data::load(&t.data)?;
-    if let Some(r) = &resume {
-        let model = r.path.display().to_string();
-        crate::predict::check_labels(&data, &data_name, &r.spec, &model)?;
-    }
-    let (train, test) = data.shuffle_split(t.test_split, t.seed)?;
-    drop(data);
-    let spec = match &resume {
-        Some(r) => r.spec.clone(),
-        None => spec_for(t, &train),
-    };
-    if resume.is_none() {
-        warn_if_more_classes_than_rows(&spec, train.len() + test.len(), &data_name);
-    }
-    let what = if resume.is_some() {
-        "--resume"
-    } else {
-        "--hidden"
-    };
-    check_model_memory(what, &spec, t, train.len(), &data_name)?;
-    if let Some(r) = &resume {
-        outln!(
-            "resuming {} after epoch {} (its policy, architecture, optimizer state, learning rate, batch size, seed and data)",
-            r.path.display(),
-            r.done
-        );
-    }
-    let (policy, layers) = match &resume {
-        Some(r) => stored_plan(r.ckpt.meta(), &spec)?,
-        None => layer_plan(t, policy, &spec)?,
-    };
-    let layout = match &layers {
-        Some(map) => format!(
-            "per-layer policies {} (default {policy})",
-            describe_layers(&spec.layer_policies(map)?)
-        ),
-        None => format!(
-            "policy {policy} (compute {}, variables {})",
-            policy.compute_dtype(),
-            policy.variable_dtype()
-        ),
-    };
-    outln!(
-        "mixprec train: {layout}, MLP {}, {data_name}: {} train / {} test rows",
-        spec.describe(),
-        train.len(),
-        test.len()
-    );
-    let run = Run {
-        save: args.save.as_deref(),
-        resume: resume.as_ref().map(|r| (&r.ckpt, r.done)),
-        spec: &spec,
-        layers: layers.as_ref(),
-        label: policy.name().to_string(),
-        train: &train,
-        test: &test,
-        args: t,
-        progress: Progress::per_epoch(t.epochs as usize),
-    };
-    let r = policy.visit(run)?;
-    outln!(
-        "\ntest accuracy   {:.2}%  (test loss {:.4})",
-        100.0 * r.test_accuracy,
-        r.test_loss
-    );
-    outln!("final loss      {:.4}", r.final_loss);
-    outln!(
-        "wall time       {:.2} s  ({:.0} samples/s)",
-        r.seconds,
-        r.samples_per_sec
-    );
-    outln!("variables       {}", bytes(r.variable_bytes));
-    outln!(
-        "activations     {} per batch of {}",
-        bytes(r.activation_bytes),
-        t.batch_size
-    );
-    if let Some(scale) = r.loss_scale {
-        outln!(
-            "loss scale      {scale} at the end, {} steps skipped",
-            r.skipped_steps
-        );
-    }
-    if !r.diverged_epochs.is_empty() {
-        outln!("diverged        in epochs {}", list(&r.diverged_epochs));
-    }
-    if let Some(path) = &args.save {
-        outln!("saved           {}", path.display());
-    }
-    Ok(())
 }
 
 /// Fails, naming `what` (`--hidden`, or `--resume` for a checkpoint's architecture), the data's
