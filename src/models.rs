@@ -1,11 +1,17 @@
 //! Ready-made architectures described by data, so a model can be chosen on a command line and
-//! recorded in a checkpoint: [`MlpSpec`] builds a `Vec<Dense<P>>` for any policy.
+//! recorded in a checkpoint: [`MlpSpec`] builds a `Vec<Dense<P>>` for any policy, or a
+//! [`LayeredMlp`] with each layer in the policy a [`DTypePolicyMap`] gives its path.
 
-#[cfg(feature = "serde")]
-use crate::error::Error;
-use crate::error::Result;
-use crate::layers::{Activation, Dense, DenseConfig};
+mod layered;
+
+pub use layered::LayeredMlp;
+
+use crate::error::{Error, Result};
+use crate::layers::{
+    Activation, AnyDense, ByPolicy, Dense, DenseConfig, DenseFamily, FamilyBuilder,
+};
 use crate::policy::Policy;
+use crate::{DTypePolicy, DTypePolicyMap};
 
 /// A multi-layer perceptron: `inputs → hidden… → outputs`, the hidden layers with `activation`,
 /// the output layer linear (logits).
@@ -49,38 +55,137 @@ impl MlpSpec {
     /// a kernel would need more than [`MAX_ALLOCATION_BYTES`](crate::tensor::MAX_ALLOCATION_BYTES)
     /// (checked for every layer before any is built).
     pub fn build<P: Policy>(&self, seed: u64) -> Result<Vec<Dense<P>>> {
-        let widths: Vec<usize> = std::iter::once(self.inputs)
+        self.check_sizes(|_| P::RUNTIME)?;
+        (0..self.layer_count())
+            .map(|i| self.layer(i, seed).init::<P>(self.widths()[i]))
+            .collect()
+    }
+
+    /// The layers, layer `i` in the policy `map` gives its path `"i"` (`map.get("i")`) and
+    /// initialised from `seed + i` exactly as [`build`](Self::build) does, so a layer's
+    /// initial weights in policy `P` are those of the uniform model in `P`. The variables have
+    /// the same names as [`build`](Self::build)'s, so checkpoints of either kind name the same
+    /// tensors.
+    ///
+    /// When every layer resolves to one policy, [`build`](Self::build) in that policy is the
+    /// same model, typed, and faster to reach generic code with (see
+    /// [`uniform_policy`](Self::uniform_policy)).
+    ///
+    /// # Errors
+    ///
+    /// As [`layer_policies`](Self::layer_policies) and [`build`](Self::build).
+    pub fn build_layered(&self, map: &DTypePolicyMap, seed: u64) -> Result<LayeredMlp> {
+        let policies = self.layer_policies(map)?;
+        self.check_sizes(|i| policies[i])?;
+        let widths = self.widths();
+        let layers = policies
+            .iter()
+            .enumerate()
+            .map(|(i, &policy)| {
+                let init = InitLayer {
+                    config: self.layer(i, seed),
+                    input_dim: widths[i],
+                };
+                ByPolicy::build(policy, init)
+            })
+            .collect::<Result<Vec<AnyDense>>>()?;
+        Ok(LayeredMlp::from_layers(layers))
+    }
+
+    /// The policy of each layer (paths `"0"` to `"N"`, `N` the output layer) under `map`.
+    ///
+    /// Stricter than Keras, which ignores keys that match no layer: here a key that matches
+    /// none of this model's paths (exactly or as a full-match regex) is an error, so a typo
+    /// such as `"7"` for a 3-layer MLP is not silently ignored.
+    ///
+    /// ```
+    /// use mixprec::{models::MlpSpec, DTypePolicy, DTypePolicyMap};
+    /// let spec = MlpSpec::new(64, vec![128, 128], 10);
+    /// let mut map = DTypePolicyMap::with_default(DTypePolicy::MixedBFloat16);
+    /// map.insert("2", "float32")?;
+    /// assert_eq!(spec.uniform_policy(&map)?, None);
+    /// map.insert("7", "float32")?;
+    /// let err = spec.layer_policies(&map).unwrap_err().to_string();
+    /// assert!(err.contains(r#"key "7" matches no layer"#), "{err}");
+    /// # Ok::<(), mixprec::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::PolicyMapAmbiguous`] naming the layer path when two regex keys match it;
+    /// [`Error::InvalidArgument`] naming the key and the model's paths when a key matches no
+    /// layer.
+    pub fn layer_policies(&self, map: &DTypePolicyMap) -> Result<Vec<DTypePolicy>> {
+        let paths: Vec<String> = (0..self.layer_count()).map(|i| i.to_string()).collect();
+        if let Some(key) = map.keys_matching_none(&paths).next() {
+            return Err(Error::InvalidArgument {
+                what: "policy map",
+                found: format!(
+                    "key {key:?} matches no layer of the mlp {} (layers 0 to {})",
+                    self.describe(),
+                    paths.len() - 1
+                ),
+                expected: "a layer path (0 for the first layer, the last for the output layer) or a regex matching one",
+            });
+        }
+        paths.iter().map(|path| map.get(path)).collect()
+    }
+
+    /// The one policy every layer gets under `map`, or `None` when they differ.
+    ///
+    /// # Errors
+    ///
+    /// As [`layer_policies`](Self::layer_policies).
+    pub fn uniform_policy(&self, map: &DTypePolicyMap) -> Result<Option<DTypePolicy>> {
+        let policies = self.layer_policies(map)?;
+        let first = policies[0];
+        Ok(policies.iter().all(|&p| p == first).then_some(first))
+    }
+
+    /// Number of layers: the hidden ones and the output layer.
+    pub fn layer_count(&self) -> usize {
+        self.hidden.len() + 1
+    }
+
+    fn widths(&self) -> Vec<usize> {
+        std::iter::once(self.inputs)
             .chain(self.hidden.iter().copied())
             .chain([self.outputs])
-            .collect();
-        for (i, w) in widths.windows(2).enumerate() {
+            .collect()
+    }
+
+    /// Layer `i`'s configuration: the hidden activation (linear for the output layer) and the
+    /// seed `seed + i`.
+    fn layer(&self, i: usize, seed: u64) -> DenseConfig {
+        let act = if i + 1 == self.layer_count() {
+            Activation::Linear
+        } else {
+            self.activation
+        };
+        DenseConfig::new(self.widths()[i + 1])
+            .activation(act)
+            .seed(seed.wrapping_add(i as u64))
+    }
+
+    /// Every layer's kernel size against the allocation limit, before any layer is built.
+    fn check_sizes(&self, policy: impl Fn(usize) -> DTypePolicy) -> Result<()> {
+        for (i, w) in self.widths().windows(2).enumerate() {
+            let dtype = policy(i).variable_dtype();
             let what = || {
                 format!(
-                    "layer {i} of the mlp {}: dense kernel [{}, {}] of {}",
+                    "layer {i} of the mlp {}: dense kernel [{}, {}] of {dtype}",
                     self.describe(),
                     w[0],
                     w[1],
-                    <P::Variable as crate::dtype::Element>::DTYPE
                 )
             };
-            crate::tensor::alloc::check_shape::<P::Variable>(what, w)?;
+            match dtype.size_of() {
+                2 => crate::tensor::alloc::check_shape::<u16>(what, w)?,
+                4 => crate::tensor::alloc::check_shape::<f32>(what, w)?,
+                _ => crate::tensor::alloc::check_shape::<f64>(what, w)?,
+            };
         }
-        let last = widths.len() - 2;
-        widths
-            .windows(2)
-            .enumerate()
-            .map(|(i, w)| {
-                let act = if i == last {
-                    Activation::Linear
-                } else {
-                    self.activation
-                };
-                DenseConfig::new(w[1])
-                    .activation(act)
-                    .seed(seed.wrapping_add(i as u64))
-                    .init::<P>(w[0])
-            })
-            .collect()
+        Ok(())
     }
 
     /// `inputs-h1-h2-outputs`, as papers write it.
@@ -134,5 +239,18 @@ impl MlpSpec {
             outputs: r.outputs,
             activation: r.activation.parse()?,
         })
+    }
+}
+
+/// Builds layer `i` of an [`MlpSpec`] in whatever policy [`ByPolicy::build`] asks for.
+struct InitLayer {
+    config: DenseConfig,
+    input_dim: usize,
+}
+
+impl FamilyBuilder<DenseFamily> for InitLayer {
+    type Error = Error;
+    fn build<P: Policy>(self) -> Result<Dense<P>> {
+        self.config.init::<P>(self.input_dim)
     }
 }

@@ -80,6 +80,18 @@ pub trait Module {
     /// `Q::Variable` (gradients and saved activations are not carried over).
     fn to_policy<Q: Policy>(&self) -> Self::At<Q>;
 
+    /// Whether training this value must scale the loss: some layer it holds computes in
+    /// float16. By default the type's answer, [`NeedsLossScale`](Self::NeedsLossScale); tuples
+    /// and `Vec`s OR their parts' answers, and a model whose layers' policies are chosen at run
+    /// time ([`LayeredMlp`](crate::models::LayeredMlp), whose bit is `B1` because it *may* hold
+    /// a float16 layer) answers from the layers it does hold. The type's bit decides at compile
+    /// time which optimizers may train the model; this value decides at run time whether
+    /// [`AutoOptimizer::for_model`](crate::optimizers::AutoOptimizer::for_model) wraps the
+    /// optimizer. It is never true where the bit is `B0`.
+    fn needs_loss_scale(&self) -> bool {
+        <Self::NeedsLossScale as typenum::Bit>::BOOL
+    }
+
     /// Number of scalars in all variables.
     fn param_count(&self) -> usize {
         self.variables().iter().map(|v| v.len()).sum()

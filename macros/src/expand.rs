@@ -77,6 +77,7 @@ impl Cx<'_> {
         let visit_mut = self.input.fields.iter().map(|x| self.visit_mut(x, &v));
         let convert = self.input.fields.iter().map(|x| self.convert(x));
         let needs = self.needs_loss_scale();
+        let needs_value = self.needs_loss_scale_value();
         // A layer field whose type does not use the policy parameter keeps its own policy and is
         // copied by `to_policy`; bounding it here reports a field that is not a module once, at
         // the field, instead of at every use in the generated bodies.
@@ -121,7 +122,41 @@ impl Cx<'_> {
                 fn to_policy<#q: ::mixprec::policy::Policy>(&self) -> Self::At<#q> {
                     #ident { #(#convert)* }
                 }
+
+                fn needs_loss_scale(&self) -> ::core::primitive::bool {
+                    #needs_value
+                }
             }
+        }
+    }
+
+    /// The run-time OR for `Module::needs_loss_scale`: a `Param<P>` field contributes `P`'s bit,
+    /// a layer field its own `needs_loss_scale()` (so a run-time model inside a derived struct
+    /// answers from the layers it holds, not from its type's bit).
+    fn needs_loss_scale_value(&self) -> TokenStream {
+        let p = self.p;
+        let parts = self.input.fields.iter().filter_map(|f| {
+            let member = f.ident;
+            match f.kind {
+                Kind::Param => Some(quote! {
+                    __bit::<<#p as ::mixprec::policy::Policy>::NeedsLossScale>()
+                }),
+                Kind::Layer => Some(quote_spanned! {f.ty.span()=>
+                    ::mixprec::module::Module::needs_loss_scale(&self.#member)
+                }),
+                Kind::Skip | Kind::Reset => None,
+            }
+        });
+        let parts: Vec<TokenStream> = parts.collect();
+        if parts.is_empty() {
+            return quote!(false);
+        }
+        quote! {
+            #[allow(dead_code)]
+            fn __bit<B: ::mixprec::policy::LossScaleBit>() -> ::core::primitive::bool {
+                B::BOOL
+            }
+            #(#parts)||*
         }
     }
 

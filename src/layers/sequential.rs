@@ -59,6 +59,10 @@ macro_rules! tuple_layer {
             fn to_policy<Q: Policy>(&self) -> Self::At<Q> {
                 (self.$a.to_policy::<Q>(), $(self.$t.to_policy::<Q>()),+)
             }
+
+            fn needs_loss_scale(&self) -> bool {
+                self.$a.needs_loss_scale() $(|| self.$t.needs_loss_scale())+
+            }
         }
 
         impl<$A: Layer, $($T: Layer),+> Layer for ($A, $($T),+) {
@@ -153,6 +157,11 @@ impl<L: Module> Module for Vec<L> {
 
     fn to_policy<Q: Policy>(&self) -> Self::At<Q> {
         self.iter().map(|l| l.to_policy::<Q>()).collect()
+    }
+
+    /// Whether some element needs loss scaling (an empty stack computes nothing).
+    fn needs_loss_scale(&self) -> bool {
+        self.iter().any(Module::needs_loss_scale)
     }
 }
 

@@ -39,14 +39,25 @@ pub enum AutoOptimizer<O: PlainOptimizer> {
 }
 
 impl<O: PlainOptimizer> AutoOptimizer<O> {
-    /// `optimizer` as `model` needs it: wrapped when `M::NeedsLossScale` is `B1`.
-    pub fn for_model<M: Module + ?Sized>(_model: &M, optimizer: O) -> Self {
-        Self::new::<M>(optimizer)
+    /// `optimizer` as `model` needs it: wrapped when [`Module::needs_loss_scale`] says so.
+    ///
+    /// That is the model's own answer, not only its type's: for a typed model the two agree,
+    /// but a model whose layers' policies were chosen at run time
+    /// ([`LayeredMlp`](crate::models::LayeredMlp)) has the bit `B1` because it *may* hold a
+    /// float16 layer, and a bfloat16 body with a float32 head should not pay for loss scaling
+    /// (nor skip steps) because of what it might have held.
+    pub fn for_model<M: Module + ?Sized>(model: &M, optimizer: O) -> Self {
+        Self::wrapped_if(model.needs_loss_scale(), optimizer)
     }
 
-    /// `optimizer` as a model of type `M` needs it (for code that has no model value yet).
+    /// `optimizer` as a model of type `M` needs it (for code that has no model value yet):
+    /// decided by the type's bit `M::NeedsLossScale` alone.
     pub fn new<M: Module + ?Sized>(optimizer: O) -> Self {
-        if <M::NeedsLossScale as Bit>::BOOL {
+        Self::wrapped_if(<M::NeedsLossScale as Bit>::BOOL, optimizer)
+    }
+
+    fn wrapped_if(scale: bool, optimizer: O) -> Self {
+        if scale {
             AutoOptimizer::Scaled(LossScaleOptimizer::new(optimizer))
         } else {
             AutoOptimizer::Plain(optimizer)

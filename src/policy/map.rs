@@ -236,6 +236,31 @@ impl DTypePolicyMap {
         })
     }
 
+    /// The keys that match none of `paths`, neither exactly nor as a full-match regex, in
+    /// insertion order. Keras ignores such keys; a caller that knows every layer path of its
+    /// model can report them (a typo such as `"7"` for a 3-layer model).
+    ///
+    /// ```
+    /// use mixprec::DTypePolicyMap;
+    /// let map = DTypePolicyMap::try_from_pairs([("[0-9]+", "bfloat16"), ("head", "float32"), ("7", "float16")])?;
+    /// let unused: Vec<&str> = map.keys_matching_none(&["0", "1", "head"]).collect();
+    /// assert_eq!(unused, ["7"]);
+    /// # Ok::<(), mixprec::Error>(())
+    /// ```
+    pub fn keys_matching_none<'a, S: AsRef<str>>(
+        &'a self,
+        paths: &'a [S],
+    ) -> impl Iterator<Item = &'a str> + 'a {
+        self.entries
+            .iter()
+            .filter(|e| {
+                !paths
+                    .iter()
+                    .any(|p| e.key == p.as_ref() || e.matches(p.as_ref()))
+            })
+            .map(|e| e.key.as_str())
+    }
+
     /// Whether `key` is one of the keys (compared as a string: Keras's `key in map`).
     pub fn contains_key(&self, key: &str) -> bool {
         self.exact(key).is_some()

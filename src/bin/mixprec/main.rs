@@ -13,14 +13,18 @@
 
 mod bench;
 mod cli;
+mod compare;
 mod data;
 mod info;
+mod layers;
 mod limits;
 mod output;
 mod plot;
 mod predict;
 mod progress;
+mod resume;
 mod run;
+mod train;
 
 use std::process::ExitCode;
 
@@ -33,9 +37,19 @@ fn main() -> ExitCode {
     // ends; without the handler (if it cannot be installed) saves are still atomic.
     let _ = mixprec::io::cleanup_temp_files_on_signal();
     let cli = Cli::parse();
+    if let Err((subcommand, message)) = layers::check(&cli) {
+        use clap::CommandFactory;
+        let mut cmd = Cli::command();
+        cmd.build();
+        let sub = cmd
+            .find_subcommand_mut(subcommand)
+            .expect("a subcommand of the Cli");
+        sub.error(clap::error::ErrorKind::ValueValidation, message)
+            .exit();
+    }
     let result = match cli.command {
-        Command::Train(args) => run::train(&args),
-        Command::Compare(args) => run::compare(&args),
+        Command::Train(args) => train::train(&args),
+        Command::Compare(args) => compare::compare(&args),
         Command::Bench(args) => bench::bench(&args),
         Command::Predict(args) => predict::predict(&args),
         Command::Inspect { file } => predict::inspect(&file),

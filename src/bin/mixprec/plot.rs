@@ -120,7 +120,7 @@ where
         chart
             .draw_series(LineSeries::new(points, style))
             .map_err(err)?
-            .label(format!("{} ({:.1}%)", r.policy, 100.0 * r.test_accuracy))
+            .label(format!("{} ({:.1}%)", r.label, 100.0 * r.test_accuracy))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
     }
     chart

@@ -9,6 +9,7 @@ use mixprec::models::MlpSpec;
 use mixprec::policy::Policy;
 use mixprec::prelude::*;
 use mixprec::train::predict as predict_rows;
+use mixprec::DTypePolicyMap;
 
 use crate::cli::PredictArgs;
 
@@ -17,6 +18,8 @@ struct Predict<'a> {
     ckpt: &'a Checkpoint,
     /// Cast the variables to `P` (`--policy`); otherwise every layer must have its stored policy.
     convert: bool,
+    /// The stored per-layer policies, when they are not uniform.
+    layers: Option<&'a DTypePolicyMap>,
     spec: MlpSpec,
     x: &'a Tensor<f32>,
 }
@@ -25,6 +28,12 @@ impl PolicyVisitor for Predict<'_> {
     type Output = Result<Tensor<f32>>;
 
     fn visit<P: Policy>(self) -> Result<Tensor<f32>> {
+        if let (Some(map), false) = (self.layers, self.convert) {
+            // Each layer in its stored policy.
+            let mut model = self.spec.build_layered(map, 0)?;
+            checkpoint::load_into(&mut model, self.ckpt)?;
+            return predict_rows(&model, self.x, 256);
+        }
         let mut model = self.spec.build::<P>(0)?;
         if self.convert {
             checkpoint::load_into_converting(&mut model, self.ckpt)?;
@@ -65,17 +74,26 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
         });
     }
     check_labels(&data, &name, &spec, &model.to_string())?;
-    let stored = ckpt.meta().policy;
+    let (stored, layers) = crate::layers::stored_plan(ckpt.meta(), &spec)?;
     let policy = args.policy.unwrap_or(stored);
+    let stored_as = match &layers {
+        Some(map) => crate::layers::describe_layers(&spec.layer_policies(map)?),
+        None => stored.to_string(),
+    };
+    let run_as = match (&layers, args.policy) {
+        (Some(_), None) => "its layers' policies".to_string(),
+        _ => policy.to_string(),
+    };
     let logits = policy.visit(Predict {
         ckpt: &ckpt,
         convert: args.policy.is_some(),
+        layers: layers.as_ref(),
         spec: spec.clone(),
         x: data.x(),
     })?;
     let classes = argmax_rows(&logits);
     outln!(
-        "model {} ({}, stored as {stored}, run as {policy}) on {name}: {} rows",
+        "model {} ({}, stored as {stored_as}, run as {run_as}) on {name}: {} rows",
         args.model.display(),
         spec.describe(),
         data.len()

@@ -13,7 +13,7 @@ pub struct Progress {
     per_epoch: bool,
     tty: bool,
     bar: Option<ProgressBar>,
-    name: &'static str,
+    name: String,
 }
 
 impl Progress {
@@ -25,7 +25,7 @@ impl Progress {
             // The bar is drawn on stderr, so it is wanted when stderr is a terminal.
             tty: std::io::stderr().is_terminal(),
             bar: None,
-            name: "",
+            name: String::new(),
         }
     }
 
@@ -37,8 +37,8 @@ impl Progress {
         }
     }
 
-    pub fn start(&mut self, name: &'static str) {
-        self.name = name;
+    pub fn start(&mut self, name: &str) {
+        self.name = name.to_string();
     }
 
     pub fn finish(&mut self) {
@@ -66,7 +66,7 @@ impl Callback for Progress {
             bar.set_prefix(if self.per_epoch {
                 format!("epoch 1/{epochs}")
             } else {
-                self.name.to_string()
+                self.name.clone()
             });
             self.bar = Some(bar);
         }
