@@ -30,7 +30,43 @@ pub fn act_f64(act: Activation, z: f64) -> f64 {
         Activation::Relu => z.max(0.0),
         Activation::Sigmoid => 1.0 / (1.0 + (-z).exp()),
         Activation::Tanh => z.tanh(),
+        Activation::Gelu => 0.5 * z * erfc_f64(-z / std::f64::consts::SQRT_2),
+        Activation::GeluTanh => {
+            let t = (2.0 / std::f64::consts::PI).sqrt() * (z + 0.044715 * z * z * z);
+            0.5 * z * (1.0 + t.tanh())
+        }
         other => panic!("no f64 reference for activation {other}"),
+    }
+}
+
+/// `erfc(a)` in f64, written independently of the crate's (libm's): for `a < 2` from
+/// `erf(a) = 2/√π · e^{-a²} · Σ 2^n a^{2n+1} / (1·3·…·(2n+1))` (all terms of one sign, so no
+/// cancellation; `1 − erf` only loses digits where erfc is near 1), for `a >= 2` from its
+/// continued fraction `e^{-a²}/√π / (a + (1/2)/(a + 1/(a + (3/2)/(a + …))))`. Both to a few f64
+/// ulps, far inside the f32 bounds the tests use them for.
+pub fn erfc_f64(a: f64) -> f64 {
+    if a.is_nan() {
+        return a;
+    }
+    if a < -6.0 {
+        return 2.0; // 2 − erfc(6) = 2 − 2.2e-17 rounds to 2
+    }
+    if a < 2.0 {
+        let x = a.abs();
+        let (mut term, mut sum, mut n) = (x, x, 0.0f64);
+        while term > sum * 1e-18 {
+            n += 1.0;
+            term *= 2.0 * x * x / (2.0 * n + 1.0);
+            sum += term;
+        }
+        let erf = (2.0 / std::f64::consts::PI.sqrt() * (-x * x).exp() * sum).copysign(a);
+        1.0 - erf
+    } else {
+        let mut t = a;
+        for k in (1..=300).rev() {
+            t = a + (f64::from(k) / 2.0) / t;
+        }
+        (-a * a).exp() / std::f64::consts::PI.sqrt() / t
     }
 }
 
@@ -39,6 +75,8 @@ pub fn act_f64(act: Activation, z: f64) -> f64 {
 pub fn lipschitz(act: Activation) -> f64 {
     match act {
         Activation::Sigmoid => 0.25,
+        // max GELU' = 1.1289 (at z = √2), about the same for the tanh form.
+        Activation::Gelu | Activation::GeluTanh => 1.15,
         _ => 1.0,
     }
 }
@@ -191,10 +229,15 @@ pub fn eta<T: Element>() -> f64 {
 
 /// Relative error, in units of the accumulator's roundoff, of one activation evaluated in the
 /// accumulator type: 0 for linear and relu (exact), 4 for sigmoid (exp within 1 ulp, then one
-/// add and one divide: about 2.5 ulp) and tanh (libm's tanh is within 2 ulp).
+/// add and one divide: about 2.5 ulp) and tanh (libm's tanh is within 2 ulp); 8 for GELU (erfc
+/// within 1 ulp, or exp and the cubic, then a multiply or a divide), which also carries an
+/// absolute error below 2·u_A: its argument's rounding, amplified by GELU's condition number
+/// (`z²` for negative `z`), moves the output by at most `|z|³φ(z)·u_A <= 0.5·u_A` (exact form)
+/// and `|z·2t·σ(2t)(1 − σ(2t))|·3u_A <= u_A` (tanh form).
 fn act_ulps(act: Activation) -> f64 {
     match act {
         Activation::Linear | Activation::Relu => 0.0,
+        Activation::Gelu | Activation::GeluTanh => 8.0,
         _ => 4.0,
     }
 }
@@ -230,6 +273,10 @@ pub fn dense_bound<C: Element>(k: usize, s: f64, y_ref: f64, act: Activation) ->
     let accumulation = lipschitz(act) * (gamma * s + (k + 2) as f64 * eta::<C::Acc>());
     let act_tail = if act_ulps(act) > 0.0 {
         <C::Acc as Float>::min_positive_value().as_f64()
+    } else {
+        0.0
+    } + if matches!(act, Activation::Gelu | Activation::GeluTanh) {
+        2.0 * ua
     } else {
         0.0
     };
