@@ -44,7 +44,8 @@ pub enum Activation {
     /// keeps its relative accuracy for negative `x`. `GELU(−inf)` is NaN, as Keras's formula.
     Gelu,
     /// GELU, tanh approximation: `x/2 · (1 + tanh(√(2/π)·(x + 0.044715·x³)))`, evaluated as
-    /// `x · σ(2t)` (the same function, without the cancellation of `1 + tanh` for negative `x`).
+    /// `x · σ(2t)` (the same function, without the cancellation of `1 + tanh` for negative `x`,
+    /// and with `σ` evaluated so that it underflows gradually).
     GeluTanh,
 }
 
@@ -105,7 +106,7 @@ impl Activation {
             Activation::Sigmoid => F::one() / (F::one() + (-x).exp()),
             Activation::Tanh => x.tanh(),
             Activation::Gelu => c::<F>(0.5) * x * erfc(-x * c(std::f64::consts::FRAC_1_SQRT_2)),
-            Activation::GeluTanh => x / (F::one() + (-c::<F>(2.0) * gelu_t(x)).exp()),
+            Activation::GeluTanh => x * sigmoid(c::<F>(2.0) * gelu_t(x)),
         }
     }
 
@@ -120,7 +121,7 @@ impl Activation {
                 c::<F>(0.5) * erfc(-z * c(std::f64::consts::FRAC_1_SQRT_2)) + z * phi
             }
             Activation::GeluTanh => {
-                let s = F::one() / (F::one() + (-c::<F>(2.0) * gelu_t(z)).exp());
+                let s = sigmoid(c::<F>(2.0) * gelu_t(z));
                 let dt = c::<F>(SQRT_2_OVER_PI) * (F::one() + c::<F>(3.0 * GELU_CUBIC) * z * z);
                 s + z * s * (F::one() - s) * c::<F>(2.0) * dt
             }
@@ -169,6 +170,19 @@ impl Activation {
         if self != Activation::Linear {
             xs.iter_mut().for_each(|x| *x = self.apply(*x));
         }
+    }
+}
+
+/// `σ(u) = 1/(1 + e^-u)`, as `e^u/(1 + e^u)` for negative `u` so that it underflows gradually
+/// instead of dividing by an overflowed `e^-u` (both sides computed, then selected).
+#[inline(always)]
+fn sigmoid<F: Float>(u: F) -> F {
+    let e = (-u.abs()).exp();
+    let (pos, neg) = (F::one() / (F::one() + e), e / (F::one() + e));
+    if u < F::zero() {
+        neg
+    } else {
+        pos
     }
 }
 
