@@ -24,7 +24,11 @@ pub(crate) fn exp_f32(x: f32) -> f32 {
     // 1.5·2^23: adding and subtracting it rounds to the nearest integer, without `round()`.
     const SHIFTER: f32 = 12_582_912.0;
     let xc = x.clamp(-104.0, 89.0);
-    let n = (xc * LOG2E + SHIFTER) - SHIFTER;
+    // The integer n sits in the low bits of `t` (|n| < 2^22): read it from the bits, since a
+    // float-to-int `as` cast (saturating, NaN to 0) does not vectorise.
+    let t = xc * LOG2E + SHIFTER;
+    let n_int = t.to_bits() as i32 - SHIFTER.to_bits() as i32;
+    let n = t - SHIFTER;
     let r = (xc - n * LN2_HI) - n * LN2_LO;
     let mut p = 1.987_569_1e-4f32;
     p = p * r + 1.398_199_9e-3;
@@ -34,10 +38,9 @@ pub(crate) fn exp_f32(x: f32) -> f32 {
     p = p * r + 5.000_000_1e-1;
     let e = p * (r * r) + r + 1.0;
     // n in [-150, 129]: split into two halves in [-75, 65], each a normal power of two.
-    let n = n as i32;
-    let n1 = n >> 1;
+    let n1 = n_int >> 1;
     let pow2 = |k: i32| f32::from_bits(((k + 127) as u32) << 23);
-    let y = e * pow2(n1) * pow2(n - n1);
+    let y = e * pow2(n1) * pow2(n_int - n1);
     if x.is_nan() {
         x
     } else {

@@ -38,7 +38,7 @@ pub(crate) fn map_rows<C: Element, O: RowOp<C::Acc>>(
     par_collect_blocks(a.len(), block_rows * n, |range, out| {
         let zero = C::Acc::default();
         let (mut ra, mut rb) = (vec![zero; n], vec![zero; if b.is_some() { n } else { 0 }]);
-        let mut rounded = vec![C::default(); n];
+        let mut rounded = vec![C::default(); if C::DTYPE == C::Acc::DTYPE { 0 } else { n }];
         let first = range.start / n;
         let mut state = op.state(range.len() / n);
         for (i, row) in a[range.clone()].chunks_exact(n).enumerate() {
@@ -53,8 +53,14 @@ pub(crate) fn map_rows<C: Element, O: RowOp<C::Acc>>(
                 a: &mut ra,
                 b: &rb,
             });
-            cast_slice(&ra, &mut rounded);
-            out.push(&rounded);
+            match C::from_view(C::Acc::view(&ra)) {
+                // The accumulator type is the output type (F32, F64): no conversion.
+                Some(same) => out.push(same),
+                None => {
+                    cast_slice(&ra, &mut rounded);
+                    out.push(&rounded);
+                }
+            }
         }
         state
     })
