@@ -5,6 +5,12 @@
 //!   (Keras's arguments) with an [`Initializer`] per variable.
 //! - [`Activation`]: applied in the accumulator type before the one rounding to `P::Compute`.
 //! - [`AnyDense`]: a `Dense` whose policy was chosen at run time.
+//! - [`Softmax`] (`layers/softmax.rs`, [`SoftmaxConfig`]): over the last axis, with a mask; f32
+//!   inside whatever the policy.
+//! - [`LayerNormalization`] (`layers/layer_norm.rs`, [`LayerNormalizationConfig`]): statistics
+//!   and normalisation in f32, `gamma`/`beta` in the variable type.
+//! - [`ReLU`], [`GELU`], [`Sigmoid`], [`Tanh`] (`layers/{relu,gelu,sigmoid,tanh}.rs`, over
+//!   `layers/elementwise.rs`): an [`Activation`] as a layer.
 //!
 //! Each layer has one pair of entry points for inference, `forward` (the compute type only) and
 //! `call` (casts any float input first, as Keras's `layer(x)`), and the [`Layer`] trait for
