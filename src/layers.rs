@@ -69,7 +69,7 @@ pub trait Layer: Module {
     ///
     /// # Errors
     ///
-    /// [`Error::ShapeMismatch`] when `x` does not fit the layer.
+    /// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) when `x` does not fit the layer.
     fn infer(&self, x: &Tensor<Self::Input>) -> Result<Tensor<Self::Output>>;
 
     /// The training pass: like [`infer`](Self::infer), and keeps (in the compute type) what
@@ -77,7 +77,7 @@ pub trait Layer: Module {
     ///
     /// # Errors
     ///
-    /// [`Error::ShapeMismatch`] when `x` does not fit the layer.
+    /// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) when `x` does not fit the layer.
     fn train_forward(&mut self, x: Tensor<Self::Input>) -> Result<Tensor<Self::Output>>;
 
     /// The backward pass for the last [`train_forward`](Self::train_forward): stores every
@@ -86,8 +86,8 @@ pub trait Layer: Module {
     ///
     /// # Errors
     ///
-    /// [`Error::BackwardWithoutForward`] when there is no saved forward pass;
-    /// [`Error::ShapeMismatch`] when `dy` does not have the output's shape.
+    /// [`Error::BackwardWithoutForward`](crate::Error::BackwardWithoutForward) when there is no saved forward pass;
+    /// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) when `dy` does not have the output's shape.
     fn backward(
         &mut self,
         dy: Tensor<Self::Output>,

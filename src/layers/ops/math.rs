@@ -35,7 +35,7 @@ pub(crate) fn exp_f32(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 0.5; // Cephes: 5.0000001201E-1, which is 0.5 in f32
     let e = p * (r * r) + r + 1.0;
     // n in [-150, 129]: split into two halves in [-75, 65], each a normal power of two.
     let n1 = n_int >> 1;
@@ -171,11 +171,11 @@ mod tests {
         // erfc(5) = 1.5374597944280349e-12 (relative accuracy where 1 - erf(5) would be 0 in f32).
         let e = erfc(5.0f32);
         assert!(
-            (f64::from(e) / 1.537_459_794_428_034_9e-12 - 1.0).abs() < 1e-6,
+            (f64::from(e) / 1.537_459_794_428_035e-12 - 1.0).abs() < 1e-6,
             "{e}"
         );
         assert_eq!(erfc(0.0f64), 1.0);
-        assert!((erfc(-3.0f64) - 1.999_977_909_503_001_4).abs() < 1e-15);
+        assert!((erfc(-3.0f64) - 1.999_977_909_503_001).abs() < 1e-15);
         assert!(erfc(f32::NAN).is_nan());
     }
 

@@ -32,7 +32,7 @@ pub(crate) fn map_rows<C: Element, O: RowOp<C::Acc>>(
     n: usize,
     op: &O,
 ) -> (Vec<C>, Vec<O::State>) {
-    debug_assert!(n > 0 && a.len() % n == 0);
+    debug_assert!(n > 0 && a.len().is_multiple_of(n));
     debug_assert!(b.is_none_or(|b| b.len() == a.len()));
     let block_rows = rows_per_task(n);
     par_collect_blocks(a.len(), block_rows * n, |range, out| {
