@@ -37,21 +37,31 @@ pub(crate) fn map_rows<C: Element, O: RowOp<C::Acc>>(
     let block_rows = rows_per_task(n);
     par_collect_blocks(a.len(), block_rows * n, |range, out| {
         let zero = C::Acc::default();
-        let (mut ra, mut rb) = (vec![zero; n], vec![zero; if b.is_some() { n } else { 0 }]);
+        let widen_b = b.is_some() && C::DTYPE != C::Acc::DTYPE;
+        let (mut ra, mut rb) = (vec![zero; n], vec![zero; if widen_b { n } else { 0 }]);
         let mut rounded = vec![C::default(); if C::DTYPE == C::Acc::DTYPE { 0 } else { n }];
         let first = range.start / n;
         let mut state = op.state(range.len() / n);
         for (i, row) in a[range.clone()].chunks_exact(n).enumerate() {
             cast_slice(row, &mut ra);
-            if let Some(b) = b {
-                cast_slice(&b[range.start + i * n..][..n], &mut rb);
-            }
+            // The second input is only read: borrowed when it is already in the accumulator
+            // type (F32, F64), widened into `rb` otherwise.
+            let b_row: &[C::Acc] = match b.map(|b| &b[range.start + i * n..][..n]) {
+                Some(row) => match C::Acc::from_view(C::view(row)) {
+                    Some(same) => same,
+                    None => {
+                        cast_slice(row, &mut rb);
+                        &rb
+                    }
+                },
+                None => &rb,
+            };
             crate::kernels::wide(Row {
                 op,
                 state: &mut state,
                 row: first + i,
                 a: &mut ra,
-                b: &rb,
+                b: b_row,
             });
             match C::from_view(C::Acc::view(&ra)) {
                 // The accumulator type is the output type (F32, F64): no conversion.
