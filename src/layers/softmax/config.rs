@@ -15,6 +15,7 @@ use crate::policy::Policy;
 /// use mixprec::layers::{Softmax, SoftmaxConfig};
 /// use mixprec::policy::MixedBf16;
 /// let softmax: Softmax<MixedBf16> = SoftmaxConfig::new().init()?;
+/// assert_eq!(softmax, Softmax::new());
 /// assert!(SoftmaxConfig { axis: 1 }.init::<MixedBf16>().is_err());
 /// # Ok::<(), mixprec::Error>(())
 /// ```
