@@ -1,4 +1,4 @@
-"""PyTorch's figures for the shapes of `benches/dense.rs` and `benches/train_step.rs`.
+"""PyTorch's figures for the shapes of `benches/dense.rs`, `benches/train_step.rs` and `benches/layers.rs`.
 
 Not part of the Rust build or CI: it is the reference that `docs/PERFORMANCE.md` compares
 mixprec against. Run it beside the Rust benches, in the same minutes, on the same machine:
@@ -11,7 +11,11 @@ It prints the median wall time per call (ms) of
   bfloat16 and float16 autocast (weights re-cast every call), and with the module in pure
   bfloat16;
 - one training step (forward, cross-entropy, backward, Adam 1e-3) of an MLP
-  784-1024-1024-10 at batch 256, in float32 and under bfloat16 autocast.
+  784-1024-1024-10 at batch 256, in float32 and under bfloat16 autocast;
+- `nn.LayerNorm(1024, eps=1e-3)` and `softmax(dim=-1)` at 4096x1024, forward (no grad) and
+  backward (the gradient of the output given `dy`, forward not timed), in float32, under
+  bfloat16 and float16 autocast (which leaves both in the input's type), and in pure bfloat16
+  and float16, beside a scaled copy of the same bytes (the memory-bound pass).
 """
 
 import statistics
@@ -21,6 +25,7 @@ import torch
 
 THREADS = 2
 SHAPES = [(256, 1024, 1024), (1024, 1024, 1024), (64, 4096, 4096)]
+ROWWISE = (4096, 1024)
 
 
 def median_ms(fn, seconds=2.0, warmup=5):
@@ -95,12 +100,68 @@ def train_step():
         print(f"{name:<14} {median_ms(step, seconds=4.0):7.3f}")
 
 
+def rowwise():
+    rows, n = ROWWISE
+    print(f"LayerNorm and softmax at {rows}x{n}, median ms")
+    print("case                 forward   backward  memory-bound pass")
+    torch.manual_seed(1)
+    base = torch.rand(rows, n) * 8 - 4
+    cases = [
+        ("float32", torch.float32, None),
+        ("bf16 autocast", torch.bfloat16, torch.bfloat16),
+        ("f16 autocast", torch.float16, torch.float16),
+        ("pure bf16", torch.bfloat16, None),
+        ("pure f16", torch.float16, None),
+    ]
+    for op_name, op in [
+        ("layer_norm", lambda x, m: m(x)),
+        ("softmax", lambda x, m: torch.softmax(x, dim=-1)),
+    ]:
+        for name, dtype, autocast in cases:
+            layer_norm = torch.nn.LayerNorm(n, eps=1e-3)
+            # Autocast keeps the float32 module; a pure case converts it.
+            module = layer_norm if autocast is not None else layer_norm.to(dtype)
+            # The input as a previous layer under that policy emits it.
+            x = base.to(dtype)
+            dy = torch.rand(rows, n)
+
+            def forward():
+                if autocast is None:
+                    return op(x, module)
+                with torch.autocast("cpu", dtype=autocast):
+                    return op(x, module)
+
+            with torch.inference_mode():
+                fwd = median_ms(forward)
+            xg = x.clone().requires_grad_(True)
+
+            def backward():
+                xg.grad = None
+                if autocast is None:
+                    y = op(xg, module)
+                else:
+                    with torch.autocast("cpu", dtype=autocast):
+                        y = op(xg, module)
+                t = time.perf_counter()
+                y.backward(dy.to(y.dtype))
+                return time.perf_counter() - t
+
+            for _ in range(5):
+                backward()
+            bwd = statistics.median(backward() for _ in range(30)) * 1e3
+            out = torch.empty_like(x)
+            with torch.inference_mode():
+                copy = median_ms(lambda: torch.mul(x, 0.5, out=out))
+            print(f"{op_name + ' ' + name:<20} {fwd:8.3f}  {bwd:8.3f}  {copy:8.3f}")
+
+
 def main():
     torch.set_num_threads(THREADS)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"oneDNN (mkldnn) available: {torch.backends.mkldnn.is_available()}")
     dense_forward()
     train_step()
+    rowwise()
 
 
 if __name__ == "__main__":

@@ -61,7 +61,8 @@
 mod aligned;
 #[allow(unsafe_code)] // the AVX-512 casts and their dispatch
 pub(crate) mod cast;
-#[allow(unsafe_code)] // `par_collect` sets the length of the vector it filled
+#[allow(unsafe_code)]
+// `par_collect` and `par_collect_blocks` set the length of the vector they filled
 mod collect;
 pub(crate) mod gemm;
 mod select;
@@ -71,7 +72,7 @@ mod tests;
 mod wide;
 
 pub(crate) use aligned::AlignedVec;
-pub(crate) use collect::{par_collect, CHUNK as COLLECT_CHUNK};
+pub(crate) use collect::{par_collect, par_collect_blocks, CHUNK as COLLECT_CHUNK};
 pub use gemm::{gemm, gemm_packed, pack_b, pack_b_from, pack_b_from_f32, MatRef, PackedB};
 #[cfg(test)]
 pub(crate) use select::kernels_for;

@@ -5,28 +5,44 @@
 //!   (Keras's arguments) with an [`Initializer`] per variable.
 //! - [`Activation`]: applied in the accumulator type before the one rounding to `P::Compute`.
 //! - [`AnyDense`]: a `Dense` whose policy was chosen at run time.
+//! - [`Softmax`] (`layers/softmax.rs`, [`SoftmaxConfig`]): over the last axis, with a mask; f32
+//!   inside whatever the policy.
+//! - [`LayerNormalization`] (`layers/layer_norm.rs`, [`LayerNormalizationConfig`]): statistics
+//!   and normalisation in f32, `gamma`/`beta` in the variable type.
+//! - [`ReLU`], [`GELU`], [`Sigmoid`], [`Tanh`] (`layers/{relu,gelu,sigmoid,tanh}.rs`, over
+//!   `layers/elementwise.rs`): an [`Activation`] as a layer.
 //!
 //! Each layer has one pair of entry points for inference, `forward` (the compute type only) and
 //! `call` (casts any float input first, as Keras's `layer(x)`), and the [`Layer`] trait for
 //! training. The machinery layers share (accumulator workspaces, the fused element-wise passes,
 //! saved activations) is in `layers/ops/`.
 
+mod activation;
 mod dense;
 mod dispatch;
+pub(crate) mod elementwise;
+mod gelu;
+mod layer_norm;
 pub(crate) mod ops;
+mod relu;
 mod sequential;
+mod sigmoid;
+mod softmax;
+mod tanh;
 
 pub use crate::init::{Initializer, DEFAULT_SEED};
+pub use activation::Activation;
 pub use dense::{AnyDense, Dense, DenseConfig, DenseFamily};
 pub use dispatch::{ByPolicy, FamilyBuilder, FamilyVisitor, PolicyFamily};
-
-use std::fmt;
-use std::str::FromStr;
-
-use num_traits::Float;
+pub use gelu::GELU;
+pub use layer_norm::{LayerNormalization, LayerNormalizationConfig};
+pub use relu::ReLU;
+pub use sigmoid::Sigmoid;
+pub use softmax::{Softmax, SoftmaxConfig};
+pub use tanh::Tanh;
 
 use crate::dtype::Element;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::module::Module;
 use crate::tensor::Tensor;
 
@@ -53,7 +69,7 @@ pub trait Layer: Module {
     ///
     /// # Errors
     ///
-    /// [`Error::ShapeMismatch`] when `x` does not fit the layer.
+    /// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) when `x` does not fit the layer.
     fn infer(&self, x: &Tensor<Self::Input>) -> Result<Tensor<Self::Output>>;
 
     /// The training pass: like [`infer`](Self::infer), and keeps (in the compute type) what
@@ -61,7 +77,7 @@ pub trait Layer: Module {
     ///
     /// # Errors
     ///
-    /// [`Error::ShapeMismatch`] when `x` does not fit the layer.
+    /// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) when `x` does not fit the layer.
     fn train_forward(&mut self, x: Tensor<Self::Input>) -> Result<Tensor<Self::Output>>;
 
     /// The backward pass for the last [`train_forward`](Self::train_forward): stores every
@@ -70,8 +86,8 @@ pub trait Layer: Module {
     ///
     /// # Errors
     ///
-    /// [`Error::BackwardWithoutForward`] when there is no saved forward pass;
-    /// [`Error::ShapeMismatch`] when `dy` does not have the output's shape.
+    /// [`Error::BackwardWithoutForward`](crate::Error::BackwardWithoutForward) when there is no saved forward pass;
+    /// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) when `dy` does not have the output's shape.
     fn backward(
         &mut self,
         dy: Tensor<Self::Output>,
@@ -87,144 +103,4 @@ pub trait Layer: Module {
     /// The width of the output's last dimension for an input whose last dimension is `input`,
     /// or `None` when `input` does not fit.
     fn output_dim(&self, input: usize) -> Option<usize>;
-}
-
-/// An element-wise activation, applied to the f32 (f64 for `F64`) accumulator before the output
-/// is rounded to the compute type, so it costs no extra rounding.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Activation {
-    /// `x` (Keras `"linear"`, the default).
-    #[default]
-    Linear,
-    /// `max(x, 0)`; NaN stays NaN.
-    Relu,
-    /// `1 / (1 + e^-x)`.
-    Sigmoid,
-    /// `tanh(x)`.
-    Tanh,
-}
-
-impl Activation {
-    /// All activations.
-    pub const ALL: [Activation; 4] = [
-        Activation::Linear,
-        Activation::Relu,
-        Activation::Sigmoid,
-        Activation::Tanh,
-    ];
-
-    /// Keras's name.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Activation::Linear => "linear",
-            Activation::Relu => "relu",
-            Activation::Sigmoid => "sigmoid",
-            Activation::Tanh => "tanh",
-        }
-    }
-
-    /// The activation of one value.
-    #[inline]
-    pub fn apply<F: Float>(self, x: F) -> F {
-        match self {
-            Activation::Linear => x,
-            // `x > 0 ? x : 0` would turn NaN into 0; keep NaN visible.
-            Activation::Relu => {
-                if x < F::zero() {
-                    F::zero()
-                } else {
-                    x
-                }
-            }
-            Activation::Sigmoid => F::one() / (F::one() + (-x).exp()),
-            Activation::Tanh => x.tanh(),
-        }
-    }
-
-    /// The derivative, written in terms of the activation's output `y` (so the backward pass
-    /// needs only the saved output): relu `y > 0`, sigmoid `y(1 - y)`, tanh `1 - y²`.
-    /// NaN in gives NaN out.
-    #[inline]
-    pub fn derivative_from_output<F: Float>(self, y: F) -> F {
-        match self {
-            Activation::Linear => F::one(),
-            Activation::Relu => {
-                if y > F::zero() {
-                    F::one()
-                } else if y.is_nan() {
-                    y
-                } else {
-                    F::zero()
-                }
-            }
-            Activation::Sigmoid => y * (F::one() - y),
-            Activation::Tanh => F::one() - y * y,
-        }
-    }
-
-    /// Applies the activation in place.
-    pub fn apply_slice<F: Float>(self, xs: &mut [F]) {
-        if self != Activation::Linear {
-            xs.iter_mut().for_each(|x| *x = self.apply(*x));
-        }
-    }
-}
-
-impl fmt::Display for Activation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Activation {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self, Error> {
-        Activation::ALL
-            .into_iter()
-            .find(|a| a.name() == s)
-            .ok_or_else(|| Error::InvalidArgument {
-                what: "activation",
-                found: format!("{s:?}"),
-                expected: "one of: linear, relu, sigmoid, tanh",
-            })
-    }
-}
-
-#[cfg(feature = "serde")]
-impl serde::Serialize for Activation {
-    /// Keras's name (`"relu"`).
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.name())
-    }
-}
-
-#[cfg(feature = "serde")]
-impl<'de> serde::Deserialize<'de> for Activation {
-    /// Keras's name (`"relu"`).
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let name = String::deserialize(d)?;
-        name.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn relu_keeps_nan() {
-        assert!(Activation::Relu.apply(f32::NAN).is_nan());
-        assert_eq!(Activation::Relu.apply(-2.0f32), 0.0);
-        assert_eq!(Activation::Relu.apply(3.0f32), 3.0);
-    }
-
-    #[test]
-    fn activation_names_round_trip() {
-        for a in Activation::ALL {
-            assert_eq!(a.name().parse::<Activation>().unwrap(), a);
-        }
-        assert!("Relu".parse::<Activation>().is_err());
-    }
 }

@@ -171,7 +171,10 @@ pub mod prelude {
     pub use crate::data::Dataset;
     pub use crate::dtype::{DType, Element};
     pub use crate::error::{Error, Result};
-    pub use crate::layers::{Activation, AnyDense, Dense, DenseConfig, Layer};
+    pub use crate::layers::{
+        Activation, AnyDense, Dense, DenseConfig, Layer, LayerNormalization, ReLU, Sigmoid,
+        Softmax, Tanh, GELU,
+    };
     pub use crate::losses::Loss;
     pub use crate::optimizers::{Adam, AutoOptimizer, LossScaleOptimizer, Optimizer, Sgd};
     pub use crate::policy::runtime::{

@@ -178,7 +178,7 @@ const CASES: &[Case] = &[
     Case { name: "mlp_json_other_model", run: |_| err(MlpSpec::from_json(r#"{"model":"cnn","inputs":1,"hidden":[],"outputs":1,"activation":"relu"}"#)), needle: "model \"cnn\"" },
     Case { name: "mlp_json_missing_field", run: |_| err(MlpSpec::from_json(r#"{"model":"mlp","inputs":1,"hidden":[]}"#)), needle: "missing field `outputs`" },
     Case { name: "mlp_json_negative_width", run: |_| err(MlpSpec::from_json(r#"{"model":"mlp","inputs":-1,"hidden":[],"outputs":1,"activation":"relu"}"#)), needle: "invalid value: integer `-1`" },
-    Case { name: "mlp_json_unknown_activation", run: |_| err(MlpSpec::from_json(r#"{"model":"mlp","inputs":1,"hidden":[],"outputs":1,"activation":"gelu"}"#)), needle: "invalid activation: \"gelu\" (one of: linear, relu, sigmoid, tanh)" },
+    Case { name: "mlp_json_unknown_activation", run: |_| err(MlpSpec::from_json(r#"{"model":"mlp","inputs":1,"hidden":[],"outputs":1,"activation":"softsign"}"#)), needle: "invalid activation: \"softsign\" (one of: linear, relu, sigmoid, tanh, gelu, gelu_tanh)" },
     Case { name: "mlp_json_huge_hidden_builds_error", run: |_| err(MlpSpec::from_json(r#"{"model":"mlp","inputs":64,"hidden":[100000000000],"outputs":10,"activation":"relu"}"#).unwrap().build::<MixedBf16>(0)), needle: "needs 25600000000000 bytes" },
     // Dataset
     Case { name: "dataset_label_beyond_classes", run: |_| err(Dataset::classification(t(vec![2, 1], vec![0.0; 2]), vec![0, 3], 3)), needle: "label 3 is out of range for a model with 3 output classes (expected 0..=2)" },

@@ -4,6 +4,7 @@
 //! one thread; for the outputs of layer passes (a 1024 × 1024 cast is ~120 µs on one core) the
 //! conversion itself is what should be spread over the pool.
 
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use rayon::prelude::*;
@@ -42,6 +43,68 @@ where
     v
 }
 
+/// Writes one block of a [`par_collect_blocks`] vector front to back; it must be filled
+/// exactly (checked).
+pub(crate) struct BlockWriter<'a, U> {
+    dst: &'a mut [MaybeUninit<U>],
+    written: usize,
+}
+
+impl<U: Copy> BlockWriter<'_, U> {
+    /// Appends `src` after what was written so far.
+    ///
+    /// # Panics
+    ///
+    /// If the block has less than `src.len()` elements left (a bug of the caller).
+    pub(crate) fn push(&mut self, src: &[U]) {
+        let end = self.written + src.len();
+        self.dst[self.written..end].write_copy_of_slice(src);
+        self.written = end;
+    }
+}
+
+/// A vector of `n` elements built in parallel over fixed blocks of `block` elements (the last
+/// one shorter): `fill(range, writer)` writes block `range` in order through `writer`, and what
+/// it returns is collected per block, in block order. The split does not depend on the thread
+/// count, so per-block sums added in order are reproducible. Each element is written once (no
+/// zero fill first).
+///
+/// # Panics
+///
+/// If `fill` does not write exactly its block (a bug of the caller), or `block` is 0 while
+/// `n > 0`.
+pub(crate) fn par_collect_blocks<U, S>(
+    n: usize,
+    block: usize,
+    fill: impl Fn(Range<usize>, &mut BlockWriter<'_, U>) -> S + Sync,
+) -> (Vec<U>, Vec<S>)
+where
+    U: Copy + Send + Sync,
+    S: Send,
+{
+    let mut v = Vec::with_capacity(n);
+    if n == 0 {
+        return (v, Vec::new());
+    }
+    let states = v.spare_capacity_mut()[..n]
+        .par_chunks_mut(block)
+        .enumerate()
+        .map(|(b, dst)| {
+            let start = b * block;
+            let len = dst.len();
+            let mut w = BlockWriter { dst, written: 0 };
+            let s = fill(start..start + len, &mut w);
+            assert_eq!(w.written, len, "a block was not filled");
+            s
+        })
+        .collect();
+    // SAFETY: the blocks of `spare_capacity_mut()[..n]` cover its n elements, and each block was
+    // written completely (asserted above, before this line; a panic propagates first and the
+    // vector is dropped with length 0).
+    unsafe { v.set_len(n) };
+    (v, states)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,5 +123,25 @@ mod tests {
                 "n = {n}"
             );
         }
+    }
+
+    #[test]
+    fn blocks_are_filled_in_order_and_their_states_kept() {
+        for (n, block) in [(0usize, 4usize), (1, 4), (12, 4), (13, 4), (100, 7)] {
+            let (v, states) = par_collect_blocks(n, block, |r, w| {
+                let vals: Vec<u32> = r.clone().map(|i| i as u32 * 2).collect();
+                w.push(&vals[..vals.len() / 2]);
+                w.push(&vals[vals.len() / 2..]);
+                r.start
+            });
+            assert_eq!(v, (0..n as u32).map(|i| i * 2).collect::<Vec<_>>());
+            assert_eq!(states, (0..n).step_by(block).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "not filled")]
+    fn a_short_block_is_a_bug() {
+        let _ = par_collect_blocks(8, 4, |_, w: &mut BlockWriter<'_, u8>| w.push(&[1]));
     }
 }

@@ -10,7 +10,14 @@
 //!   bias gradient's column sums over fixed row blocks before the backward products
 //!   ([`activation_grad`](fused::activation_grad)); the bound that proves such sums finite.
 //! - [`saved`]: what a training pass keeps for its backward pass, with byte accounting.
+//! - [`rows`]: the row-wise driver of softmax and normalisation (widen a row, work on it in
+//!   the accumulator type inside a wide loop, round once, in parallel over fixed row blocks).
+//! - [`math`]: a vectorisable f32 `exp`, `erfc`, and lane-split row reductions.
+//! - [`stateless`]: the [`Module`](crate::Module) impl of a layer without variables.
 
 pub(crate) mod fused;
+pub(crate) mod math;
+pub(crate) mod rows;
 pub(crate) mod saved;
+pub(crate) mod stateless;
 pub(crate) mod workspace;

@@ -30,7 +30,50 @@ pub fn act_f64(act: Activation, z: f64) -> f64 {
         Activation::Relu => z.max(0.0),
         Activation::Sigmoid => 1.0 / (1.0 + (-z).exp()),
         Activation::Tanh => z.tanh(),
+        Activation::Gelu => 0.5 * z * erfc_f64(-z / std::f64::consts::SQRT_2),
+        Activation::GeluTanh => {
+            // Keras's 0.5·z·(1 + tanh t); for t < 0, where 1 + tanh t cancels, the same
+            // value as z·e^{2t}/(1 + e^{2t}).
+            let t = (2.0 / std::f64::consts::PI).sqrt() * (z + 0.044715 * z * z * z);
+            if t < 0.0 {
+                let e = (2.0 * t).exp();
+                z * e / (1.0 + e)
+            } else {
+                0.5 * z * (1.0 + t.tanh())
+            }
+        }
         other => panic!("no f64 reference for activation {other}"),
+    }
+}
+
+/// `erfc(a)` in f64, written independently of the crate's (libm's): for `a < 0.8` from
+/// `erf(a) = 2/√π · e^{-a²} · Σ 2^n a^{2n+1} / (1·3·…·(2n+1))` (all terms of one sign, so no
+/// cancellation; `1 − erf` loses at most two bits there), for `a >= 0.8` from its
+/// continued fraction `e^{-a²}/√π / (a + (1/2)/(a + 1/(a + (3/2)/(a + …))))`. Both to a few f64
+/// ulps, far inside the f32 bounds the tests use them for.
+pub fn erfc_f64(a: f64) -> f64 {
+    if a.is_nan() {
+        return a;
+    }
+    if a < -6.0 {
+        return 2.0; // 2 − erfc(6) = 2 − 2.2e-17 rounds to 2
+    }
+    if a < 0.8 {
+        let x = a.abs();
+        let (mut term, mut sum, mut n) = (x, x, 0.0f64);
+        while term > sum * 1e-18 {
+            n += 1.0;
+            term *= 2.0 * x * x / (2.0 * n + 1.0);
+            sum += term;
+        }
+        let erf = (2.0 / std::f64::consts::PI.sqrt() * (-x * x).exp() * sum).copysign(a);
+        1.0 - erf
+    } else {
+        let mut t = a;
+        for k in (1..=4000).rev() {
+            t = a + (f64::from(k) / 2.0) / t;
+        }
+        (-a * a).exp() / std::f64::consts::PI.sqrt() / t
     }
 }
 
@@ -39,6 +82,8 @@ pub fn act_f64(act: Activation, z: f64) -> f64 {
 pub fn lipschitz(act: Activation) -> f64 {
     match act {
         Activation::Sigmoid => 0.25,
+        // max GELU' = 1.1289 (at z = √2), about the same for the tanh form.
+        Activation::Gelu | Activation::GeluTanh => 1.15,
         _ => 1.0,
     }
 }
@@ -190,11 +235,18 @@ pub fn eta<T: Element>() -> f64 {
 }
 
 /// Relative error, in units of the accumulator's roundoff, of one activation evaluated in the
-/// accumulator type: 0 for linear and relu (exact), 4 for sigmoid (exp within 1 ulp, then one
-/// add and one divide: about 2.5 ulp) and tanh (libm's tanh is within 2 ulp).
-fn act_ulps(act: Activation) -> f64 {
+/// accumulator type at a `z` with `|z| <= s`: 0 for linear and relu (exact), 4 for sigmoid (exp
+/// within 1 ulp, then one add and one divide: about 2.5 ulp) and tanh (libm's tanh is within
+/// 2 ulp). GELU's condition number grows with `|z|` on the negative side, where its output is
+/// tiny: the rounding of its argument moves exact GELU by `z²·φ(z)·u_A`, at most
+/// `(z² + 1)·u_A·|y|` (Mills's ratio), and the tanh form by `2|t|·3u_A·|y|` with
+/// `t = √(2/π)(z + 0.044715z³)`; 8 ulp more for erfc (1 ulp) or exp and the cubic, then a
+/// multiply or divide.
+pub fn act_ulps(act: Activation, s: f64) -> f64 {
     match act {
         Activation::Linear | Activation::Relu => 0.0,
+        Activation::Gelu => 8.0 + 2.0 * s * s,
+        Activation::GeluTanh => 8.0 + 6.0 * (s + 0.05 * s * s * s),
         _ => 4.0,
     }
 }
@@ -228,12 +280,13 @@ pub fn dense_bound<C: Element>(k: usize, s: f64, y_ref: f64, act: Activation) ->
     let n = (k + 1) as f64;
     let gamma = n * ua / (1.0 - n * ua);
     let accumulation = lipschitz(act) * (gamma * s + (k + 2) as f64 * eta::<C::Acc>());
-    let act_tail = if act_ulps(act) > 0.0 {
+    let ulps = act_ulps(act, s);
+    let act_tail = if ulps > 0.0 {
         <C::Acc as Float>::min_positive_value().as_f64()
     } else {
         0.0
     };
-    let activation = act_ulps(act) * ua * (y_ref.abs() + accumulation) + act_tail;
+    let activation = ulps * ua * (y_ref.abs() + accumulation) + act_tail;
     let e = accumulation + activation;
     let reference = 4.0 * f64::UNIT_ROUNDOFF * (s + y_ref.abs());
     (1.0 + u) * e + u * y_ref.abs() + eta::<C>() + reference

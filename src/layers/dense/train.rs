@@ -1,14 +1,18 @@
 //! Dense's training side: the [`Layer`] impl (inference, the training pass that saves `x` and,
-//! for a non-linear activation, `y` in the compute type, and the backward pass).
+//! for a non-linear activation, `y` in the compute type (GELU: its input `z`, which its
+//! derivative needs), and the backward pass).
 
 use super::Dense;
 use crate::dtype::max_abs;
 use crate::error::{Error, Result};
 use crate::kernels::{gemm, gemm_packed, MatRef};
-use crate::layers::ops::fused::{pre_activation_grad, sum_bound, PreActivationGrad};
+use crate::layers::ops::fused::{
+    gemm_bias_activation_with_input, pre_activation_grad, sum_bound, PreActivationGrad,
+};
 use crate::layers::ops::saved::InputOutput;
 use crate::layers::ops::workspace::{round_acc, AccOf};
 use crate::layers::{Activation, Layer};
+use crate::param::Param;
 use crate::policy::Policy;
 use crate::tensor::Tensor;
 
@@ -23,16 +27,26 @@ impl<P: Policy> Layer for Dense<P> {
     fn train_forward(&mut self, x: Tensor<P::Compute>) -> Result<Tensor<P::Compute>> {
         let rows = self.check_input(x.shape())?;
         let mut acc = self.scratch.forward.take();
-        let y = self.forward_out(x.as_slice(), rows, &mut acc);
-        let y = self.output(x.shape(), y);
+        // What the activation's derivative reads: nothing (linear), `y`, or GELU's input `z`.
+        let (y, deriv) = if self.activation.derivative_needs_input() {
+            let (z, y) = gemm_bias_activation_with_input(
+                MatRef::row_major(x.as_slice(), rows, self.input_dim()),
+                self.kernel.packed(false),
+                self.bias.as_ref().map(Param::compute),
+                self.activation,
+                &mut acc,
+            );
+            let y = self.output(x.shape(), y);
+            (y, Some(self.output(x.shape(), z)))
+        } else {
+            let y = self.output(x.shape(), self.forward_out(x.as_slice(), rows, &mut acc));
+            let keep_y = self.activation != Activation::Linear;
+            let deriv = keep_y.then(|| y.clone());
+            (y, deriv)
+        };
         self.scratch.forward.restore(acc);
-        let keep_y = self.activation != Activation::Linear;
-        let rows = x.len() / self.input_dim();
         let x = x.reshape(vec![rows, self.input_dim()])?;
-        self.saved.save(InputOutput {
-            x,
-            y: keep_y.then(|| y.clone()),
-        });
+        self.saved.save(InputOutput { x, deriv });
         Ok(y)
     }
 
@@ -55,7 +69,7 @@ impl<P: Policy> Layer for Dense<P> {
             *s.last_mut().expect("checked") = k;
             s
         };
-        let y = saved.y.as_ref().map(Tensor::as_slice);
+        let y = saved.deriv.as_ref().map(Tensor::as_slice);
         let PreActivationGrad {
             dz,
             max_abs: mz,

@@ -46,6 +46,51 @@ pub(crate) fn gemm_bias_activation<C: Element>(
     bias_activation_round(acc, n, bias.as_deref(), activation)
 }
 
+/// [`gemm_bias_activation`] for a training pass whose activation's derivative reads its input
+/// ([`Activation::derivative_needs_input`]: GELU): returns `(z, y)`, the pre-activation
+/// `x·W + b` and `activation(z)`, each rounded once from the same accumulator (so `y` is
+/// bit-identical to the inference pass's).
+pub(crate) fn gemm_bias_activation_with_input<C: Element>(
+    x: MatRef<'_, C>,
+    w: &PackedB<C>,
+    bias: Option<&[C]>,
+    activation: Activation,
+    acc: &mut Vec<C::Acc>,
+) -> (Vec<C>, Vec<C>) {
+    let (rows, n) = (x.rows(), w.cols());
+    acc.resize(rows * n, C::Acc::default());
+    gemm_packed(x, w, acc, false);
+    let bias = bias.map(cast_to_vec::<C, C::Acc>);
+    if C::DTYPE == C::Acc::DTYPE {
+        // `z` is moved out of `acc`; `y` is computed from an exact copy of it.
+        let z: Vec<C> = bias_activation_round(acc, n, bias.as_deref(), Activation::Linear);
+        let mut a: Vec<C::Acc> = cast_to_vec(&z);
+        let y = bias_activation_round(&mut a, n, None, activation);
+        (z, y)
+    } else {
+        // Two passes that only read `acc`.
+        let z = bias_activation_round(acc, n, bias.as_deref(), Activation::Linear);
+        let y = bias_activation_round(acc, n, bias.as_deref(), activation);
+        (z, y)
+    }
+}
+
+/// `activation(x)` element-wise, widened to the accumulator type and rounded once to `C`, in one
+/// parallel pass that reads `x` once and writes the output once: an activation layer's forward.
+pub(crate) fn activation_round<C: Element>(x: &[C], activation: Activation) -> Vec<C> {
+    crate::kernels::par_collect(x.len(), |range, out| {
+        let mut tmp = [C::Acc::default(); crate::kernels::COLLECT_CHUNK];
+        let tmp = &mut tmp[..range.len()];
+        cast_slice(&x[range], tmp);
+        crate::kernels::wide(BiasActivation {
+            acc: tmp,
+            bias: None,
+            activation,
+        });
+        cast_slice(tmp, out);
+    })
+}
+
 /// `activation(acc + bias)` over a row-major `? × n` accumulator, rounded once to `C`: in place
 /// and moved out when `C` is the accumulator type, otherwise in one parallel pass that reads
 /// `acc` once (leaving it for reuse) and writes the output once.
@@ -151,6 +196,8 @@ impl<A: Element> WideOp for BiasActivation<'_, A> {
             Activation::Relu => rows(acc, bias, |y| Activation::Relu.apply(y)),
             Activation::Sigmoid => rows(acc, bias, |y| Activation::Sigmoid.apply(y)),
             Activation::Tanh => rows(acc, bias, |y| Activation::Tanh.apply(y)),
+            Activation::Gelu => rows(acc, bias, |y| Activation::Gelu.apply(y)),
+            Activation::GeluTanh => rows(acc, bias, |y| Activation::GeluTanh.apply(y)),
         }
     }
 }
@@ -166,7 +213,9 @@ pub(crate) struct PreActivationGrad<C: Element> {
 }
 
 /// `dz = dy ⊙ activation'(y)` for row-major `? × n` matrices, formed in the accumulator type and
-/// rounded once (`dy`'s buffer becomes `dz`; `y` is read only for a non-linear activation), with
+/// rounded once (`dy`'s buffer becomes `dz`; `y` is read only for a non-linear activation, and
+/// holds what the layer saved for it: the output, or the input `z` when
+/// [`Activation::derivative_needs_input`]), with
 /// its largest magnitude and (when `col_sums`) its column sums of the rounded values, in one
 /// parallel pass over fixed blocks of [`rows_per_task`] rows. The block sums are added in
 /// order, so the sums do not depend on the number of threads.
@@ -247,7 +296,8 @@ pub(crate) fn sum_bound(rows: usize, term: f64) -> f64 {
     }
 }
 
-/// `d[j] *= activation'(y[j])`, with the derivative taken from the output, in wide lanes.
+/// `d[j] *= activation'(s[j])`, with the derivative taken from what the layer saved (the output
+/// `y`, or the input `z` for GELU: [`Activation::derivative_from_saved`]), in wide lanes.
 struct ActivationGrad<'a, A> {
     d: &'a mut [A],
     y: &'a [A],
@@ -265,10 +315,12 @@ impl<A: Element> WideOp for ActivationGrad<'_, A> {
         let (d, y) = (self.d, self.y);
         // One loop per activation, so each compiles to straight-line lanes.
         match self.activation {
-            Activation::Linear => each(d, y, |y| Activation::Linear.derivative_from_output(y)),
-            Activation::Relu => each(d, y, |y| Activation::Relu.derivative_from_output(y)),
-            Activation::Sigmoid => each(d, y, |y| Activation::Sigmoid.derivative_from_output(y)),
-            Activation::Tanh => each(d, y, |y| Activation::Tanh.derivative_from_output(y)),
+            Activation::Linear => each(d, y, |y| Activation::Linear.derivative_from_saved(y)),
+            Activation::Relu => each(d, y, |y| Activation::Relu.derivative_from_saved(y)),
+            Activation::Sigmoid => each(d, y, |y| Activation::Sigmoid.derivative_from_saved(y)),
+            Activation::Tanh => each(d, y, |y| Activation::Tanh.derivative_from_saved(y)),
+            Activation::Gelu => each(d, y, |z| Activation::Gelu.derivative_from_saved(z)),
+            Activation::GeluTanh => each(d, y, |z| Activation::GeluTanh.derivative_from_saved(z)),
         }
     }
 }

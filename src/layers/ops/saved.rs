@@ -30,19 +30,20 @@ impl<A: SavedBytes, B: SavedBytes> SavedBytes for (A, B) {
     }
 }
 
-/// A layer's input and, when the activation's derivative needs it, its output, both in the
-/// compute type: what a product layer (Dense, a convolution) saves.
+/// A layer's input and what its activation's derivative reads (the output `y`, or for GELU the
+/// pre-activation `z`: [`Activation::derivative_needs_input`](crate::layers::Activation::derivative_needs_input)),
+/// both in the compute type: what a product layer (Dense, a convolution) saves.
 #[derive(Debug, Clone)]
 pub(crate) struct InputOutput<T: Element> {
     /// The input, `rows × inputs` (leading dimensions flattened).
     pub(crate) x: Tensor<T>,
-    /// The output, kept only when the activation's derivative is taken from it.
-    pub(crate) y: Option<Tensor<T>>,
+    /// The output `y` (or GELU's `z`), kept only for a non-linear activation.
+    pub(crate) deriv: Option<Tensor<T>>,
 }
 
 impl<T: Element> SavedBytes for InputOutput<T> {
     fn saved_bytes(&self) -> usize {
-        self.x.saved_bytes() + self.y.saved_bytes()
+        self.x.saved_bytes() + self.deriv.saved_bytes()
     }
 }
 
@@ -96,7 +97,7 @@ mod tests {
     fn saved(rows: usize, y: bool) -> InputOutput<bf16> {
         InputOutput {
             x: Tensor::zeros(vec![rows, 4]).unwrap(),
-            y: y.then(|| Tensor::zeros(vec![rows, 3]).unwrap()),
+            deriv: y.then(|| Tensor::zeros(vec![rows, 3]).unwrap()),
         }
     }
 

@@ -149,8 +149,8 @@ mod tests {
             ),
             (
                 r#""activation": "tanh""#,
-                r#""activation": "gelu""#,
-                "invalid activation: \"gelu\"",
+                r#""activation": "softsign""#,
+                "invalid activation: \"softsign\"",
             ),
             (
                 r#""units": 16"#,

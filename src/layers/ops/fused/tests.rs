@@ -196,8 +196,8 @@ fn pre_activation_grad_within_bounds<C: Element>() {
         let g = pre_activation_grad(dy.clone(), Some(&y), n, act, true);
         for (i, &dz) in g.dz.iter().enumerate() {
             let (d, yv) = (dy[i].as_f64(), y[i].as_f64());
-            let r = d * act.derivative_from_output(yv);
-            // act' from the output costs at most two roundings on terms up to 1 + y².
+            let r = d * act.derivative_from_saved(yv);
+            // act' from the output (GELU: its input) costs at most two roundings on terms up to 1 + y².
             let bound = uc * r.abs() + 2.0 * (4.0 * ua * d.abs() * (1.0 + yv * yv) + ua * r.abs());
             assert!(
                 (dz.as_f64() - r).abs() <= bound,

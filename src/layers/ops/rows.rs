@@ -1,0 +1,130 @@
+//! [`map_rows`]: the driver of the row-wise layers (softmax, normalisation): each row of one or
+//! two `? × n` compute-type inputs is widened to the accumulator type (f32; f64 for f64), handed
+//! to a [`RowOp`] inside a [`wide`](crate::kernels::wide) loop, and the result rounded once to
+//! the compute type, in parallel over fixed blocks of rows (so per-block sums added in order do
+//! not depend on the thread count). The output is written once, straight into its vector.
+
+use crate::dtype::{cast_slice, Element};
+use crate::kernels::{par_collect_blocks, WideOp};
+use crate::layers::ops::fused::rows_per_task;
+
+/// The work on one row, in the accumulator type `A`. Implementations mark
+/// [`row`](Self::row) `#[inline(always)]`, so it is compiled inside the AVX-512 trampoline.
+pub(crate) trait RowOp<A: Element>: Sync {
+    /// What one block of rows gathers (per-row statistics, partial column sums).
+    type State: Send;
+
+    /// A fresh state for a block of `rows` rows.
+    fn state(&self, rows: usize) -> Self::State;
+
+    /// Row `row` (its index in the whole input): `a` holds the first input's row widened to
+    /// `A` and must hold the output row when this returns; `b` the second input's (empty when
+    /// there is none).
+    fn row(&self, state: &mut Self::State, row: usize, a: &mut [A], b: &[A]);
+}
+
+/// `op` over every row of `a` (and of `b`, of the same shape, when given), both `? × n`
+/// row-major: the output in `C` (each element rounded once from `A`) and each block's state, in
+/// block order.
+pub(crate) fn map_rows<C: Element, O: RowOp<C::Acc>>(
+    a: &[C],
+    b: Option<&[C]>,
+    n: usize,
+    op: &O,
+) -> (Vec<C>, Vec<O::State>) {
+    debug_assert!(n > 0 && a.len().is_multiple_of(n));
+    debug_assert!(b.is_none_or(|b| b.len() == a.len()));
+    let block_rows = rows_per_task(n);
+    par_collect_blocks(a.len(), block_rows * n, |range, out| {
+        let zero = C::Acc::default();
+        let widen_b = b.is_some() && C::DTYPE != C::Acc::DTYPE;
+        let (mut ra, mut rb) = (vec![zero; n], vec![zero; if widen_b { n } else { 0 }]);
+        let mut rounded = vec![C::default(); if C::DTYPE == C::Acc::DTYPE { 0 } else { n }];
+        let first = range.start / n;
+        let mut state = op.state(range.len() / n);
+        for (i, row) in a[range.clone()].chunks_exact(n).enumerate() {
+            cast_slice(row, &mut ra);
+            // The second input is only read: borrowed when it is already in the accumulator
+            // type (F32, F64), widened into `rb` otherwise.
+            let b_row: &[C::Acc] = match b.map(|b| &b[range.start + i * n..][..n]) {
+                Some(row) => match C::Acc::from_view(C::view(row)) {
+                    Some(same) => same,
+                    None => {
+                        cast_slice(row, &mut rb);
+                        &rb
+                    }
+                },
+                None => &rb,
+            };
+            crate::kernels::wide(Row {
+                op,
+                state: &mut state,
+                row: first + i,
+                a: &mut ra,
+                b: b_row,
+            });
+            match C::from_view(C::Acc::view(&ra)) {
+                // The accumulator type is the output type (F32, F64): no conversion.
+                Some(same) => out.push(same),
+                None => {
+                    cast_slice(&ra, &mut rounded);
+                    out.push(&rounded);
+                }
+            }
+        }
+        state
+    })
+}
+
+/// One [`RowOp::row`] call inside the trampoline.
+struct Row<'a, A: Element, O: RowOp<A>> {
+    op: &'a O,
+    state: &'a mut O::State,
+    row: usize,
+    a: &'a mut [A],
+    b: &'a [A],
+}
+
+impl<A: Element, O: RowOp<A>> WideOp for Row<'_, A, O> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        self.op.row(self.state, self.row, self.a, self.b);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use half::bf16;
+
+    /// Adds the second input, doubles, and counts rows per block.
+    struct AddDouble;
+    impl RowOp<f32> for AddDouble {
+        type State = usize;
+        fn state(&self, _rows: usize) -> usize {
+            0
+        }
+        #[inline(always)]
+        fn row(&self, state: &mut usize, _row: usize, a: &mut [f32], b: &[f32]) {
+            a.iter_mut().zip(b).for_each(|(a, b)| *a = 2.0 * (*a + b));
+            *state += 1;
+        }
+    }
+
+    #[test]
+    fn every_row_is_mapped_and_rounded_once() {
+        let n = 3;
+        let rows = rows_per_task(n) + 5; // two blocks
+        let a: Vec<bf16> = (0..rows * n)
+            .map(|i| bf16::from_f32(i as f32 / 8.0))
+            .collect();
+        let b: Vec<bf16> = vec![bf16::from_f32(1.0 / 3.0); rows * n];
+        let (y, states) = map_rows(&a, Some(&b), n, &AddDouble);
+        assert_eq!(states, vec![rows_per_task(n), 5]);
+        for ((y, a), b) in y.iter().zip(&a).zip(&b) {
+            assert_eq!(*y, bf16::from_f32(2.0 * (a.to_f32() + b.to_f32())));
+        }
+    }
+}
