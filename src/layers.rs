@@ -11,14 +11,17 @@
 //! training. The machinery layers share (accumulator workspaces, the fused element-wise passes,
 //! saved activations) is in `layers/ops/`.
 
+mod conv2d;
 mod dense;
 mod dispatch;
 pub(crate) mod ops;
 mod sequential;
 
 pub use crate::init::{Initializer, DEFAULT_SEED};
+pub use conv2d::{Conv2D, Conv2DConfig};
 pub use dense::{AnyDense, Dense, DenseConfig, DenseFamily};
 pub use dispatch::{ByPolicy, FamilyBuilder, FamilyVisitor, PolicyFamily};
+pub use ops::window::Padding;
 
 use std::fmt;
 use std::str::FromStr;

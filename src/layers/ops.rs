@@ -10,7 +10,14 @@
 //!   bias gradient's column sums over fixed row blocks before the backward products
 //!   ([`activation_grad`](fused::activation_grad)); the bound that proves such sums finite.
 //! - [`saved`]: what a training pass keeps for its backward pass, with byte accounting.
+//! - [`window`]: the geometry of a sliding window over NHWC tensors (Keras's `padding`, output
+//!   sizes, input checks), shared by the convolution and the pooling layers.
+//! - [`im2col`]: a convolution's input as the matrix of its windows and the gradient's way back
+//!   ([`im2col`](im2col::im2col), [`col2im`](im2col::col2im)), so a convolution runs on the
+//!   same products and fused passes as `Dense`.
 
 pub(crate) mod fused;
+pub(crate) mod im2col;
 pub(crate) mod saved;
+pub(crate) mod window;
 pub(crate) mod workspace;

@@ -1,0 +1,106 @@
+//! Conv2D's training side: the [`Layer`] impl. The training pass keeps the window matrix (and
+//! the output for a non-linear activation); backward is `Dense`'s on that matrix (the shared
+//! activation-gradient pass, `dW = colsᵀ·dz`, `db = Σ dz`, `dcols = dz·Wᵀ` on the cached
+//! transposed packed kernel) followed by the gather of `dcols` back onto the input.
+
+use super::{Conv2D, ConvSaved};
+use crate::dtype::max_abs;
+use crate::error::{fmt_shape, Error, Result};
+use crate::kernels::{gemm, gemm_packed, MatRef};
+use crate::layers::ops::fused::{pre_activation_grad, sum_bound, PreActivationGrad};
+use crate::layers::ops::im2col::{col2im, im2col};
+use crate::layers::ops::workspace::AccOf;
+use crate::layers::{Activation, Layer};
+use crate::policy::Policy;
+use crate::tensor::Tensor;
+
+impl<P: Policy> Layer for Conv2D<P> {
+    type Input = P::Compute;
+    type Output = P::Compute;
+
+    fn infer(&self, x: &Tensor<P::Compute>) -> Result<Tensor<P::Compute>> {
+        self.forward(x)
+    }
+
+    fn train_forward(&mut self, x: Tensor<P::Compute>) -> Result<Tensor<P::Compute>> {
+        let g = self.window(x.shape())?;
+        let mut cols = self.cols.take();
+        im2col(x.as_slice(), &g, &mut cols);
+        let mut acc = self.scratch.forward.take();
+        let y = self.product(&cols, &g, &mut acc);
+        self.scratch.forward.restore(acc);
+        let keep_y = self.args.activation != Activation::Linear;
+        self.saved.save(ConvSaved {
+            cols,
+            y: keep_y.then(|| y.clone()),
+            window: g,
+            max_abs_x: max_abs(x.as_slice()),
+        });
+        Ok(Tensor::from_parts(g.output_shape(self.filters()), y))
+    }
+
+    fn backward(
+        &mut self,
+        dy: Tensor<P::Compute>,
+        need_input_grad: bool,
+    ) -> Result<Option<Tensor<P::Compute>>> {
+        let saved = self.saved.take("Conv2D")?;
+        let g = saved.window;
+        let (rows, taps, n) = (g.output_rows(), g.taps(), self.filters());
+        let out_shape = g.output_shape(n);
+        if dy.shape() != out_shape {
+            self.cols.restore(saved.cols);
+            return Err(Error::shape(
+                "conv2d output gradient",
+                fmt_shape(&out_shape),
+                dy.shape(),
+            ));
+        }
+        let PreActivationGrad {
+            dz,
+            max_abs: mz,
+            col_sums,
+        } = pre_activation_grad(
+            dy.into_vec(),
+            saved.y.as_deref(),
+            n,
+            self.args.activation,
+            self.bias.is_some(),
+        );
+        let dz_m = MatRef::row_major(&dz, rows, n);
+        let cols_t = MatRef::row_major(&saved.cols, rows, taps).t();
+        // The bounds of Dense: each of the `rows` terms of dW is at most max|x|·max|dz| (padding
+        // taps are zeros), each of db's at most max|dz|.
+        let bound = sum_bound(rows, saved.max_abs_x * mz);
+        self.kernel
+            .write_grad::<AccOf<P>>(bound, |dw| gemm(cols_t, dz_m, dw, false));
+        if let (Some(b), Some(sums)) = (&mut self.bias, col_sums) {
+            b.write_grad::<AccOf<P>>(sum_bound(rows, mz), |db| db.copy_from_slice(&sums));
+        }
+        self.cols.restore(saved.cols);
+        if !need_input_grad {
+            return Ok(None);
+        }
+        // dcols = dz·Wᵀ in f32 (the reused accumulator, overwritten), gathered onto the input
+        // and rounded once.
+        let mut dcols = self.scratch.backward.take();
+        dcols.resize(rows * taps, AccOf::<P>::default());
+        gemm_packed(dz_m, self.kernel.packed(true), &mut dcols, false);
+        let dx = col2im::<P::Compute>(&dcols, &g);
+        self.scratch.backward.restore(dcols);
+        let in_shape = vec![g.batch, g.h.input, g.w.input, g.channels];
+        Ok(Some(Tensor::from_parts(in_shape, dx)))
+    }
+
+    fn saved_bytes(&self) -> usize {
+        self.saved.bytes()
+    }
+
+    fn clear_saved(&mut self) {
+        self.saved.clear();
+    }
+
+    fn output_dim(&self, input: usize) -> Option<usize> {
+        (input == self.input_channels()).then_some(self.filters())
+    }
+}
