@@ -14,14 +14,20 @@
 mod conv2d;
 mod dense;
 mod dispatch;
+mod flatten;
 pub(crate) mod ops;
+mod pooling;
 mod sequential;
 
 pub use crate::init::{Initializer, DEFAULT_SEED};
 pub use conv2d::{Conv2D, Conv2DConfig};
 pub use dense::{AnyDense, Dense, DenseConfig, DenseFamily};
 pub use dispatch::{ByPolicy, FamilyBuilder, FamilyVisitor, PolicyFamily};
+pub use flatten::{Flatten, FlattenConfig};
 pub use ops::window::Padding;
+pub use pooling::{
+    AveragePooling2D, GlobalAveragePooling2D, GlobalPooling2DConfig, MaxPooling2D, Pool2DConfig,
+};
 
 use std::fmt;
 use std::str::FromStr;
