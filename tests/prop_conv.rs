@@ -270,6 +270,25 @@ fn conv_fixed_cases_are_within_bound<P: Policy>() {
     ] {
         check::<P>(&fixed_case(s, p)).unwrap_or_else(|e| panic!("{} {s:?} {p}: {e}", P::NAME));
     }
+    check::<P>(&many_blocks_case()).unwrap_or_else(|e| panic!("{} many blocks: {e}", P::NAME));
+}
+
+/// 3 × 9 × 9 × 512 into 4 filters, 3×3 "same": 4608 taps, so the product runs in blocks of 128
+/// output rows (243 rows: one full block and a partial one) in every policy.
+fn many_blocks_case() -> ConvCase {
+    let mut rng = SplitMix(0xb10c);
+    ConvCase {
+        x: rng.vec(3 * 81 * 512, -1.0, 1.0),
+        w: rng.vec(9 * 512 * 4, -1.0, 1.0),
+        b: Some(rng.vec(4, -4.0, 4.0)),
+        x_shape: [3, 9, 9, 512],
+        filters: 4,
+        kernel: (3, 3),
+        strides: (1, 1),
+        dilation: (1, 1),
+        padding: Padding::Same,
+        act: Activation::Tanh,
+    }
 }
 
 for_each_policy!(conv_fixed_cases_are_within_bound;

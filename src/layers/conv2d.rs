@@ -5,10 +5,11 @@
 
 use std::marker::PhantomData;
 
+use crate::dtype::cast_to_vec;
 use crate::error::Result;
-use crate::kernels::MatRef;
-use crate::layers::ops::fused::gemm_bias_activation;
-use crate::layers::ops::im2col::{im2col, with_infer_cols};
+use crate::kernels::{gemm_packed, MatRef};
+use crate::layers::ops::fused::bias_activation_round;
+use crate::layers::ops::im2col::{block_rows, im2col, with_infer_cols};
 use crate::layers::ops::saved::{Saved, SavedBytes};
 use crate::layers::ops::window::{Padding, Window2d};
 use crate::layers::ops::workspace::{with_infer_acc, AccOf, Scratch, Workspace};
@@ -197,8 +198,7 @@ impl<P: Policy> Conv2D<P> {
     pub fn forward(&self, x: &Tensor<P::Compute>) -> Result<Tensor<P::Compute>> {
         let g = self.window(x.shape())?;
         let y = with_infer_cols(|cols| {
-            im2col(x.as_slice(), &g, cols);
-            with_infer_acc::<P::Compute, _>(|acc| self.product(cols, &g, acc))
+            with_infer_acc::<P::Compute, _>(|acc| self.product(x.as_slice(), &g, cols, false, acc))
         });
         Ok(Tensor::from_parts(g.output_shape(self.filters()), y))
     }
@@ -237,20 +237,39 @@ impl<P: Policy> Conv2D<P> {
         Ok(g)
     }
 
-    /// `activation(cols·W + b)`, `rows × filters`, in the compute type, summed in `acc` by the
-    /// shared fused pass, with the kernel packed once and cached until it changes.
+    /// `activation(cols·W + b)`, `rows × filters`, in the compute type. The product runs block
+    /// by block of output rows ([`block_rows`]: about 1 MiB of windows): [`im2col`] writes a
+    /// block's windows (into its place in `cols` when `keep_cols`, as the training pass keeps
+    /// the whole matrix for backward; otherwise into one reused block) and the packed kernel
+    /// (cached until it changes) multiplies them while they are in cache, into the block's
+    /// rows of `acc`. The shared fused pass then adds the bias, applies the activation and
+    /// rounds once.
     fn product(
         &self,
-        cols: &[P::Compute],
+        x: &[P::Compute],
         g: &Window2d,
+        cols: &mut Vec<P::Compute>,
+        keep_cols: bool,
         acc: &mut Vec<AccOf<P>>,
     ) -> Vec<P::Compute> {
-        gemm_bias_activation(
-            MatRef::row_major(cols, g.output_rows(), g.taps()),
-            self.kernel.packed(false),
-            self.bias.as_ref().map(Param::compute),
-            self.args.activation,
-            acc,
-        )
+        let (rows, taps, n) = (g.output_rows(), g.taps(), self.filters());
+        let block = block_rows::<P::Compute>(taps);
+        acc.resize(rows * n, AccOf::<P>::default());
+        let held = if keep_cols { rows } else { block.min(rows) };
+        cols.resize(held * taps, P::Compute::default());
+        let w = self.kernel.packed(false);
+        for start in (0..rows).step_by(block) {
+            let end = (start + block).min(rows);
+            let at = if keep_cols { start * taps } else { 0 };
+            let block_cols = &mut cols[at..at + (end - start) * taps];
+            im2col(x, g, start..end, block_cols);
+            let a = MatRef::row_major(&*block_cols, end - start, taps);
+            gemm_packed(a, w, &mut acc[start * n..end * n], false);
+        }
+        let bias = self
+            .bias
+            .as_ref()
+            .map(|b| cast_to_vec::<P::Compute, AccOf<P>>(b.compute()));
+        bias_activation_round(acc, n, bias.as_deref(), self.args.activation)
     }
 }

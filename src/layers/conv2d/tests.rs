@@ -377,3 +377,55 @@ fn saves_the_window_matrix_and_reuses_buffers() {
     assert_eq!(conv.output_dim(2), Some(4));
     assert_eq!(conv.output_dim(3), None);
 }
+
+/// Products that span several blocks of output rows (forward) and several groups of images
+/// (backward): with 2304 taps a block is 128 rows in f64, so 5 images of 6×6 = 180 rows are two
+/// forward blocks and two backward groups. The loss `L = Σ c ⊙ conv(x)` is linear in `x` and in
+/// `W`, so `<dx, v> = L(x + v) - L(x)` and `<dW, V> = L(W + V) - L(W)` up to f64 rounding.
+#[test]
+fn blocked_products_match_directional_derivatives() {
+    let mut conv = Conv2DConfig::new(3, (3, 3))
+        .padding(Padding::Same)
+        .seed(8)
+        .init::<F64>(256)
+        .unwrap();
+    assert_eq!(crate::layers::ops::im2col::block_rows::<f64>(2304), 128);
+    let x = Tensor::from_vec(vec![5, 6, 6, 256], values(5 * 36 * 256, 0.3)).unwrap();
+    let c = values(5 * 36 * 3, 0.6);
+    let loss = |l: &Conv2D<F64>, x: &Tensor<f64>| -> f64 {
+        l.forward(x)
+            .unwrap()
+            .as_slice()
+            .iter()
+            .zip(&c)
+            .map(|(y, c)| y * c)
+            .sum()
+    };
+    let (dw, _, dx) = analytic(&mut conv, &x, &c);
+    let v = values(x.len(), 0.9);
+    let xv = Tensor::from_vec(
+        x.shape().to_vec(),
+        x.as_slice().iter().zip(&v).map(|(a, b)| a + b).collect(),
+    )
+    .unwrap();
+    let want = loss(&conv, &xv) - loss(&conv, &x);
+    let got: f64 = dx.iter().zip(&v).map(|(a, b)| a * b).sum();
+    assert!(
+        (want - got).abs() < 1e-9 * want.abs().max(1.0),
+        "dx: {want} vs {got}"
+    );
+    let vw = values(dw.len(), 0.45);
+    let mut moved = conv.clone();
+    moved
+        .kernel
+        .update(|w| w.iter_mut().zip(&vw).for_each(|(w, v)| *w += v));
+    let want = loss(&moved, &x) - loss(&conv, &x);
+    let got: f64 = dw.iter().zip(&vw).map(|(a, b)| a * b).sum();
+    assert!(
+        (want - got).abs() < 1e-9 * want.abs().max(1.0),
+        "dW: {want} vs {got}"
+    );
+    // The training pass and inference agree across blocks.
+    let y = conv.train_forward(x.clone()).unwrap();
+    assert_eq!(y, conv.forward(&x).unwrap());
+}

@@ -8,7 +8,7 @@ use crate::dtype::max_abs;
 use crate::error::{fmt_shape, Error, Result};
 use crate::kernels::{gemm, gemm_packed, MatRef};
 use crate::layers::ops::fused::{pre_activation_grad, sum_bound, PreActivationGrad};
-use crate::layers::ops::im2col::{col2im, im2col};
+use crate::layers::ops::im2col::{block_rows, col2im};
 use crate::layers::ops::workspace::AccOf;
 use crate::layers::{Activation, Layer};
 use crate::policy::Policy;
@@ -25,9 +25,8 @@ impl<P: Policy> Layer for Conv2D<P> {
     fn train_forward(&mut self, x: Tensor<P::Compute>) -> Result<Tensor<P::Compute>> {
         let g = self.window(x.shape())?;
         let mut cols = self.cols.take();
-        im2col(x.as_slice(), &g, &mut cols);
         let mut acc = self.scratch.forward.take();
-        let y = self.product(&cols, &g, &mut acc);
+        let y = self.product(x.as_slice(), &g, &mut cols, true, &mut acc);
         self.scratch.forward.restore(acc);
         let keep_y = self.args.activation != Activation::Linear;
         self.saved.save(ConvSaved {
@@ -68,12 +67,21 @@ impl<P: Policy> Layer for Conv2D<P> {
             self.bias.is_some(),
         );
         let dz_m = MatRef::row_major(&dz, rows, n);
-        let cols_t = MatRef::row_major(&saved.cols, rows, taps).t();
+        let cols_m = MatRef::row_major(&saved.cols, rows, taps);
         // The bounds of Dense: each of the `rows` terms of dW is at most max|x|·max|dz| (padding
         // taps are zeros), each of db's at most max|dz|.
         let bound = sum_bound(rows, saved.max_abs_x * mz);
-        self.kernel
-            .write_grad::<AccOf<P>>(bound, |dw| gemm(cols_t, dz_m, dw, false));
+        // dW = colsᵀ·dz, formed as (dzᵀ·cols)ᵀ: the long matrix `cols` is then the row-major
+        // right operand (packed by contiguous rows) and the transposed view the small `dz`.
+        let mut dw_t = vec![AccOf::<P>::default(); n * taps];
+        gemm(dz_m.t(), cols_m, &mut dw_t, false);
+        self.kernel.write_grad::<AccOf<P>>(bound, |dw| {
+            for (j, row) in dw_t.chunks_exact(taps).enumerate() {
+                for (t, &v) in row.iter().enumerate() {
+                    dw[t * n + j] = v;
+                }
+            }
+        });
         if let (Some(b), Some(sums)) = (&mut self.bias, col_sums) {
             b.write_grad::<AccOf<P>>(sum_bound(rows, mz), |db| db.copy_from_slice(&sums));
         }
@@ -82,12 +90,38 @@ impl<P: Policy> Layer for Conv2D<P> {
             return Ok(None);
         }
         // dcols = dz·Wᵀ in f32 (the reused accumulator, overwritten), gathered onto the input
-        // and rounded once.
-        let mut dcols = self.scratch.backward.take();
-        dcols.resize(rows * taps, AccOf::<P>::default());
-        gemm_packed(dz_m, self.kernel.packed(true), &mut dcols, false);
-        let dx = col2im::<P::Compute>(&dcols, &g);
-        self.scratch.backward.restore(dcols);
+        // and rounded once, for groups of whole images of about 1 MiB of dcols each (the
+        // gather of an image reads only its own windows, still in cache).
+        let per_image = g.h.output * g.w.output;
+        let in_image = g.h.input * g.w.input * g.channels;
+        let mut dx = vec![P::Compute::default(); g.batch * in_image];
+        if per_image > 0 && !dx.is_empty() {
+            let images = (block_rows::<AccOf<P>>(taps) / per_image).max(1);
+            let mut dcols = self.scratch.backward.take();
+            dcols.resize(
+                images.min(g.batch) * per_image * taps,
+                AccOf::<P>::default(),
+            );
+            let wt = self.kernel.packed(true);
+            for first in (0..g.batch).step_by(images) {
+                let last = (first + images).min(g.batch);
+                let (r0, r1) = (first * per_image, last * per_image);
+                let d = &mut dcols[..(r1 - r0) * taps];
+                gemm_packed(
+                    MatRef::row_major(&dz[r0 * n..r1 * n], r1 - r0, n),
+                    wt,
+                    d,
+                    false,
+                );
+                col2im::<P::Compute>(
+                    d,
+                    &g,
+                    first..last,
+                    &mut dx[first * in_image..last * in_image],
+                );
+            }
+            self.scratch.backward.restore(dcols);
+        }
         let in_shape = vec![g.batch, g.h.input, g.w.input, g.channels];
         Ok(Some(Tensor::from_parts(in_shape, dx)))
     }

@@ -11,36 +11,48 @@
 //! Both run in parallel over rows of the image (one task per output or input row).
 
 use std::cell::RefCell;
+use std::ops::Range;
 
 use rayon::prelude::*;
 
 use super::window::Window2d;
 use crate::dtype::{cast_slice, Element, VecOf};
 
-/// Fills `cols` (resized to `rows × taps`; its old values are overwritten, never read) with the
-/// windows of `x`, an NHWC tensor of `g`'s shape.
-pub(crate) fn im2col<T: Element>(x: &[T], g: &Window2d, cols: &mut Vec<T>) {
+/// Output rows per parallel task of [`im2col`].
+const ROWS_PER_TASK: usize = 16;
+
+/// Output rows per block of a blocked convolution product: the window matrix of one block is
+/// about 1 MiB of `T` (it stays in cache between [`im2col`] writing it and the product packing
+/// it), a multiple of 128 rows (the AMX kernel's parallel blocks), at least 128.
+pub(crate) fn block_rows<T>(taps: usize) -> usize {
+    let rows = (1 << 20) / (taps.max(1) * std::mem::size_of::<T>().max(1));
+    (rows / 128).max(1) * 128
+}
+
+/// Writes the windows of output rows `rows` of `x` (an NHWC tensor of `g`'s shape) into `out`
+/// (`rows.len() × taps`; its old values are overwritten, never read).
+pub(crate) fn im2col<T: Element>(x: &[T], g: &Window2d, rows: Range<usize>, out: &mut [T]) {
     let (h, w, c) = (g.h, g.w, g.channels);
     let taps = g.taps();
-    let len = g.output_rows() * taps;
-    cols.resize(len, T::default());
-    let row_len = w.output * taps;
-    if len == 0 {
+    debug_assert_eq!(out.len(), rows.len() * taps);
+    debug_assert_eq!(x.len(), g.batch * h.input * w.input * c);
+    if out.is_empty() {
         return;
     }
-    debug_assert_eq!(x.len(), g.batch * h.input * w.input * c);
-    cols.par_chunks_mut(row_len)
+    out.par_chunks_mut(ROWS_PER_TASK * taps)
         .enumerate()
-        .for_each(|(row, out)| {
-            let (n, oy) = (row / h.output, row % h.output);
-            for (ox, window) in out.chunks_exact_mut(taps).enumerate() {
+        .for_each(|(t, task)| {
+            for (i, window) in task.chunks_exact_mut(taps).enumerate() {
+                let row = rows.start + t * ROWS_PER_TASK + i;
+                let (img, pos) = (row / (h.output * w.output), row % (h.output * w.output));
+                let (oy, ox) = (pos / w.output, pos % w.output);
                 for ky in 0..h.kernel {
                     let iy = h.source(oy, ky);
                     for kx in 0..w.kernel {
                         let dst = &mut window[(ky * w.kernel + kx) * c..][..c];
                         match (iy, w.source(ox, kx)) {
                             (Some(iy), Some(ix)) => dst.copy_from_slice(
-                                &x[((n * h.input + iy) * w.input + ix) * c..][..c],
+                                &x[((img * h.input + iy) * w.input + ix) * c..][..c],
                             ),
                             _ => dst.fill(T::default()),
                         }
@@ -50,17 +62,23 @@ pub(crate) fn im2col<T: Element>(x: &[T], g: &Window2d, cols: &mut Vec<T>) {
         });
 }
 
-/// The input gradient from the gradient of the [`im2col`] matrix, `dcols` (`rows × taps`, in
-/// `C`'s accumulator type): each input element is the sum, over the windows and taps that read
-/// it (in a fixed order), of their gradients, rounded once to `C`.
-pub(crate) fn col2im<C: Element>(dcols: &[C::Acc], g: &Window2d) -> Vec<C> {
+/// The input gradient of images `images` from the gradient of their window matrix rows,
+/// `dcols` (in `C`'s accumulator type), into `dx` (those images' `height · width · channels`
+/// elements each): each input element is the sum, over the windows and taps that read it (in a
+/// fixed order), of their gradients, rounded once to `C`.
+pub(crate) fn col2im<C: Element>(
+    dcols: &[C::Acc],
+    g: &Window2d,
+    images: Range<usize>,
+    dx: &mut [C],
+) {
     let (h, w, c) = (g.h, g.w, g.channels);
     let taps = g.taps();
-    debug_assert_eq!(dcols.len(), g.output_rows() * taps);
+    debug_assert_eq!(dcols.len(), images.len() * h.output * w.output * taps);
     let row_len = w.input * c;
-    let mut dx = vec![C::default(); g.batch * h.input * row_len];
+    debug_assert_eq!(dx.len(), images.len() * h.input * row_len);
     if dx.is_empty() {
-        return dx;
+        return;
     }
     dx.par_chunks_mut(row_len)
         .enumerate()
@@ -78,7 +96,6 @@ pub(crate) fn col2im<C: Element>(dcols: &[C::Acc], g: &Window2d) -> Vec<C> {
             }
             cast_slice(&acc, out);
         });
-    dx
 }
 
 thread_local! {
@@ -110,9 +127,11 @@ mod tests {
     fn windows_in_keras_kernel_order() {
         let x: Vec<f32> = (1..=18).map(|v| v as f32).collect();
         let g = Window2d::new("t", &[1, 3, 3, 2], Some(2), [(2, 1, 1); 2], Padding::Same).unwrap();
-        let mut cols = vec![99.0; 3]; // stale contents are overwritten
-        im2col(&x, &g, &mut cols);
-        assert_eq!(cols.len(), 9 * 8);
+        let mut cols = vec![99.0; 9 * 8]; // stale contents are overwritten
+        im2col(&x, &g, 0..9, &mut cols);
+        let mut tail = vec![99.0; 2 * 8];
+        im2col(&x, &g, 7..9, &mut tail);
+        assert_eq!(tail, cols[7 * 8..]);
         assert_eq!(&cols[..8], &[1.0, 2.0, 3.0, 4.0, 7.0, 8.0, 9.0, 10.0]);
         // Output (0, 2): the right column is padding.
         assert_eq!(&cols[16..24], &[5.0, 6.0, 0.0, 0.0, 11.0, 12.0, 0.0, 0.0]);
@@ -131,12 +150,13 @@ mod tests {
             let g = Window2d::new("t", &shape, None, args, p).unwrap();
             let n: usize = shape.iter().product();
             let x: Vec<f64> = (0..n).map(|i| ((i * 7) % 11) as f64 - 5.0).collect();
-            let mut cols = Vec::new();
-            im2col(&x, &g, &mut cols);
+            let mut cols = vec![0.0; g.output_rows() * g.taps()];
+            im2col(&x, &g, 0..g.output_rows(), &mut cols);
             let d: Vec<f64> = (0..cols.len())
                 .map(|i| ((i * 5) % 13) as f64 - 6.0)
                 .collect();
-            let dx: Vec<f64> = col2im::<f64>(&d, &g);
+            let mut dx = vec![0.0; n];
+            col2im::<f64>(&d, &g, 0..shape[0], &mut dx);
             let lhs: f64 = cols.iter().zip(&d).map(|(a, b)| a * b).sum();
             let rhs: f64 = x.iter().zip(&dx).map(|(a, b)| a * b).sum();
             assert_eq!(lhs, rhs, "{shape:?} {args:?} {p}");
