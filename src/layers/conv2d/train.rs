@@ -66,15 +66,21 @@ impl<P: Policy> Layer for Conv2D<P> {
             self.args.activation,
             self.bias.is_some(),
         );
-        let dz_m = MatRef::row_major(&dz, rows, n);
-        let cols_m = MatRef::row_major(&saved.cols, rows, taps);
         // The bounds of Dense: each of the `rows` terms of dW is at most max|x|·max|dz| (padding
         // taps are zeros), each of db's at most max|dz|.
         let bound = sum_bound(rows, saved.max_abs_x * mz);
-        // dW = colsᵀ·dz, formed as (dzᵀ·cols)ᵀ: the long matrix `cols` is then the row-major
-        // right operand (packed by contiguous rows) and the transposed view the small `dz`.
+        // dW = colsᵀ·dz, formed as (dzᵀ·cols)ᵀ summed over the forward pass's blocks of rows:
+        // each block of the long matrix `cols` (about 1 MiB) is the row-major right operand,
+        // packed by rows from cache into a small buffer, and `dz`'s block the transposed view.
         let mut dw_t = vec![AccOf::<P>::default(); n * taps];
-        gemm(dz_m.t(), cols_m, &mut dw_t, false);
+        let block = block_rows::<P::Compute>(taps);
+        for start in (0..rows).step_by(block) {
+            let end = (start + block).min(rows);
+            let dz_b = MatRef::row_major(&dz[start * n..end * n], end - start, n);
+            let cols_b =
+                MatRef::row_major(&saved.cols[start * taps..end * taps], end - start, taps);
+            gemm(dz_b.t(), cols_b, &mut dw_t, start > 0);
+        }
         self.kernel.write_grad::<AccOf<P>>(bound, |dw| {
             for (j, row) in dw_t.chunks_exact(taps).enumerate() {
                 for (t, &v) in row.iter().enumerate() {
