@@ -93,8 +93,8 @@ impl<P: Policy> Param<P> {
         }
     }
 
-    /// The value as a matrix ([`matrix_dims`](Self::matrix_dims): 2-D as is, a longer shape
-    /// with its leading dimensions folded into the rows) as a packed right-hand operand in the
+    /// The value as a matrix (2-D as is, a longer shape `[k₁, …, cols]` with its leading
+    /// dimensions folded into the rows) as a packed right-hand operand in the
     /// compute type, as is or transposed, converted and packed once and cached until the next
     /// mutation. Mixed policies pack straight from the f32 master value (rounding while
     /// packing), with no compute copy.
