@@ -54,6 +54,64 @@ macro_rules! stateless_module {
 }
 pub(crate) use stateless_module;
 
+/// What `MaxPooling2D` and `AveragePooling2D` share besides their arithmetic: `Default`,
+/// `new` (Keras's defaults), `from_config`, `config`, `compute_output_shape` and `call`, with
+/// `INPUT` naming the layer's input in errors.
+macro_rules! pool2d_common {
+    ($ty:ident, $input:literal) => {
+        impl<P: Policy> Default for $ty<P> {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl<P: Policy> $ty<P> {
+            /// What errors call the layer's input.
+            const INPUT: &'static str = $input;
+
+            /// Keras's defaults: `Pool2DConfig::new()` (2×2 windows, strides 2, `"valid"`).
+            pub fn new() -> Self {
+                Self::from_config(Pool2DConfig::new())
+            }
+
+            /// From a checked config.
+            pub(super) fn from_config(args: Pool2DConfig) -> Self {
+                $ty {
+                    args,
+                    saved: Saved::default(),
+                    _policy: PhantomData,
+                }
+            }
+
+            /// The arguments.
+            pub fn config(&self) -> Pool2DConfig {
+                self.args
+            }
+
+            /// Keras's `compute_output_shape`.
+            ///
+            /// # Errors
+            ///
+            /// As [`forward`](Self::forward).
+            pub fn compute_output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
+                let g = self.args.window(Self::INPUT, input_shape)?;
+                Ok(g.output_shape(g.channels))
+            }
+
+            /// Keras's `layer(x)`: casts `x` to the compute type (free when equal), then
+            /// [`forward`](Self::forward).
+            ///
+            /// # Errors
+            ///
+            /// As [`forward`](Self::forward).
+            pub fn call<T: Element>(&self, x: &Tensor<T>) -> Result<Tensor<P::Compute>> {
+                self.forward(&x.cast_ref::<P::Compute>())
+            }
+        }
+    };
+}
+pub(crate) use pool2d_common;
+
 /// The arguments of Keras's `MaxPooling2D` and `AveragePooling2D` (channels last), with its
 /// names and defaults:
 ///

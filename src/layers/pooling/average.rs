@@ -3,7 +3,9 @@
 
 use std::marker::PhantomData;
 
-use super::{for_each_output_row, scatter_per_image, stateless_module, Geometry, Pool2DConfig};
+use super::{
+    for_each_output_row, pool2d_common, scatter_per_image, stateless_module, Geometry, Pool2DConfig,
+};
 use crate::dtype::{cast_slice, Element};
 use crate::error::{fmt_shape, Error, Result};
 use crate::layers::ops::saved::Saved;
@@ -37,12 +39,7 @@ pub struct AveragePooling2D<P: Policy = DefaultPolicy> {
 }
 
 stateless_module!(AveragePooling2D);
-
-impl<P: Policy> Default for AveragePooling2D<P> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+pool2d_common!(AveragePooling2D, "average_pooling2d input");
 
 /// The number of the window's taps inside the input along one axis.
 fn inside(a: &crate::layers::ops::window::Axis, o: usize) -> usize {
@@ -50,35 +47,6 @@ fn inside(a: &crate::layers::ops::window::Axis, o: usize) -> usize {
 }
 
 impl<P: Policy> AveragePooling2D<P> {
-    /// Keras's defaults: `Pool2DConfig::new()` (2×2 windows, strides 2, `"valid"`).
-    pub fn new() -> Self {
-        Self::from_config(Pool2DConfig::new())
-    }
-
-    /// From a checked config.
-    pub(super) fn from_config(args: Pool2DConfig) -> Self {
-        AveragePooling2D {
-            args,
-            saved: Saved::default(),
-            _policy: PhantomData,
-        }
-    }
-
-    /// The arguments.
-    pub fn config(&self) -> Pool2DConfig {
-        self.args
-    }
-
-    /// Keras's `compute_output_shape`.
-    ///
-    /// # Errors
-    ///
-    /// As [`forward`](Self::forward).
-    pub fn compute_output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
-        let g = self.args.window("average_pooling2d input", input_shape)?;
-        Ok(g.output_shape(g.channels))
-    }
-
     /// The pooled `x` (`[batch, h, w, c]`, compute type).
     ///
     /// # Errors
@@ -86,21 +54,11 @@ impl<P: Policy> AveragePooling2D<P> {
     /// [`Error::ShapeMismatch`] when `x` is not 4-D; [`Error::InvalidArgument`] when under
     /// `padding="valid"` the window is larger than the input, naming both.
     pub fn forward(&self, x: &Tensor<P::Compute>) -> Result<Tensor<P::Compute>> {
-        let g = self.args.window("average_pooling2d input", x.shape())?;
+        let g = self.args.window(Self::INPUT, x.shape())?;
         Ok(Tensor::from_parts(
             g.output_shape(g.channels),
             average(x.as_slice(), &g),
         ))
-    }
-
-    /// Keras's `layer(x)`: casts `x` to the compute type (free when equal), then
-    /// [`forward`](Self::forward).
-    ///
-    /// # Errors
-    ///
-    /// As [`forward`](Self::forward).
-    pub fn call<T: Element>(&self, x: &Tensor<T>) -> Result<Tensor<P::Compute>> {
-        self.forward(&x.cast_ref::<P::Compute>())
     }
 }
 
@@ -137,7 +95,7 @@ impl<P: Policy> Layer for AveragePooling2D<P> {
     }
 
     fn train_forward(&mut self, x: Tensor<P::Compute>) -> Result<Tensor<P::Compute>> {
-        let g = self.args.window("average_pooling2d input", x.shape())?;
+        let g = self.args.window(Self::INPUT, x.shape())?;
         let y = average(x.as_slice(), &g);
         self.saved.save(Geometry(g));
         Ok(Tensor::from_parts(g.output_shape(g.channels), y))

@@ -5,7 +5,9 @@ use std::marker::PhantomData;
 
 use rayon::prelude::*;
 
-use super::{for_each_output_row, scatter_per_image, stateless_module, Pool2DConfig};
+use super::{
+    for_each_output_row, pool2d_common, scatter_per_image, stateless_module, Pool2DConfig,
+};
 use crate::dtype::Element;
 use crate::error::{fmt_shape, Error, Result};
 use crate::layers::ops::saved::{Saved, SavedBytes};
@@ -41,6 +43,7 @@ pub struct MaxPooling2D<P: Policy = DefaultPolicy> {
 }
 
 stateless_module!(MaxPooling2D);
+pool2d_common!(MaxPooling2D, "max_pooling2d input");
 
 /// The flat input index of each output's maximum, and the window.
 #[derive(Debug, Clone)]
@@ -55,42 +58,7 @@ impl SavedBytes for MaxSaved {
     }
 }
 
-impl<P: Policy> Default for MaxPooling2D<P> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl<P: Policy> MaxPooling2D<P> {
-    /// Keras's defaults: `Pool2DConfig::new()` (2×2 windows, strides 2, `"valid"`).
-    pub fn new() -> Self {
-        Self::from_config(Pool2DConfig::new())
-    }
-
-    /// From a checked config.
-    pub(super) fn from_config(args: Pool2DConfig) -> Self {
-        MaxPooling2D {
-            args,
-            saved: Saved::default(),
-            _policy: PhantomData,
-        }
-    }
-
-    /// The arguments.
-    pub fn config(&self) -> Pool2DConfig {
-        self.args
-    }
-
-    /// Keras's `compute_output_shape`.
-    ///
-    /// # Errors
-    ///
-    /// As [`forward`](Self::forward).
-    pub fn compute_output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
-        let g = self.args.window("max_pooling2d input", input_shape)?;
-        Ok(g.output_shape(g.channels))
-    }
-
     /// The pooled `x` (`[batch, h, w, c]`, compute type).
     ///
     /// # Errors
@@ -98,20 +66,10 @@ impl<P: Policy> MaxPooling2D<P> {
     /// [`Error::ShapeMismatch`] when `x` is not 4-D; [`Error::InvalidArgument`] when under
     /// `padding="valid"` the window is larger than the input, naming both.
     pub fn forward(&self, x: &Tensor<P::Compute>) -> Result<Tensor<P::Compute>> {
-        let g = self.args.window("max_pooling2d input", x.shape())?;
+        let g = self.args.window(Self::INPUT, x.shape())?;
         let mut y = vec![P::Compute::default(); g.output_rows() * g.channels];
         for_each_output_row(&mut y, &g, |r, out| max_row(x.as_slice(), &g, r, out, None));
         Ok(Tensor::from_parts(g.output_shape(g.channels), y))
-    }
-
-    /// Keras's `layer(x)`: casts `x` to the compute type (free when equal), then
-    /// [`forward`](Self::forward).
-    ///
-    /// # Errors
-    ///
-    /// As [`forward`](Self::forward).
-    pub fn call<T: Element>(&self, x: &Tensor<T>) -> Result<Tensor<P::Compute>> {
-        self.forward(&x.cast_ref::<P::Compute>())
     }
 }
 
@@ -161,7 +119,7 @@ impl<P: Policy> Layer for MaxPooling2D<P> {
     }
 
     fn train_forward(&mut self, x: Tensor<P::Compute>) -> Result<Tensor<P::Compute>> {
-        let g = self.args.window("max_pooling2d input", x.shape())?;
+        let g = self.args.window(Self::INPUT, x.shape())?;
         let len = g.output_rows() * g.channels;
         let (mut y, mut arg) = (vec![P::Compute::default(); len], vec![0usize; len]);
         let row_len = g.w.output * g.channels;

@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::Conv2DConfig;
 use crate::init::{Initializer, DEFAULT_SEED};
+use crate::layers::dense::refuse_unsupported;
 use crate::layers::ops::window::Padding;
 use crate::layers::Activation;
 
@@ -75,9 +76,6 @@ impl TryFrom<KerasConv2D> for Conv2DConfig {
     type Error = String;
 
     fn try_from(k: KerasConv2D) -> Result<Self, String> {
-        if k.trainable == Some(false) {
-            return Err("trainable: false is not supported (mixprec trains every variable)".into());
-        }
         if let Some(f) = k.data_format.as_deref().filter(|&f| f != "channels_last") {
             return Err(format!(
                 "data_format {f:?} is not supported (expected \"channels_last\")"
@@ -86,17 +84,16 @@ impl TryFrom<KerasConv2D> for Conv2DConfig {
         if let Some(g) = k.groups.filter(|&g| g != 1) {
             return Err(format!("groups {g} is not supported (expected 1)"));
         }
-        for (key, value) in [
-            ("kernel_regularizer", &k.kernel_regularizer),
-            ("bias_regularizer", &k.bias_regularizer),
-            ("activity_regularizer", &k.activity_regularizer),
-            ("kernel_constraint", &k.kernel_constraint),
-            ("bias_constraint", &k.bias_constraint),
-        ] {
-            if let Some(v) = value {
-                return Err(format!("{key} is not supported (expected null, found {v})"));
-            }
-        }
+        refuse_unsupported(
+            k.trainable,
+            &[
+                ("kernel_regularizer", &k.kernel_regularizer),
+                ("bias_regularizer", &k.bias_regularizer),
+                ("activity_regularizer", &k.activity_regularizer),
+                ("kernel_constraint", &k.kernel_constraint),
+                ("bias_constraint", &k.bias_constraint),
+            ],
+        )?;
         let d = Conv2DConfig::new(k.filters, Pair::get(Some(k.kernel_size), (0, 0)));
         let c = Conv2DConfig {
             strides: Pair::get(k.strides, d.strides),
