@@ -1,4 +1,5 @@
-"""PyTorch's figures for the shapes of `benches/dense.rs`, `benches/train_step.rs` and `benches/layers.rs`.
+"""PyTorch's figures for the shapes of `benches/dense.rs`, `benches/train_step.rs`,
+`benches/layers.rs` and `benches/conv.rs`.
 
 Not part of the Rust build or CI: it is the reference that `docs/PERFORMANCE.md` compares
 mixprec against. Run it beside the Rust benches, in the same minutes, on the same machine:
@@ -16,6 +17,10 @@ It prints the median wall time per call (ms) of
   backward (the gradient of the output given `dy`, forward not timed), in float32, under
   bfloat16 and float16 autocast (which leaves both in the input's type), and in pure bfloat16
   and float16, beside a scaled copy of the same bytes (the memory-bound pass).
+- `nn.Conv2d` 64 -> 64 channels, 3x3, padding "same", ReLU, at batch 32 on 32x32 inputs in
+  channels-last memory (mixprec's NHWC): the forward pass (no grad) and the backward pass alone
+  (after an untimed forward, input gradient included), in float32 and under bfloat16 and
+  float16 autocast.
 """
 
 import statistics
@@ -153,6 +158,44 @@ def rowwise():
             with torch.inference_mode():
                 copy = median_ms(lambda: torch.mul(x, 0.5, out=out))
             print(f"{op_name + ' ' + name:<20} {fwd:8.3f}  {bwd:8.3f}  {copy:8.3f}")
+CONV = (32, 32, 64, 64)  # batch, side, in channels, filters
+
+
+def conv2d():
+    batch, side, cin, filters = CONV
+    flop = 2 * batch * side * side * 9 * cin * filters
+    print(f"Conv2d {batch}x{side}x{side}x{cin} -> {filters}, 3x3 same + relu, median ms (GFLOP/s)")
+    print("pass       float32            bf16 autocast      f16 autocast")
+    torch.manual_seed(1)
+    layer = torch.nn.Conv2d(cin, filters, 3, padding="same").to(memory_format=torch.channels_last)
+    x = (torch.rand(batch, cin, side, side) * 2 - 1).to(memory_format=torch.channels_last)
+
+    def forward(dtype):
+        def run():
+            with torch.inference_mode(), torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+                return torch.relu(layer(x))
+
+        return median_ms(run)
+
+    def backward(dtype):
+        xg = x.clone().requires_grad_(True)
+        times = []
+        for i in range(15):
+            with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+                y = torch.relu(layer(xg))
+            dy = torch.ones_like(y)
+            t = time.perf_counter()
+            y.backward(dy)
+            if i >= 3:
+                times.append(time.perf_counter() - t)
+            layer.zero_grad(set_to_none=True)
+            xg.grad = None
+        return statistics.median(times) * 1e3
+
+    dtypes = [None, torch.bfloat16, torch.float16]
+    for name, fn, f in [("forward", forward, flop), ("backward", backward, 2 * flop)]:
+        cells = "  ".join(f"{t:7.3f} ({f / t / 1e6:6.0f})" for t in (fn(d) for d in dtypes))
+        print(f"{name:<10} {cells}")
 
 
 def main():
@@ -162,6 +205,7 @@ def main():
     dense_forward()
     train_step()
     rowwise()
+    conv2d()
 
 
 if __name__ == "__main__":

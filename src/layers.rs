@@ -18,12 +18,15 @@
 //! saved activations) is in `layers/ops/`.
 
 mod activation;
+mod conv2d;
 mod dense;
 mod dispatch;
 pub(crate) mod elementwise;
+mod flatten;
 mod gelu;
 mod layer_norm;
 pub(crate) mod ops;
+mod pooling;
 mod relu;
 mod sequential;
 mod sigmoid;
@@ -32,10 +35,16 @@ mod tanh;
 
 pub use crate::init::{Initializer, DEFAULT_SEED};
 pub use activation::Activation;
+pub use conv2d::{Conv2D, Conv2DConfig};
 pub use dense::{AnyDense, Dense, DenseConfig, DenseFamily};
 pub use dispatch::{ByPolicy, FamilyBuilder, FamilyVisitor, PolicyFamily};
+pub use flatten::{Flatten, FlattenConfig};
 pub use gelu::GELU;
 pub use layer_norm::{LayerNormalization, LayerNormalizationConfig};
+pub use ops::window::Padding;
+pub use pooling::{
+    AveragePooling2D, GlobalAveragePooling2D, GlobalPooling2DConfig, MaxPooling2D, Pool2DConfig,
+};
 pub use relu::ReLU;
 pub use sigmoid::Sigmoid;
 pub use softmax::{Softmax, SoftmaxConfig};

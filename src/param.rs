@@ -82,18 +82,34 @@ impl<P: Policy> Param<P> {
         }
     }
 
-    /// The 2-D value `[rows, cols]` as a packed right-hand operand in the compute type, as is or
-    /// transposed, converted and packed once and cached until the next mutation. Mixed policies
-    /// pack straight from the f32 master value (rounding while packing), with no compute copy.
+    /// The value as a matrix `[rows, cols]`: a 2-D value as it is, a longer shape
+    /// `[k₁, …, cols]` with its leading dimensions folded into `rows` (a convolution kernel
+    /// `[kh, kw, in, filters]` is the row-major `[kh·kw·in, filters]` matrix, the same memory).
+    /// `None` for fewer than two dimensions.
+    pub(crate) fn matrix_dims(&self) -> Option<(usize, usize)> {
+        match *self.value.shape() {
+            [.., _, cols] => Some((self.value.len().checked_div(cols).unwrap_or(0), cols)),
+            _ => None,
+        }
+    }
+
+    /// The value as a matrix (2-D as is, a longer shape `[k₁, …, cols]` with its leading
+    /// dimensions folded into the rows) as a packed right-hand operand in the
+    /// compute type, as is or transposed, converted and packed once and cached until the next
+    /// mutation. Mixed policies pack straight from the f32 master value (rounding while
+    /// packing), with no compute copy.
     ///
     /// # Panics
     ///
-    /// If the value is not 2-D (an internal contract: only kernels are packed).
+    /// If the value has fewer than two dimensions (an internal contract: only kernels are
+    /// packed).
     pub fn packed(&self, transposed: bool) -> &PackedB<P::Compute> {
-        let (rows, cols) = match *self.value.shape() {
-            [r, c] => (r, c),
-            ref s => panic!("Param::packed: a 2-D variable, not {s:?}"),
-        };
+        let (rows, cols) = self.matrix_dims().unwrap_or_else(|| {
+            panic!(
+                "Param::packed: a variable of at least 2 dimensions, not {:?}",
+                self.value.shape()
+            )
+        });
         self.packed[usize::from(transposed)].get_or_init(|| {
             let w = MatRef::row_major(self.value.as_slice(), rows, cols);
             pack_b_from::<P::Variable, P::Compute>(if transposed { w.t() } else { w })

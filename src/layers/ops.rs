@@ -14,10 +14,17 @@
 //!   the accumulator type inside a wide loop, round once, in parallel over fixed row blocks).
 //! - [`math`]: a vectorisable f32 `exp`, `erfc`, and lane-split row reductions.
 //! - [`stateless`]: the [`Module`](crate::Module) impl of a layer without variables.
+//! - [`window`]: the geometry of a sliding window over NHWC tensors (Keras's `padding`, output
+//!   sizes, input checks), shared by the convolution and the pooling layers.
+//! - [`im2col`]: a convolution's input as the matrix of its windows and the gradient's way back
+//!   ([`im2col`](im2col::im2col), [`col2im`](im2col::col2im)), so a convolution runs on the
+//!   same products and fused passes as `Dense`.
 
 pub(crate) mod fused;
+pub(crate) mod im2col;
 pub(crate) mod math;
 pub(crate) mod rows;
 pub(crate) mod saved;
 pub(crate) mod stateless;
+pub(crate) mod window;
 pub(crate) mod workspace;

@@ -71,8 +71,8 @@ impl<P: Policy> Param<P> {
             let [w, wt] = &mut packed;
             (w.get_mut(), wt.get_mut())
         };
-        let blocks = match *self.value.shape() {
-            [k, n] if master_is_f32 && n > 0 && (w.is_some() || wt.is_some()) => {
+        let blocks = match self.matrix_dims() {
+            Some((k, n)) if master_is_f32 && n > 0 && (w.is_some() || wt.is_some()) => {
                 let block_rows = (PAR_CHUNK / n / REPACK_ROWS).max(1) * REPACK_ROWS;
                 repack_blocks(w, wt, k, n, block_rows, &done).map(|b| (block_rows * n, b))
             }
@@ -108,7 +108,7 @@ impl<P: Policy> Param<P> {
                 held
             }
         };
-        let rows = self.value.shape().first().copied().unwrap_or(0);
+        let rows = self.matrix_dims().map_or(0, |(rows, _)| rows);
         if repacks && done.into_inner() == rows {
             self.packed = packed;
         }

@@ -160,6 +160,8 @@ impl DenseConfig {
 
 #[cfg(feature = "serde")]
 mod wire;
+#[cfg(feature = "serde")]
+pub(crate) use wire::refuse_unsupported;
 
 #[cfg(test)]
 mod tests {

@@ -49,6 +49,23 @@ pub(super) struct KerasDense {
     quantization_config: Option<Value>,
 }
 
+/// What a layer with variables refuses in a Keras config: `trainable: false` (mixprec trains
+/// every variable) and any of `keys` (features mixprec does not have) that is not null.
+pub(crate) fn refuse_unsupported(
+    trainable: Option<bool>,
+    keys: &[(&str, &Option<Value>)],
+) -> Result<(), String> {
+    if trainable == Some(false) {
+        return Err("trainable: false is not supported (mixprec trains every variable)".into());
+    }
+    for (key, value) in keys {
+        if let Some(v) = value {
+            return Err(format!("{key} is not supported (expected null, found {v})"));
+        }
+    }
+    Ok(())
+}
+
 impl TryFrom<KerasDense> for DenseConfig {
     type Error = String;
 
@@ -56,23 +73,19 @@ impl TryFrom<KerasDense> for DenseConfig {
         if k.units == 0 {
             return Err("invalid units: 0 (at least 1)".into());
         }
-        if k.trainable == Some(false) {
-            return Err("trainable: false is not supported (mixprec trains every variable)".into());
-        }
-        for (key, value) in [
-            ("kernel_regularizer", &k.kernel_regularizer),
-            ("bias_regularizer", &k.bias_regularizer),
-            ("activity_regularizer", &k.activity_regularizer),
-            ("kernel_constraint", &k.kernel_constraint),
-            ("bias_constraint", &k.bias_constraint),
-            ("lora_rank", &k.lora_rank),
-            ("lora_alpha", &k.lora_alpha),
-            ("quantization_config", &k.quantization_config),
-        ] {
-            if let Some(v) = value {
-                return Err(format!("{key} is not supported (expected null, found {v})"));
-            }
-        }
+        refuse_unsupported(
+            k.trainable,
+            &[
+                ("kernel_regularizer", &k.kernel_regularizer),
+                ("bias_regularizer", &k.bias_regularizer),
+                ("activity_regularizer", &k.activity_regularizer),
+                ("kernel_constraint", &k.kernel_constraint),
+                ("bias_constraint", &k.bias_constraint),
+                ("lora_rank", &k.lora_rank),
+                ("lora_alpha", &k.lora_alpha),
+                ("quantization_config", &k.quantization_config),
+            ],
+        )?;
         let d = DenseConfig::new(k.units);
         Ok(DenseConfig {
             activation: k.activation.unwrap_or(d.activation),

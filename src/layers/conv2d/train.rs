@@ -1,0 +1,146 @@
+//! Conv2D's training side: the [`Layer`] impl. The training pass keeps the window matrix (and
+//! the output for a non-linear activation); backward is `Dense`'s on that matrix (the shared
+//! activation-gradient pass, `dW = colsᵀ·dz`, `db = Σ dz`, `dcols = dz·Wᵀ` on the cached
+//! transposed packed kernel) followed by the gather of `dcols` back onto the input.
+
+use super::{Conv2D, ConvSaved};
+use crate::dtype::max_abs;
+use crate::error::{fmt_shape, Error, Result};
+use crate::kernels::{gemm, gemm_packed, MatRef};
+use crate::layers::ops::fused::{pre_activation_grad, sum_bound, PreActivationGrad};
+use crate::layers::ops::im2col::{block_rows, col2im};
+use crate::layers::ops::workspace::AccOf;
+use crate::layers::{Activation, Layer};
+use crate::policy::Policy;
+use crate::tensor::Tensor;
+
+impl<P: Policy> Layer for Conv2D<P> {
+    type Input = P::Compute;
+    type Output = P::Compute;
+
+    fn infer(&self, x: &Tensor<P::Compute>) -> Result<Tensor<P::Compute>> {
+        self.forward(x)
+    }
+
+    fn train_forward(&mut self, x: Tensor<P::Compute>) -> Result<Tensor<P::Compute>> {
+        let g = self.window(x.shape())?;
+        let mut cols = self.cols.take();
+        let mut acc = self.scratch.forward.take();
+        let y = self.product(x.as_slice(), &g, &mut cols, true, &mut acc);
+        self.scratch.forward.restore(acc);
+        let keep_y = self.args.activation != Activation::Linear;
+        self.saved.save(ConvSaved {
+            cols,
+            y: keep_y.then(|| y.clone()),
+            window: g,
+            max_abs_x: max_abs(x.as_slice()),
+        });
+        Ok(Tensor::from_parts(g.output_shape(self.filters()), y))
+    }
+
+    fn backward(
+        &mut self,
+        dy: Tensor<P::Compute>,
+        need_input_grad: bool,
+    ) -> Result<Option<Tensor<P::Compute>>> {
+        let saved = self.saved.take("Conv2D")?;
+        let g = saved.window;
+        let (rows, taps, n) = (g.output_rows(), g.taps(), self.filters());
+        let out_shape = g.output_shape(n);
+        if dy.shape() != out_shape {
+            self.cols.restore(saved.cols);
+            return Err(Error::shape(
+                "conv2d output gradient",
+                fmt_shape(&out_shape),
+                dy.shape(),
+            ));
+        }
+        let PreActivationGrad {
+            dz,
+            max_abs: mz,
+            col_sums,
+        } = pre_activation_grad(
+            dy.into_vec(),
+            saved.y.as_deref(),
+            n,
+            self.args.activation,
+            self.bias.is_some(),
+        );
+        // The bounds of Dense: each of the `rows` terms of dW is at most max|x|·max|dz| (padding
+        // taps are zeros), each of db's at most max|dz|.
+        let bound = sum_bound(rows, saved.max_abs_x * mz);
+        // dW = colsᵀ·dz, formed as (dzᵀ·cols)ᵀ summed over the forward pass's blocks of rows:
+        // each block of the long matrix `cols` (about 1 MiB) is the row-major right operand,
+        // packed by rows from cache into a small buffer, and `dz`'s block the transposed view.
+        let mut dw_t = vec![AccOf::<P>::default(); n * taps];
+        let block = block_rows::<P::Compute>(taps);
+        for start in (0..rows).step_by(block) {
+            let end = (start + block).min(rows);
+            let dz_b = MatRef::row_major(&dz[start * n..end * n], end - start, n);
+            let cols_b =
+                MatRef::row_major(&saved.cols[start * taps..end * taps], end - start, taps);
+            gemm(dz_b.t(), cols_b, &mut dw_t, start > 0);
+        }
+        self.kernel.write_grad::<AccOf<P>>(bound, |dw| {
+            for (j, row) in dw_t.chunks_exact(taps).enumerate() {
+                for (t, &v) in row.iter().enumerate() {
+                    dw[t * n + j] = v;
+                }
+            }
+        });
+        if let (Some(b), Some(sums)) = (&mut self.bias, col_sums) {
+            b.write_grad::<AccOf<P>>(sum_bound(rows, mz), |db| db.copy_from_slice(&sums));
+        }
+        self.cols.restore(saved.cols);
+        if !need_input_grad {
+            return Ok(None);
+        }
+        // dcols = dz·Wᵀ in f32 (the reused accumulator, overwritten), gathered onto the input
+        // and rounded once, for groups of whole images of about 1 MiB of dcols each (the
+        // gather of an image reads only its own windows, still in cache).
+        let per_image = g.h.output * g.w.output;
+        let in_image = g.h.input * g.w.input * g.channels;
+        let mut dx = vec![P::Compute::default(); g.batch * in_image];
+        if per_image > 0 && !dx.is_empty() {
+            let images = (block_rows::<AccOf<P>>(taps) / per_image).max(1);
+            let mut dcols = self.scratch.backward.take();
+            dcols.resize(
+                images.min(g.batch) * per_image * taps,
+                AccOf::<P>::default(),
+            );
+            let wt = self.kernel.packed(true);
+            for first in (0..g.batch).step_by(images) {
+                let last = (first + images).min(g.batch);
+                let (r0, r1) = (first * per_image, last * per_image);
+                let d = &mut dcols[..(r1 - r0) * taps];
+                gemm_packed(
+                    MatRef::row_major(&dz[r0 * n..r1 * n], r1 - r0, n),
+                    wt,
+                    d,
+                    false,
+                );
+                col2im::<P::Compute>(
+                    d,
+                    &g,
+                    first..last,
+                    &mut dx[first * in_image..last * in_image],
+                );
+            }
+            self.scratch.backward.restore(dcols);
+        }
+        let in_shape = vec![g.batch, g.h.input, g.w.input, g.channels];
+        Ok(Some(Tensor::from_parts(in_shape, dx)))
+    }
+
+    fn saved_bytes(&self) -> usize {
+        self.saved.bytes()
+    }
+
+    fn clear_saved(&mut self) {
+        self.saved.clear();
+    }
+
+    fn output_dim(&self, input: usize) -> Option<usize> {
+        (input == self.input_channels()).then_some(self.filters())
+    }
+}
