@@ -273,15 +273,16 @@ fn conv_fixed_cases_are_within_bound<P: Policy>() {
     check::<P>(&many_blocks_case()).unwrap_or_else(|e| panic!("{} many blocks: {e}", P::NAME));
 }
 
-/// 3 × 9 × 9 × 512 into 4 filters, 3×3 "same": 4608 taps, so the product runs in blocks of 128
-/// output rows (243 rows: one full block and a partial one) in every policy.
+/// 5 × 12 × 12 × 512 into 4 filters, 3×3 "same": 4608 taps, so the product runs in blocks of
+/// 384 output rows for the 16-bit types and 128 for f32 and f64 (720 rows: full blocks and a
+/// partial one) in every policy.
 fn many_blocks_case() -> ConvCase {
     let mut rng = SplitMix(0xb10c);
     ConvCase {
-        x: rng.vec(3 * 81 * 512, -1.0, 1.0),
+        x: rng.vec(5 * 144 * 512, -1.0, 1.0),
         w: rng.vec(9 * 512 * 4, -1.0, 1.0),
         b: Some(rng.vec(4, -4.0, 4.0)),
-        x_shape: [3, 9, 9, 512],
+        x_shape: [5, 12, 12, 512],
         filters: 4,
         kernel: (3, 3),
         strides: (1, 1),

@@ -238,7 +238,7 @@ impl<P: Policy> Conv2D<P> {
     }
 
     /// `activation(cols·W + b)`, `rows × filters`, in the compute type. The product runs block
-    /// by block of output rows ([`block_rows`]: about 1 MiB of windows): [`im2col`] writes a
+    /// by block of output rows ([`block_rows`]: about 4 MiB of windows): [`im2col`] writes a
     /// block's windows (into its place in `cols` when `keep_cols`, as the training pass keeps
     /// the whole matrix for backward; otherwise into one reused block) and the packed kernel
     /// (cached until it changes) multiplies them while they are in cache, into the block's

@@ -70,7 +70,7 @@ impl<P: Policy> Layer for Conv2D<P> {
         // taps are zeros), each of db's at most max|dz|.
         let bound = sum_bound(rows, saved.max_abs_x * mz);
         // dW = colsᵀ·dz, formed as (dzᵀ·cols)ᵀ summed over the forward pass's blocks of rows:
-        // each block of the long matrix `cols` (about 1 MiB) is the row-major right operand,
+        // each block of the long matrix `cols` (about 4 MiB) is the row-major right operand,
         // packed by rows from cache into a small buffer, and `dz`'s block the transposed view.
         let mut dw_t = vec![AccOf::<P>::default(); n * taps];
         let block = block_rows::<P::Compute>(taps);
@@ -96,7 +96,7 @@ impl<P: Policy> Layer for Conv2D<P> {
             return Ok(None);
         }
         // dcols = dz·Wᵀ in f32 (the reused accumulator, overwritten), gathered onto the input
-        // and rounded once, for groups of whole images of about 1 MiB of dcols each (the
+        // and rounded once, for groups of whole images of about 4 MiB of dcols each (the
         // gather of an image reads only its own windows, still in cache).
         let per_image = g.h.output * g.w.output;
         let in_image = g.h.input * g.w.input * g.channels;
