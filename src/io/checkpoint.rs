@@ -23,17 +23,17 @@
 //! the same directory, which is synced and then renamed over the target.
 
 mod atomic;
+mod info;
 mod meta;
+mod tensor;
 mod validate;
 
 use std::collections::HashMap;
-use std::fmt;
 use std::path::Path;
 
-use half::{bf16, f16};
-use safetensors::{Dtype, SafeTensors, View};
+use safetensors::SafeTensors;
 
-use crate::dtype::{cast_vec, DType, Element, SliceRef, VecOf};
+use crate::dtype::{DType, Element, VecOf};
 use crate::error::{Error, Result};
 use crate::module::{Module, ParamVisitor, ParamVisitorMut};
 use crate::optimizers::OptimizerState;
@@ -43,116 +43,13 @@ use crate::tensor::Tensor;
 use crate::DTypePolicy;
 
 pub use atomic::{cleanup_temp_files_on_signal, temp_files_in_flight, STALE_AFTER};
+pub use info::CheckpointInfo;
 pub use meta::{
     CheckpointMeta, LossScaleState, FORMAT_VERSION, KEY_ARCHITECTURE, KEY_FORMAT, KEY_ITERATIONS,
     KEY_LAYER_POLICIES, KEY_LOSS_SCALE, KEY_POLICY,
 };
-
-/// One stored tensor: name, dtype, shape and its little-endian bytes.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CheckpointTensor {
-    name: String,
-    dtype: DType,
-    shape: Vec<usize>,
-    bytes: Vec<u8>,
-}
-
-impl CheckpointTensor {
-    /// The variable's name (`0.kernel`).
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The stored type.
-    pub fn dtype(&self) -> DType {
-        self.dtype
-    }
-
-    /// The shape.
-    pub fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-
-    /// The raw little-endian bytes, as in the file.
-    pub fn bytes(&self) -> &[u8] {
-        &self.bytes
-    }
-
-    /// The values cast from the stored type to `T` (rounded to nearest even when narrowing).
-    pub fn to_vec<T: Element>(&self) -> Vec<T> {
-        let b = &self.bytes;
-        match self.dtype {
-            DType::Float16 => cast_vec(le_chunks::<2, _>(b, f16::from_le_bytes)),
-            DType::BFloat16 => cast_vec(le_chunks::<2, _>(b, bf16::from_le_bytes)),
-            DType::Float32 => cast_vec(le_chunks::<4, _>(b, f32::from_le_bytes)),
-            DType::Float64 => cast_vec(le_chunks::<8, _>(b, f64::from_le_bytes)),
-        }
-    }
-
-    /// The values as a tensor of `T` (see [`to_vec`](Self::to_vec)).
-    pub fn to_tensor<T: Element>(&self) -> Tensor<T> {
-        Tensor::from_parts(self.shape.clone(), self.to_vec())
-    }
-}
-
-fn le_chunks<const N: usize, T>(bytes: &[u8], f: impl Fn([u8; N]) -> T) -> Vec<T> {
-    bytes
-        .chunks_exact(N)
-        .map(|c| f(c.try_into().expect("chunks_exact gives N bytes")))
-        .collect()
-}
-
-fn le_bytes<T: Element>(values: &[T]) -> Vec<u8> {
-    match T::view(values) {
-        SliceRef::F16(s) => s.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        SliceRef::Bf16(s) => s.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        SliceRef::F32(s) => s.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        SliceRef::F64(s) => s.iter().flat_map(|v| v.to_le_bytes()).collect(),
-    }
-}
-
-fn vec_of_le_bytes(values: &VecOf) -> Vec<u8> {
-    match values {
-        VecOf::F16(v) => le_bytes(v),
-        VecOf::Bf16(v) => le_bytes(v),
-        VecOf::F32(v) => le_bytes(v),
-        VecOf::F64(v) => le_bytes(v),
-    }
-}
-
-fn to_safetensors_dtype(d: DType) -> Dtype {
-    match d {
-        DType::Float16 => Dtype::F16,
-        DType::BFloat16 => Dtype::BF16,
-        DType::Float32 => Dtype::F32,
-        DType::Float64 => Dtype::F64,
-    }
-}
-
-fn from_safetensors_dtype(d: Dtype) -> Option<DType> {
-    match d {
-        Dtype::F16 => Some(DType::Float16),
-        Dtype::BF16 => Some(DType::BFloat16),
-        Dtype::F32 => Some(DType::Float32),
-        Dtype::F64 => Some(DType::Float64),
-        _ => None,
-    }
-}
-
-impl View for &CheckpointTensor {
-    fn dtype(&self) -> Dtype {
-        to_safetensors_dtype(self.dtype)
-    }
-    fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
-        std::borrow::Cow::Borrowed(&self.bytes)
-    }
-    fn data_len(&self) -> usize {
-        self.bytes.len()
-    }
-}
+pub use tensor::CheckpointTensor;
+use tensor::{from_safetensors_dtype, le_bytes, vec_of_le_bytes};
 
 /// A checkpoint read from a file: its tensors (sorted by name) and its metadata.
 #[derive(Debug, Clone, PartialEq)]
@@ -644,74 +541,4 @@ pub fn optimizer_state<M: Module>(model: &M, ckpt: &Checkpoint) -> Result<Optimi
 /// As [`read`].
 pub fn inspect(path: &Path) -> Result<CheckpointInfo> {
     Ok(read(path)?.info())
-}
-
-/// A checkpoint's summary, printed by `mixprec inspect`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CheckpointInfo {
-    /// The file.
-    pub path: String,
-    /// Name, stored type and shape of each tensor, sorted by name.
-    pub tensors: Vec<(String, DType, Vec<usize>)>,
-    /// Each layer's path and policy, in the order the model visits them (as recorded).
-    pub layers: Vec<(String, DTypePolicy)>,
-    /// The metadata.
-    pub meta: CheckpointMeta,
-}
-
-impl fmt::Display for CheckpointInfo {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let p = self.meta.policy;
-        let scalars: usize = self
-            .tensors
-            .iter()
-            .map(|t| t.2.iter().product::<usize>())
-            .sum();
-        writeln!(f, "checkpoint    {}", self.path)?;
-        writeln!(
-            f,
-            "policy        {p} (compute {}, variables {})",
-            p.compute_dtype(),
-            p.variable_dtype()
-        )?;
-        let uniform = self.layers.iter().all(|(_, lp)| *lp == p);
-        if !uniform {
-            let width = self.layers.iter().map(|l| l.0.len()).max().unwrap_or(0);
-            writeln!(f, "layers        {} (policy per layer)", self.layers.len())?;
-            for (layer, lp) in &self.layers {
-                writeln!(
-                    f,
-                    "  {layer:<width$}  {lp} (compute {}, variables {})",
-                    lp.compute_dtype(),
-                    lp.variable_dtype()
-                )?;
-            }
-        } else {
-            writeln!(f, "layers        {} (all {p})", self.layers.len())?;
-        }
-        writeln!(f, "architecture  {}", self.meta.architecture)?;
-        match &self.meta.loss_scale {
-            Some(ls) => writeln!(
-                f,
-                "loss scale    {} ({} good steps)",
-                ls.scale, ls.good_steps
-            )?,
-            None => writeln!(f, "loss scale    none")?,
-        }
-        writeln!(f, "iterations    {}", self.meta.iterations)?;
-        for (k, v) in &self.meta.extra {
-            writeln!(f, "{k:<13} {v}")?;
-        }
-        write!(
-            f,
-            "tensors       {} ({scalars} scalars)",
-            self.tensors.len()
-        )?;
-        let width = self.tensors.iter().map(|t| t.0.len()).max().unwrap_or(0);
-        for (name, dtype, shape) in &self.tensors {
-            let st = to_safetensors_dtype(*dtype);
-            write!(f, "\n  {name:<width$}  {:<4}  {shape:?}", st.to_string())?;
-        }
-        Ok(())
-    }
 }
