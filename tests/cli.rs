@@ -7,26 +7,11 @@ use files::{gzip, idx};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-fn mixprec(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mixprec"))
-        .args(args)
-        .env_remove("MIXPREC_POLICY")
-        .output()
-        .expect("the binary runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+mod cli_common;
+use cli_common::{mixprec, stderr, stdout};
 
 fn tmp(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
+    cli_common::tmp_in("cli", name)
 }
 
 fn assert_fails_with(o: &Output, needle: &str) {

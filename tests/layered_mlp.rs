@@ -4,24 +4,12 @@
 //! uniform, and asks for loss scaling exactly when one of its layers computes in float16.
 
 use mixprec::models::{LayeredMlp, MlpSpec};
-use mixprec::module::ParamVisitor;
 use mixprec::optimizers::{AutoOptimizer, Optimizer};
-use mixprec::param::Param;
+mod common;
+
+use common::grads;
 use mixprec::prelude::*;
 use mixprec::DTypePolicyMap;
-
-/// Every variable's gradient, in visiting order, widened to f64.
-fn grads<M: Module>(m: &M) -> Vec<Vec<f64>> {
-    struct Grads(Vec<Vec<f64>>);
-    impl ParamVisitor for Grads {
-        fn visit<P: Policy>(&mut self, _: &str, p: &Param<P>) {
-            self.0.push(p.grad().expect("a gradient").to_f64_vec());
-        }
-    }
-    let mut g = Grads(Vec::new());
-    m.visit_params("", &mut g);
-    g.0
-}
 
 fn values(n: usize, salt: usize) -> Vec<f32> {
     (0..n)

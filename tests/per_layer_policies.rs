@@ -6,9 +6,7 @@
 
 mod common;
 
-use common::dense;
-use mixprec::module::ParamVisitor;
-use mixprec::param::Param;
+use common::{dense, grads};
 use mixprec::prelude::*;
 use typenum::{B0, B1};
 
@@ -144,19 +142,6 @@ fn to_policy_converts_the_generic_part_and_keeps_the_fixed_head() {
         .predict_f32(&Tensor::zeros(vec![1, 64]).unwrap())
         .unwrap();
     assert_eq!(y.shape(), &[1, 10]);
-}
-
-/// Every variable's gradient, in visiting order, widened to f64.
-fn grads<M: Module>(m: &M) -> Vec<Vec<f64>> {
-    struct Grads(Vec<Vec<f64>>);
-    impl ParamVisitor for Grads {
-        fn visit<P: Policy>(&mut self, _: &str, p: &Param<P>) {
-            self.0.push(p.grad().expect("a gradient").to_f64_vec());
-        }
-    }
-    let mut g = Grads(Vec::new());
-    m.visit_params("", &mut g);
-    g.0
 }
 
 fn values(n: usize, salt: usize) -> Vec<f32> {

@@ -582,3 +582,16 @@ pub fn run_python(script: &str, arg: &std::path::Path) -> Vec<u8> {
     );
     out.stdout
 }
+
+/// Every variable's gradient, in visiting order, widened to f64.
+pub fn grads<M: mixprec::Module>(m: &M) -> Vec<Vec<f64>> {
+    struct Grads(Vec<Vec<f64>>);
+    impl mixprec::module::ParamVisitor for Grads {
+        fn visit<P: Policy>(&mut self, _: &str, p: &mixprec::param::Param<P>) {
+            self.0.push(p.grad().expect("a gradient").to_f64_vec());
+        }
+    }
+    let mut g = Grads(Vec::new());
+    m.visit_params("", &mut g);
+    g.0
+}
