@@ -21,21 +21,17 @@ pub use average::AveragePooling2D;
 pub use global::{GlobalAveragePooling2D, GlobalPooling2DConfig};
 pub use max::MaxPooling2D;
 
-/// `Module` for a layer without variables whose fields are `args` (its configuration, `Copy`),
+/// `Module` (through `ops::stateless::impl_stateless_module!`) and `PartialEq` for a layer without variables whose fields are `args` (its configuration, `Copy`),
 /// `saved` (a `Saved` slot) and `_policy`: nothing to visit, and `to_policy` keeps the
 /// arguments. It needs loss scaling when its policy does (its gradients are in the compute
 /// type).
 macro_rules! stateless_module {
     ($ty:ident) => {
-        impl<P: Policy> crate::module::Module for $ty<P> {
-            type NeedsLossScale = P::NeedsLossScale;
-            type At<Q: Policy> = $ty<Q>;
+        crate::layers::ops::stateless::impl_stateless_module!($ty);
 
-            fn visit_params<V: crate::module::ParamVisitor>(&self, _: &str, _: &mut V) {}
-
-            fn visit_params_mut<V: crate::module::ParamVisitorMut>(&mut self, _: &mut V) {}
-
-            fn to_policy<Q: Policy>(&self) -> $ty<Q> {
+        impl<P: Policy> $ty<P> {
+            /// The same layer in policy `Q` (its arguments; nothing saved).
+            fn to_policy_of<Q: Policy>(&self) -> $ty<Q> {
                 $ty {
                     args: self.args,
                     saved: Default::default(),
