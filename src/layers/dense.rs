@@ -24,8 +24,6 @@ mod tests;
 mod train;
 
 pub use any::{AnyDense, DenseFamily};
-#[cfg(feature = "serde")]
-pub(crate) use config::refuse_unsupported;
 pub use config::DenseConfig;
 
 /// A densely connected layer: `y = activation(x·W + b)`.

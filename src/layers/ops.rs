@@ -19,6 +19,8 @@
 //! - [`im2col`]: a convolution's input as the matrix of its windows and the gradient's way back
 //!   ([`im2col`](im2col::im2col), [`col2im`](im2col::col2im)), so a convolution runs on the
 //!   same products and fused passes as `Dense`.
+//! - [`wire`]: what every reader of a Keras `get_config()` shares (the common keys, the
+//!   refused features, `(h, w)` sizes, `data_format`).
 
 pub(crate) mod fused;
 pub(crate) mod im2col;
@@ -27,4 +29,6 @@ pub(crate) mod rows;
 pub(crate) mod saved;
 pub(crate) mod stateless;
 pub(crate) mod window;
+#[cfg(feature = "serde")]
+pub(crate) mod wire;
 pub(crate) mod workspace;

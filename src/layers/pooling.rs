@@ -5,7 +5,6 @@
 //! are formed in the accumulator type (f32; f64 for `F64`) and rounded once.
 
 use crate::error::Result;
-use crate::layers::ops::saved::SavedBytes;
 use crate::layers::ops::window::{positive_pair, Padding, Window2d};
 use crate::policy::Policy;
 
@@ -219,15 +218,7 @@ impl Pool2DConfig {
     }
 }
 
-/// What a pooling pass keeps that holds no tensor data (a geometry, a shape): zero bytes.
-#[derive(Debug, Clone)]
-pub(crate) struct Geometry<G>(pub(crate) G);
-
-impl<G> SavedBytes for Geometry<G> {
-    fn saved_bytes(&self) -> usize {
-        0
-    }
-}
+pub(crate) use crate::layers::ops::saved::Geometry;
 
 /// The input gradient of a pooling layer, one image per task: `scatter(n, dy, dx)` adds image
 /// `n`'s output gradient `dy` (`out_h · out_w · channels`, widened exactly to the accumulator

@@ -160,8 +160,6 @@ impl DenseConfig {
 
 #[cfg(feature = "serde")]
 mod wire;
-#[cfg(feature = "serde")]
-pub(crate) use wire::refuse_unsupported;
 
 #[cfg(test)]
 mod tests {

@@ -163,68 +163,42 @@ impl LayerNormalizationConfig {
 
 #[cfg(feature = "serde")]
 mod wire {
-    use serde::de::IgnoredAny;
-    use serde::Deserialize;
     use serde_json::Value;
 
     use super::LayerNormalizationConfig;
     use crate::init::Initializer;
+    use crate::layers::ops::wire::{keras_config, KerasCommon};
 
-    /// Every key a Keras 3 `LayerNormalization` config holds, plus mixprec's `seed`.
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub(super) struct KerasLayerNormalization {
-        #[serde(default)]
-        axis: Option<Value>,
-        #[serde(default)]
-        epsilon: Option<f64>,
-        #[serde(default)]
-        center: Option<bool>,
-        #[serde(default)]
-        scale: Option<bool>,
-        #[serde(default)]
-        rms_scaling: Option<bool>,
-        #[serde(default)]
-        beta_initializer: Option<Initializer>,
-        #[serde(default)]
-        gamma_initializer: Option<Initializer>,
-        #[serde(default)]
-        seed: Option<u64>,
-        #[serde(default, rename = "name")]
-        _name: Option<IgnoredAny>,
-        #[serde(default, rename = "dtype")]
-        _dtype: Option<IgnoredAny>,
-        #[serde(default)]
-        trainable: Option<bool>,
-        #[serde(default)]
-        beta_regularizer: Option<Value>,
-        #[serde(default)]
-        gamma_regularizer: Option<Value>,
-        #[serde(default)]
-        beta_constraint: Option<Value>,
-        #[serde(default)]
-        gamma_constraint: Option<Value>,
+    keras_config! {
+        /// Every key a Keras 3 `LayerNormalization` config holds, plus mixprec's `seed`.
+        pub(super) struct KerasLayerNormalization {
+            #[serde(default)]
+            axis: Option<Value>,
+            #[serde(default)]
+            epsilon: Option<f64>,
+            #[serde(default)]
+            center: Option<bool>,
+            #[serde(default)]
+            scale: Option<bool>,
+            #[serde(default)]
+            rms_scaling: Option<bool>,
+            #[serde(default)]
+            beta_initializer: Option<Initializer>,
+            #[serde(default)]
+            gamma_initializer: Option<Initializer>,
+            #[serde(default)]
+            seed: Option<u64>,
+        }
+        unsupported { beta_regularizer, gamma_regularizer, beta_constraint, gamma_constraint }
     }
 
     impl TryFrom<KerasLayerNormalization> for LayerNormalizationConfig {
         type Error = String;
 
         fn try_from(k: KerasLayerNormalization) -> Result<Self, String> {
-            if k.trainable == Some(false) {
-                return Err("trainable: false is not supported".into());
-            }
+            k.refuse_unsupported()?;
             if k.rms_scaling == Some(true) {
                 return Err("rms_scaling: true is not supported".into());
-            }
-            for (key, v) in [
-                ("beta_regularizer", &k.beta_regularizer),
-                ("gamma_regularizer", &k.gamma_regularizer),
-                ("beta_constraint", &k.beta_constraint),
-                ("gamma_constraint", &k.gamma_constraint),
-            ] {
-                if let Some(v) = v {
-                    return Err(format!("{key} is not supported (expected null, found {v})"));
-                }
             }
             // Keras writes `axis` as -1 or [-1].
             let axis = match k.axis {

@@ -30,6 +30,17 @@ impl<A: SavedBytes, B: SavedBytes> SavedBytes for (A, B) {
     }
 }
 
+/// What a layer saves that is not activation data (a shape, a window geometry, a step): it
+/// counts no bytes.
+#[derive(Debug, Clone)]
+pub(crate) struct Geometry<G>(pub(crate) G);
+
+impl<G> SavedBytes for Geometry<G> {
+    fn saved_bytes(&self) -> usize {
+        0
+    }
+}
+
 /// A layer's input and what its activation's derivative reads (the output `y`, or for GELU the
 /// pre-activation `z`: [`Activation::derivative_needs_input`](crate::layers::Activation::derivative_needs_input)),
 /// both in the compute type: what a product layer (Dense, a convolution) saves.

@@ -1,60 +1,25 @@
 //! The JSON the pooling and `Flatten` configs are read from: their own keys, or a Keras
 //! `get_config()` of `MaxPooling2D` / `AveragePooling2D`, `GlobalAveragePooling2D`, `Flatten`.
 
-use serde::de::IgnoredAny;
-use serde::Deserialize;
-
 use super::global::GlobalPooling2DConfig;
 use super::Pool2DConfig;
 use crate::layers::flatten::FlattenConfig;
 use crate::layers::ops::window::Padding;
+use crate::layers::ops::wire::{check_format, keras_config, Pair};
 
-/// A size Keras writes as a list `[2, 2]` or accepts as one integer.
-#[derive(Deserialize)]
-#[serde(untagged)]
-pub(crate) enum Pair {
-    One(usize),
-    Two((usize, usize)),
-}
-
-impl From<Pair> for (usize, usize) {
-    fn from(p: Pair) -> Self {
-        match p {
-            Pair::One(v) => (v, v),
-            Pair::Two(v) => v,
-        }
+keras_config! {
+    /// Keras 3's `MaxPooling2D` / `AveragePooling2D` config (`name`, `dtype` and `trainable` are
+    /// ignored: these layers have no variables and their policy is their type).
+    pub(crate) struct KerasPool2D {
+        #[serde(default)]
+        pool_size: Option<Pair>,
+        #[serde(default)]
+        strides: Option<Option<Pair>>,
+        #[serde(default)]
+        padding: Option<Padding>,
+        #[serde(default)]
+        data_format: Option<String>,
     }
-}
-
-/// The `data_format` check every config shares: only channels last.
-fn check_format(data_format: Option<&str>) -> Result<(), String> {
-    match data_format {
-        Some(f) if f != "channels_last" => Err(format!(
-            "data_format {f:?} is not supported (expected \"channels_last\")"
-        )),
-        _ => Ok(()),
-    }
-}
-
-/// Keras 3's `MaxPooling2D` / `AveragePooling2D` config (`name`, `dtype` and `trainable` are
-/// ignored: these layers have no variables and their policy is their type).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct KerasPool2D {
-    #[serde(default)]
-    pool_size: Option<Pair>,
-    #[serde(default)]
-    strides: Option<Option<Pair>>,
-    #[serde(default)]
-    padding: Option<Padding>,
-    #[serde(default)]
-    data_format: Option<String>,
-    #[serde(default, rename = "name")]
-    _name: Option<IgnoredAny>,
-    #[serde(default, rename = "dtype")]
-    _dtype: Option<IgnoredAny>,
-    #[serde(default, rename = "trainable")]
-    _trainable: Option<IgnoredAny>,
 }
 
 impl TryFrom<KerasPool2D> for Pool2DConfig {
@@ -73,20 +38,14 @@ impl TryFrom<KerasPool2D> for Pool2DConfig {
     }
 }
 
-/// Keras 3's `GlobalAveragePooling2D` config.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct KerasGlobalPool {
-    #[serde(default)]
-    keepdims: Option<bool>,
-    #[serde(default)]
-    data_format: Option<String>,
-    #[serde(default, rename = "name")]
-    _name: Option<IgnoredAny>,
-    #[serde(default, rename = "dtype")]
-    _dtype: Option<IgnoredAny>,
-    #[serde(default, rename = "trainable")]
-    _trainable: Option<IgnoredAny>,
+keras_config! {
+    /// Keras 3's `GlobalAveragePooling2D` config.
+    pub(crate) struct KerasGlobalPool {
+        #[serde(default)]
+        keepdims: Option<bool>,
+        #[serde(default)]
+        data_format: Option<String>,
+    }
 }
 
 impl TryFrom<KerasGlobalPool> for GlobalPooling2DConfig {
@@ -98,18 +57,12 @@ impl TryFrom<KerasGlobalPool> for GlobalPooling2DConfig {
     }
 }
 
-/// Keras 3's `Flatten` config.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct KerasFlatten {
-    #[serde(default)]
-    data_format: Option<String>,
-    #[serde(default, rename = "name")]
-    _name: Option<IgnoredAny>,
-    #[serde(default, rename = "dtype")]
-    _dtype: Option<IgnoredAny>,
-    #[serde(default, rename = "trainable")]
-    _trainable: Option<IgnoredAny>,
+keras_config! {
+    /// Keras 3's `Flatten` config.
+    pub(crate) struct KerasFlatten {
+        #[serde(default)]
+        data_format: Option<String>,
+    }
 }
 
 impl TryFrom<KerasFlatten> for FlattenConfig {

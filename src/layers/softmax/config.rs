@@ -58,21 +58,14 @@ impl SoftmaxConfig {
 
 #[cfg(feature = "serde")]
 mod wire {
-    use serde::de::IgnoredAny;
-    use serde::Deserialize;
+    use crate::layers::ops::wire::keras_config;
 
-    /// Every key a Keras 3 `Softmax` config holds.
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub(super) struct KerasSoftmax {
-        #[serde(default = "last")]
-        axis: i64,
-        #[serde(default, rename = "name")]
-        _name: Option<IgnoredAny>,
-        #[serde(default, rename = "dtype")]
-        _dtype: Option<IgnoredAny>,
-        #[serde(default, rename = "trainable")]
-        _trainable: Option<IgnoredAny>,
+    keras_config! {
+        /// Every key a Keras 3 `Softmax` config holds (`trainable` is ignored: no variables).
+        pub(super) struct KerasSoftmax {
+            #[serde(default = "last")]
+            axis: i64,
+        }
     }
 
     fn last() -> i64 {

@@ -1,104 +1,57 @@
 //! The JSON [`Conv2DConfig`] is read from: its own keys, or a Keras `Conv2D` `get_config()`.
 
-use serde::de::IgnoredAny;
-use serde::Deserialize;
-use serde_json::Value;
-
 use super::Conv2DConfig;
 use crate::init::{Initializer, DEFAULT_SEED};
-use crate::layers::dense::refuse_unsupported;
 use crate::layers::ops::window::Padding;
+use crate::layers::ops::wire::{check_format, keras_config, KerasCommon, Pair};
 use crate::layers::Activation;
 
-/// A size Keras writes as a list `[3, 3]` (its `get_config()`) or accepts as one integer.
-#[derive(Deserialize)]
-#[serde(untagged)]
-pub(super) enum Pair {
-    One(usize),
-    Two((usize, usize)),
-}
-
-impl Pair {
-    fn get(p: Option<Pair>, default: (usize, usize)) -> (usize, usize) {
-        match p {
-            None => default,
-            Some(Pair::One(v)) => (v, v),
-            Some(Pair::Two(v)) => v,
-        }
+keras_config! {
+    /// Every key a Keras 3 `Conv2D` config holds, plus mixprec's `seed`.
+    pub(super) struct KerasConv2D {
+        filters: usize,
+        kernel_size: Pair,
+        #[serde(default)]
+        strides: Option<Pair>,
+        #[serde(default)]
+        padding: Option<Padding>,
+        #[serde(default)]
+        dilation_rate: Option<Pair>,
+        #[serde(default)]
+        activation: Option<Activation>,
+        #[serde(default)]
+        use_bias: Option<bool>,
+        #[serde(default)]
+        kernel_initializer: Option<Initializer>,
+        #[serde(default)]
+        bias_initializer: Option<Initializer>,
+        #[serde(default)]
+        seed: Option<u64>,
+        #[serde(default)]
+        data_format: Option<String>,
+        #[serde(default)]
+        groups: Option<usize>,
     }
-}
-
-/// Every key a Keras 3 `Conv2D` config holds, plus mixprec's `seed`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct KerasConv2D {
-    filters: usize,
-    kernel_size: Pair,
-    #[serde(default)]
-    strides: Option<Pair>,
-    #[serde(default)]
-    padding: Option<Padding>,
-    #[serde(default)]
-    dilation_rate: Option<Pair>,
-    #[serde(default)]
-    activation: Option<Activation>,
-    #[serde(default)]
-    use_bias: Option<bool>,
-    #[serde(default)]
-    kernel_initializer: Option<Initializer>,
-    #[serde(default)]
-    bias_initializer: Option<Initializer>,
-    #[serde(default)]
-    seed: Option<u64>,
-    #[serde(default)]
-    data_format: Option<String>,
-    #[serde(default)]
-    groups: Option<usize>,
-    #[serde(default, rename = "name")]
-    _name: Option<IgnoredAny>,
-    #[serde(default, rename = "dtype")]
-    _dtype: Option<IgnoredAny>,
-    #[serde(default)]
-    trainable: Option<bool>,
-    #[serde(default)]
-    kernel_regularizer: Option<Value>,
-    #[serde(default)]
-    bias_regularizer: Option<Value>,
-    #[serde(default)]
-    activity_regularizer: Option<Value>,
-    #[serde(default)]
-    kernel_constraint: Option<Value>,
-    #[serde(default)]
-    bias_constraint: Option<Value>,
+    unsupported {
+        kernel_regularizer, bias_regularizer, activity_regularizer, kernel_constraint,
+        bias_constraint,
+    }
 }
 
 impl TryFrom<KerasConv2D> for Conv2DConfig {
     type Error = String;
 
     fn try_from(k: KerasConv2D) -> Result<Self, String> {
-        if let Some(f) = k.data_format.as_deref().filter(|&f| f != "channels_last") {
-            return Err(format!(
-                "data_format {f:?} is not supported (expected \"channels_last\")"
-            ));
-        }
+        check_format(k.data_format.as_deref())?;
         if let Some(g) = k.groups.filter(|&g| g != 1) {
             return Err(format!("groups {g} is not supported (expected 1)"));
         }
-        refuse_unsupported(
-            k.trainable,
-            &[
-                ("kernel_regularizer", &k.kernel_regularizer),
-                ("bias_regularizer", &k.bias_regularizer),
-                ("activity_regularizer", &k.activity_regularizer),
-                ("kernel_constraint", &k.kernel_constraint),
-                ("bias_constraint", &k.bias_constraint),
-            ],
-        )?;
-        let d = Conv2DConfig::new(k.filters, Pair::get(Some(k.kernel_size), (0, 0)));
+        k.refuse_unsupported()?;
+        let d = Conv2DConfig::new(k.filters, k.kernel_size.into());
         let c = Conv2DConfig {
-            strides: Pair::get(k.strides, d.strides),
+            strides: k.strides.map_or(d.strides, Into::into),
             padding: k.padding.unwrap_or(d.padding),
-            dilation_rate: Pair::get(k.dilation_rate, d.dilation_rate),
+            dilation_rate: k.dilation_rate.map_or(d.dilation_rate, Into::into),
             activation: k.activation.unwrap_or(d.activation),
             use_bias: k.use_bias.unwrap_or(d.use_bias),
             kernel_initializer: k.kernel_initializer.unwrap_or(d.kernel_initializer),

@@ -1,69 +1,29 @@
 //! The JSON [`DenseConfig`] is read from: its own keys, or a Keras `Dense` `get_config()`.
 
-use serde::de::IgnoredAny;
-use serde::Deserialize;
-use serde_json::Value;
-
 use super::DenseConfig;
 use crate::init::{Initializer, DEFAULT_SEED};
+use crate::layers::ops::wire::{keras_config, KerasCommon};
 use crate::layers::Activation;
 
-/// Every key a Keras 3 `Dense` config holds, plus mixprec's `seed`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct KerasDense {
-    units: usize,
-    #[serde(default)]
-    activation: Option<Activation>,
-    #[serde(default)]
-    use_bias: Option<bool>,
-    #[serde(default)]
-    kernel_initializer: Option<Initializer>,
-    #[serde(default)]
-    bias_initializer: Option<Initializer>,
-    #[serde(default)]
-    seed: Option<u64>,
-    // Ignored: a mixprec layer has a path instead of a name, and its policy is its type.
-    #[serde(default, rename = "name")]
-    _name: Option<IgnoredAny>,
-    #[serde(default, rename = "dtype")]
-    _dtype: Option<IgnoredAny>,
-    #[serde(default)]
-    trainable: Option<bool>,
-    // Features mixprec does not have: accepted only as null.
-    #[serde(default)]
-    kernel_regularizer: Option<Value>,
-    #[serde(default)]
-    bias_regularizer: Option<Value>,
-    #[serde(default)]
-    activity_regularizer: Option<Value>,
-    #[serde(default)]
-    kernel_constraint: Option<Value>,
-    #[serde(default)]
-    bias_constraint: Option<Value>,
-    #[serde(default)]
-    lora_rank: Option<Value>,
-    #[serde(default)]
-    lora_alpha: Option<Value>,
-    #[serde(default)]
-    quantization_config: Option<Value>,
-}
-
-/// What a layer with variables refuses in a Keras config: `trainable: false` (mixprec trains
-/// every variable) and any of `keys` (features mixprec does not have) that is not null.
-pub(crate) fn refuse_unsupported(
-    trainable: Option<bool>,
-    keys: &[(&str, &Option<Value>)],
-) -> Result<(), String> {
-    if trainable == Some(false) {
-        return Err("trainable: false is not supported (mixprec trains every variable)".into());
+keras_config! {
+    /// Every key a Keras 3 `Dense` config holds, plus mixprec's `seed`.
+    pub(super) struct KerasDense {
+        units: usize,
+        #[serde(default)]
+        activation: Option<Activation>,
+        #[serde(default)]
+        use_bias: Option<bool>,
+        #[serde(default)]
+        kernel_initializer: Option<Initializer>,
+        #[serde(default)]
+        bias_initializer: Option<Initializer>,
+        #[serde(default)]
+        seed: Option<u64>,
     }
-    for (key, value) in keys {
-        if let Some(v) = value {
-            return Err(format!("{key} is not supported (expected null, found {v})"));
-        }
+    unsupported {
+        kernel_regularizer, bias_regularizer, activity_regularizer, kernel_constraint,
+        bias_constraint, lora_rank, lora_alpha, quantization_config,
     }
-    Ok(())
 }
 
 impl TryFrom<KerasDense> for DenseConfig {
@@ -73,19 +33,7 @@ impl TryFrom<KerasDense> for DenseConfig {
         if k.units == 0 {
             return Err("invalid units: 0 (at least 1)".into());
         }
-        refuse_unsupported(
-            k.trainable,
-            &[
-                ("kernel_regularizer", &k.kernel_regularizer),
-                ("bias_regularizer", &k.bias_regularizer),
-                ("activity_regularizer", &k.activity_regularizer),
-                ("kernel_constraint", &k.kernel_constraint),
-                ("bias_constraint", &k.bias_constraint),
-                ("lora_rank", &k.lora_rank),
-                ("lora_alpha", &k.lora_alpha),
-                ("quantization_config", &k.quantization_config),
-            ],
-        )?;
+        k.refuse_unsupported()?;
         let d = DenseConfig::new(k.units);
         Ok(DenseConfig {
             activation: k.activation.unwrap_or(d.activation),
