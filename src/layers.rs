@@ -29,6 +29,7 @@ mod layer_norm;
 pub(crate) mod ops;
 mod pooling;
 mod relu;
+mod residual;
 mod sequential;
 mod sigmoid;
 mod softmax;
@@ -48,6 +49,7 @@ pub use pooling::{
     AveragePooling2D, GlobalAveragePooling2D, GlobalPooling2DConfig, MaxPooling2D, Pool2DConfig,
 };
 pub use relu::ReLU;
+pub use residual::{Add, Residual};
 pub use sigmoid::Sigmoid;
 pub use softmax::{Softmax, SoftmaxConfig};
 pub use tanh::Tanh;
