@@ -64,7 +64,7 @@ fn a_bf16_mlp_with_dropout_trains_and_infers_without_it() {
     assert!(model.1.step() > 0, "every training step drew a mask");
     let acc = accuracy(&model, &test);
     println!("bf16 MLP with dropout 0.2: test accuracy {acc:.4}");
-    assert!(acc >= 0.96, "test accuracy {acc}");
+    assert!(acc >= 0.95, "test accuracy {acc}");
     // Inference is deterministic: dropout is the identity there.
     let x: Tensor<bf16> = test.select(&[0, 1, 2, 3]).x().cast();
     assert_eq!(model.infer(&x).unwrap(), model.infer(&x).unwrap());
