@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::dtype::Element;
 use crate::error::{fmt_shape, Error, Result};
+use crate::layers::ops::saved::saved_slot;
 use crate::layers::ops::saved::{Geometry, Saved};
 use crate::layers::ops::stateless::impl_stateless_module;
 use crate::layers::Layer;
@@ -212,10 +213,9 @@ fn mix(mut z: u64) -> u64 {
 
 impl Mask {
     fn new(args: DropoutConfig, step: u64) -> Self {
-        let threshold = (args.rate < 1.0).then(|| {
-            // rate · 2⁶⁴, exact for rates that are multiples of 2⁻⁵³; `as` saturates below 2⁶⁴.
-            (args.rate * 18_446_744_073_709_551_616.0) as u64
-        });
+        // rate · 2⁶⁴, exact for rates that are multiples of 2⁻⁶⁴ (every f64 rate in [2⁻¹¹, 1)).
+        let threshold =
+            (args.rate < 1.0).then_some((args.rate * 18_446_744_073_709_551_616.0) as u64);
         Mask {
             stream: mix(mix(args.seed) ^ step.wrapping_mul(GAMMA)),
             threshold,
@@ -284,13 +284,7 @@ impl<P: Policy> Layer for Dropout<P> {
         Ok(Some(Tensor::from_parts(shape, dx)))
     }
 
-    fn saved_bytes(&self) -> usize {
-        0
-    }
-
-    fn clear_saved(&mut self) {
-        self.saved.clear();
-    }
+    saved_slot!();
 
     fn output_dim(&self, input: usize) -> Option<usize> {
         Some(input)

@@ -5,6 +5,7 @@ use std::marker::PhantomData;
 use crate::dtype::Element;
 use crate::error::{fmt_shape, Error, Result};
 use crate::layers::ops::saved::Saved;
+use crate::layers::ops::saved::{compute_io, saved_slot};
 use crate::layers::pooling::{stateless_module, Geometry};
 use crate::layers::Layer;
 use crate::policy::{DefaultPolicy, Policy};
@@ -111,12 +112,7 @@ impl<P: Policy> Flatten<P> {
 }
 
 impl<P: Policy> Layer for Flatten<P> {
-    type Input = P::Compute;
-    type Output = P::Compute;
-
-    fn infer(&self, x: &Tensor<P::Compute>) -> Result<Tensor<P::Compute>> {
-        self.forward(x)
-    }
+    compute_io!();
 
     fn train_forward(&mut self, x: Tensor<P::Compute>) -> Result<Tensor<P::Compute>> {
         let shape = self.compute_output_shape(x.shape())?;
@@ -141,13 +137,7 @@ impl<P: Policy> Layer for Flatten<P> {
         Ok(need_input_grad.then(|| Tensor::from_parts(in_shape, dy.into_vec())))
     }
 
-    fn saved_bytes(&self) -> usize {
-        self.saved.bytes()
-    }
-
-    fn clear_saved(&mut self) {
-        self.saved.clear();
-    }
+    saved_slot!();
 
     fn output_dim(&self, _input: usize) -> Option<usize> {
         None

@@ -5,6 +5,7 @@ use crate::dtype::{cast_to_vec, Element};
 use crate::error::{fmt_shape, Error, Result};
 use crate::layers::ops::math::{row_sum, row_sum_by};
 use crate::layers::ops::rows::{map_rows, RowOp};
+use crate::layers::ops::saved::{compute_io, saved_slot};
 use crate::layers::ops::saved::{Saved, SavedBytes};
 use crate::layers::ops::workspace::AccOf;
 use crate::layers::Layer;
@@ -219,12 +220,7 @@ impl<A: Element> RowOp<A> for Forward<'_, A> {
 }
 
 impl<P: Policy> Layer for LayerNormalization<P> {
-    type Input = P::Compute;
-    type Output = P::Compute;
-
-    fn infer(&self, x: &Tensor<P::Compute>) -> Result<Tensor<P::Compute>> {
-        self.forward(x)
-    }
+    compute_io!();
 
     fn train_forward(&mut self, x: Tensor<P::Compute>) -> Result<Tensor<P::Compute>> {
         let (y, stats) = self.normalize(&x, true)?;
@@ -257,13 +253,7 @@ impl<P: Policy> Layer for LayerNormalization<P> {
         Ok(need_input_grad.then(|| Tensor::from_parts(dy.shape().to_vec(), grads.dx)))
     }
 
-    fn saved_bytes(&self) -> usize {
-        self.saved.bytes()
-    }
-
-    fn clear_saved(&mut self) {
-        self.saved.clear();
-    }
+    saved_slot!();
 
     fn output_dim(&self, input: usize) -> Option<usize> {
         (input == self.dim).then_some(input)

@@ -6,6 +6,7 @@ use crate::error::{fmt_shape, Error, Result};
 use crate::layers::ops::math::{exp_in_place, row_dot, row_max, row_sum};
 use crate::layers::ops::rows::{map_rows, RowOp};
 use crate::layers::ops::saved::Saved;
+use crate::layers::ops::saved::{compute_io, saved_slot};
 use crate::layers::Layer;
 use crate::policy::{DefaultPolicy, Policy};
 use crate::tensor::Tensor;
@@ -224,12 +225,7 @@ impl<A: Element> RowOp<A> for Backward {
 }
 
 impl<P: Policy> Layer for Softmax<P> {
-    type Input = P::Compute;
-    type Output = P::Compute;
-
-    fn infer(&self, x: &Tensor<P::Compute>) -> Result<Tensor<P::Compute>> {
-        self.forward(x)
-    }
+    compute_io!();
 
     fn train_forward(&mut self, x: Tensor<P::Compute>) -> Result<Tensor<P::Compute>> {
         let y = self.forward(&x)?;
@@ -261,13 +257,7 @@ impl<P: Policy> Layer for Softmax<P> {
         Ok(Some(Tensor::from_parts(dy.shape().to_vec(), dx)))
     }
 
-    fn saved_bytes(&self) -> usize {
-        self.saved.bytes()
-    }
-
-    fn clear_saved(&mut self) {
-        self.saved.clear();
-    }
+    saved_slot!();
 
     fn output_dim(&self, input: usize) -> Option<usize> {
         Some(input)

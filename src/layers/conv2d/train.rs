@@ -9,18 +9,14 @@ use crate::error::{fmt_shape, Error, Result};
 use crate::kernels::{gemm, gemm_packed, MatRef};
 use crate::layers::ops::fused::{pre_activation_grad, sum_bound, PreActivationGrad};
 use crate::layers::ops::im2col::{block_rows, col2im};
+use crate::layers::ops::saved::{compute_io, saved_slot};
 use crate::layers::ops::workspace::AccOf;
 use crate::layers::{Activation, Layer};
 use crate::policy::Policy;
 use crate::tensor::Tensor;
 
 impl<P: Policy> Layer for Conv2D<P> {
-    type Input = P::Compute;
-    type Output = P::Compute;
-
-    fn infer(&self, x: &Tensor<P::Compute>) -> Result<Tensor<P::Compute>> {
-        self.forward(x)
-    }
+    compute_io!();
 
     fn train_forward(&mut self, x: Tensor<P::Compute>) -> Result<Tensor<P::Compute>> {
         let g = self.window(x.shape())?;
@@ -132,13 +128,7 @@ impl<P: Policy> Layer for Conv2D<P> {
         Ok(Some(Tensor::from_parts(in_shape, dx)))
     }
 
-    fn saved_bytes(&self) -> usize {
-        self.saved.bytes()
-    }
-
-    fn clear_saved(&mut self) {
-        self.saved.clear();
-    }
+    saved_slot!();
 
     fn output_dim(&self, input: usize) -> Option<usize> {
         (input == self.input_channels()).then_some(self.filters())

@@ -10,6 +10,7 @@ use crate::layers::ops::fused::{
     gemm_bias_activation_with_input, pre_activation_grad, sum_bound, PreActivationGrad,
 };
 use crate::layers::ops::saved::InputOutput;
+use crate::layers::ops::saved::{compute_io, saved_slot};
 use crate::layers::ops::workspace::{round_acc, AccOf};
 use crate::layers::{Activation, Layer};
 use crate::param::Param;
@@ -17,12 +18,7 @@ use crate::policy::Policy;
 use crate::tensor::Tensor;
 
 impl<P: Policy> Layer for Dense<P> {
-    type Input = P::Compute;
-    type Output = P::Compute;
-
-    fn infer(&self, x: &Tensor<P::Compute>) -> Result<Tensor<P::Compute>> {
-        self.forward(x)
-    }
+    compute_io!();
 
     fn train_forward(&mut self, x: Tensor<P::Compute>) -> Result<Tensor<P::Compute>> {
         let rows = self.check_input(x.shape())?;
@@ -100,13 +96,7 @@ impl<P: Policy> Layer for Dense<P> {
         Ok(Some(out))
     }
 
-    fn saved_bytes(&self) -> usize {
-        self.saved.bytes()
-    }
-
-    fn clear_saved(&mut self) {
-        self.saved.clear();
-    }
+    saved_slot!();
 
     fn output_dim(&self, input: usize) -> Option<usize> {
         (input == self.input_dim()).then_some(self.units())

@@ -100,6 +100,39 @@ impl<S: SavedBytes> Saved<S> {
     }
 }
 
+/// In a `Layer` impl for a layer in policy `P` that takes and returns the compute type:
+/// `Input` and `Output`, and `infer` through the layer's own `forward` (which returns a
+/// `Result`).
+macro_rules! compute_io {
+    () => {
+        type Input = P::Compute;
+        type Output = P::Compute;
+
+        fn infer(
+            &self,
+            x: &$crate::tensor::Tensor<P::Compute>,
+        ) -> $crate::Result<$crate::tensor::Tensor<P::Compute>> {
+            self.forward(x)
+        }
+    };
+}
+
+/// In a `Layer` impl for a layer whose training pass keeps a `saved: Saved<_>` slot:
+/// `saved_bytes` and `clear_saved` over it.
+macro_rules! saved_slot {
+    () => {
+        fn saved_bytes(&self) -> usize {
+            self.saved.bytes()
+        }
+
+        fn clear_saved(&mut self) {
+            self.saved.clear();
+        }
+    };
+}
+
+pub(crate) use {compute_io, saved_slot};
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,7 @@ use super::{
 use crate::dtype::{cast_slice, Element};
 use crate::error::{fmt_shape, Error, Result};
 use crate::layers::ops::saved::Saved;
+use crate::layers::ops::saved::{compute_io, saved_slot};
 use crate::layers::ops::window::Window2d;
 use crate::layers::ops::workspace::AccOf;
 use crate::layers::Layer;
@@ -87,12 +88,7 @@ fn average<T: Element>(x: &[T], g: &Window2d) -> Vec<T> {
 }
 
 impl<P: Policy> Layer for AveragePooling2D<P> {
-    type Input = P::Compute;
-    type Output = P::Compute;
-
-    fn infer(&self, x: &Tensor<P::Compute>) -> Result<Tensor<P::Compute>> {
-        self.forward(x)
-    }
+    compute_io!();
 
     fn train_forward(&mut self, x: Tensor<P::Compute>) -> Result<Tensor<P::Compute>> {
         let g = self.args.window(Self::INPUT, x.shape())?;
@@ -138,13 +134,7 @@ impl<P: Policy> Layer for AveragePooling2D<P> {
         Ok(Some(Tensor::from_parts(in_shape, dx)))
     }
 
-    fn saved_bytes(&self) -> usize {
-        self.saved.bytes()
-    }
-
-    fn clear_saved(&mut self) {
-        self.saved.clear();
-    }
+    saved_slot!();
 
     fn output_dim(&self, input: usize) -> Option<usize> {
         Some(input)

@@ -8,6 +8,7 @@ use super::{stateless_module, Geometry};
 use crate::dtype::{cast_slice, Element};
 use crate::error::{fmt_shape, Error, Result};
 use crate::layers::ops::saved::Saved;
+use crate::layers::ops::saved::{compute_io, saved_slot};
 use crate::layers::ops::workspace::AccOf;
 use crate::layers::Layer;
 use crate::policy::{DefaultPolicy, Policy};
@@ -157,12 +158,7 @@ impl<P: Policy> GlobalAveragePooling2D<P> {
 }
 
 impl<P: Policy> Layer for GlobalAveragePooling2D<P> {
-    type Input = P::Compute;
-    type Output = P::Compute;
-
-    fn infer(&self, x: &Tensor<P::Compute>) -> Result<Tensor<P::Compute>> {
-        self.forward(x)
-    }
+    compute_io!();
 
     fn train_forward(&mut self, x: Tensor<P::Compute>) -> Result<Tensor<P::Compute>> {
         let y = self.forward(&x)?;
@@ -205,13 +201,7 @@ impl<P: Policy> Layer for GlobalAveragePooling2D<P> {
         Ok(Some(Tensor::from_parts(d.to_vec(), dx)))
     }
 
-    fn saved_bytes(&self) -> usize {
-        self.saved.bytes()
-    }
-
-    fn clear_saved(&mut self) {
-        self.saved.clear();
-    }
+    saved_slot!();
 
     fn output_dim(&self, input: usize) -> Option<usize> {
         Some(input)

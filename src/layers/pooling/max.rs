@@ -10,6 +10,7 @@ use super::{
 };
 use crate::dtype::Element;
 use crate::error::{fmt_shape, Error, Result};
+use crate::layers::ops::saved::{compute_io, saved_slot};
 use crate::layers::ops::saved::{Saved, SavedBytes};
 use crate::layers::ops::window::Window2d;
 use crate::layers::Layer;
@@ -111,12 +112,7 @@ fn max_row<T: Element>(
 }
 
 impl<P: Policy> Layer for MaxPooling2D<P> {
-    type Input = P::Compute;
-    type Output = P::Compute;
-
-    fn infer(&self, x: &Tensor<P::Compute>) -> Result<Tensor<P::Compute>> {
-        self.forward(x)
-    }
+    compute_io!();
 
     fn train_forward(&mut self, x: Tensor<P::Compute>) -> Result<Tensor<P::Compute>> {
         let g = self.args.window(Self::INPUT, x.shape())?;
@@ -163,13 +159,7 @@ impl<P: Policy> Layer for MaxPooling2D<P> {
         Ok(Some(Tensor::from_parts(in_shape, dx)))
     }
 
-    fn saved_bytes(&self) -> usize {
-        self.saved.bytes()
-    }
-
-    fn clear_saved(&mut self) {
-        self.saved.clear();
-    }
+    saved_slot!();
 
     fn output_dim(&self, input: usize) -> Option<usize> {
         Some(input)
