@@ -38,6 +38,13 @@ impl<T: Copy + Default> AlignedVec<T> {
     }
 }
 
+impl<T: Copy + Default> Default for AlignedVec<T> {
+    /// An empty buffer.
+    fn default() -> Self {
+        AlignedVec::zeroed(0)
+    }
+}
+
 impl<T> Deref for AlignedVec<T> {
     type Target = [T];
 

@@ -236,15 +236,17 @@ pub fn gemm_packed<T: Element>(
     match (&b.repr, T::view(a.data), T::Acc::view_mut(c)) {
         #[cfg(target_arch = "x86_64")]
         (Repr::Panels32(pb), _, SliceMut::F32(c)) => {
-            let pa = panels::pack_a_strips(a);
             assert_eq!(
                 kernels_for(KernelChoice::Avx512).gemm(T::DTYPE),
                 KernelChoice::Avx512,
                 "FMA panels without AVX-512"
             );
-            // SAFETY: the selection point picks the FMA panels for `T` under an AVX-512 ceiling
-            // (checked just above) only when it detected AVX-512F; shapes are checked inside.
-            unsafe { fma::gemm_f32_avx512(&pa, m, k, pb, n, c, accumulate) }
+            panels::with_a_strips(a, |pa| {
+                // SAFETY: the selection point picks the FMA panels for `T` under an AVX-512
+                // ceiling (checked just above) only when it detected AVX-512F; shapes are
+                // checked inside.
+                unsafe { fma::gemm_f32_avx512(pa, m, k, pb, n, c, accumulate) }
+            })
         }
         #[cfg(target_arch = "x86_64")]
         (Repr::Vnni(pb), SliceRef::Bf16(ad), SliceMut::F32(c)) => {
