@@ -11,6 +11,11 @@
 //!   and normalisation in f32, `gamma`/`beta` in the variable type.
 //! - [`ReLU`], [`GELU`], [`Sigmoid`], [`Tanh`] (`layers/{relu,gelu,sigmoid,tanh}.rs`, over
 //!   `layers/elementwise.rs`): an [`Activation`] as a layer.
+//! - [`Conv2D`], [`MaxPooling2D`], [`AveragePooling2D`], [`GlobalAveragePooling2D`], [`Flatten`]:
+//!   the NHWC image layers (`layers/{conv2d,pooling,flatten}.rs`).
+//! - [`Dropout`] (`layers/dropout.rs`): seeded, reproducible from the seed and the step.
+//! - [`Residual`] and [`Add`] (`layers/residual.rs`): skip connections, cast and rounded once at
+//!   the join.
 //!
 //! Each layer has one pair of entry points for inference, `forward` (the compute type only) and
 //! `call` (casts any float input first, as Keras's `layer(x)`), and the [`Layer`] trait for
