@@ -5,7 +5,7 @@ Not part of the Rust build or CI: it is the reference that `docs/PERFORMANCE.md`
 mixprec against. Run it beside the Rust benches, in the same minutes, on the same machine:
 
     python3 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch
-    /tmp/torchenv/bin/python benches/pytorch_reference.py
+    /tmp/torchenv/bin/python benches/pytorch_reference.py [dense] [train] [rowwise] [conv2d]
 
 It prints the median wall time per call (ms) of
 - `nn.Linear` forward (with bias, no grad) at the three Dense shapes, in float32, under
@@ -24,6 +24,7 @@ It prints the median wall time per call (ms) of
 """
 
 import statistics
+import sys
 import time
 
 import torch
@@ -198,14 +199,18 @@ def conv2d():
         print(f"{name:<10} {cells}")
 
 
+SECTIONS = {"dense": dense_forward, "train": train_step, "rowwise": rowwise, "conv2d": conv2d}
+
+
 def main():
+    """Runs the sections named on the command line (`rowwise conv2d`), or all of them."""
     torch.set_num_threads(THREADS)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"oneDNN (mkldnn) available: {torch.backends.mkldnn.is_available()}")
-    dense_forward()
-    train_step()
-    rowwise()
-    conv2d()
+    for name in sys.argv[1:] or SECTIONS:
+        if name not in SECTIONS:
+            sys.exit(f"unknown section {name!r}; expected some of {', '.join(SECTIONS)}")
+        SECTIONS[name]()
 
 
 if __name__ == "__main__":
