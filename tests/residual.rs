@@ -171,3 +171,42 @@ fn the_branch_keeps_its_names_and_loss_scaling() {
     let converted = model.to_policy::<F32>();
     assert_eq!(converted.variables()[2].policy, DTypePolicy::Float32);
 }
+
+/// A derived model with a residual field converts to another policy as a whole.
+#[derive(Debug, Clone, Module)]
+struct Net<P: Policy> {
+    stem: Dense<P>,
+    block: Residual<(LayerNormalization<P>, Dense<P>)>,
+    head: Dense<F32>,
+}
+
+#[test]
+fn a_derived_model_holds_a_residual_block() {
+    let net = Net::<MixedBf16> {
+        stem: dense(6, 8, 1, Activation::Relu),
+        block: Residual::new((LayerNormalization::new(8), dense(8, 8, 2, Activation::Gelu))),
+        head: dense(8, 3, 3, Activation::Linear),
+    };
+    assert_eq!(
+        net.param_names(),
+        [
+            "stem.kernel",
+            "stem.bias",
+            "block.0.gamma",
+            "block.0.beta",
+            "block.1.kernel",
+            "block.1.bias",
+            "head.kernel",
+            "head.bias"
+        ]
+    );
+    let x: Tensor<bf16> = Tensor::zeros(vec![2, 6]).unwrap();
+    assert_eq!(net.infer(&x).unwrap().shape(), &[2, 3]);
+    let wide: Net<F64> = net.to_policy::<F64>();
+    assert_eq!(wide.variables()[4].policy, DTypePolicy::Float64);
+    assert_eq!(
+        wide.variables()[6].policy,
+        DTypePolicy::Float32,
+        "the head keeps its policy"
+    );
+}
