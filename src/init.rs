@@ -43,16 +43,20 @@ pub enum Initializer {
     Zeros,
     /// `"ones"`.
     Ones,
+    /// `"uniform"`: Keras's `RandomUniform()` with its defaults, `U(-0.05, 0.05)` (the default
+    /// of `Embedding`'s `embeddings_initializer`).
+    Uniform,
 }
 
 impl Initializer {
     /// Every initialiser.
-    pub const ALL: [Initializer; 5] = [
+    pub const ALL: [Initializer; 6] = [
         Initializer::GlorotUniform,
         Initializer::HeUniform,
         Initializer::LecunUniform,
         Initializer::Zeros,
         Initializer::Ones,
+        Initializer::Uniform,
     ];
 
     /// Keras's string name (`"glorot_uniform"`).
@@ -63,6 +67,7 @@ impl Initializer {
             Initializer::LecunUniform => "lecun_uniform",
             Initializer::Zeros => "zeros",
             Initializer::Ones => "ones",
+            Initializer::Uniform => "uniform",
         }
     }
 
@@ -74,6 +79,7 @@ impl Initializer {
             Initializer::LecunUniform => "LecunUniform",
             Initializer::Zeros => "Zeros",
             Initializer::Ones => "Ones",
+            Initializer::Uniform => "RandomUniform",
         }
     }
 
@@ -84,6 +90,7 @@ impl Initializer {
             Initializer::GlorotUniform => Some((6.0 / (fan_in + fan_out)).sqrt()),
             Initializer::HeUniform => Some((6.0 / fan_in).sqrt()),
             Initializer::LecunUniform => Some((3.0 / fan_in).sqrt()),
+            Initializer::Uniform => Some(0.05),
             Initializer::Zeros | Initializer::Ones => None,
         }
     }
@@ -154,7 +161,7 @@ impl FromStr for Initializer {
             .ok_or_else(|| Error::InvalidArgument {
                 what: "initializer",
                 found: format!("{s:?}"),
-                expected: "one of: glorot_uniform, he_uniform, lecun_uniform, zeros, ones",
+                expected: "one of: glorot_uniform, he_uniform, lecun_uniform, zeros, ones, uniform",
             })
     }
 }
@@ -172,6 +179,11 @@ mod serde_impl {
     struct Config {
         #[serde(default)]
         seed: Option<serde_json::Value>,
+        /// `RandomUniform`'s bounds: only its defaults (-0.05, 0.05) are supported.
+        #[serde(default)]
+        minval: Option<f64>,
+        #[serde(default)]
+        maxval: Option<f64>,
     }
 
     #[derive(Deserialize)]
@@ -205,6 +217,20 @@ mod serde_impl {
         fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Initializer, A::Error> {
             let k = Keras::deserialize(de::value::MapAccessDeserializer::new(map))?;
             let init: Initializer = k.class_name.parse().map_err(de::Error::custom)?;
+            let bounds = k
+                .config
+                .as_ref()
+                .map_or((None, None), |c| (c.minval, c.maxval));
+            match (init, bounds) {
+                (_, (None, None)) | (Initializer::Uniform, (Some(-0.05), Some(0.05))) => {}
+                (_, (lo, hi)) => {
+                    return Err(de::Error::custom(format_args!(
+                        "{} with minval {lo:?}, maxval {hi:?} is not supported (expected \
+                         RandomUniform's defaults, minval -0.05 and maxval 0.05)",
+                        init.class_name()
+                    )))
+                }
+            }
             if let Some(seed) = k.config.and_then(|c| c.seed).filter(|s| !s.is_null()) {
                 return Err(de::Error::custom(format_args!(
                     "{} with seed {seed}: Keras's seeded numbers cannot be reproduced here \
@@ -262,6 +288,7 @@ mod tests {
             (Initializer::GlorotUniform, (6.0 / (i + o)).sqrt()),
             (Initializer::HeUniform, (6.0 / i).sqrt()),
             (Initializer::LecunUniform, (3.0 / i).sqrt()),
+            (Initializer::Uniform, 0.05),
         ] {
             assert_eq!(init.limit(&[64, 128]), Some(limit));
             let w = draw(init, &[64, 128], 7);
@@ -274,6 +301,26 @@ mod tests {
         let glorot = Initializer::GlorotUniform.limit(&[64, 128]).unwrap();
         let var = w.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / w.len() as f64;
         assert!((var / glorot.powi(2) - 1.0 / 3.0).abs() > 5.0 * 0.3 / (w.len() as f64).sqrt());
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn random_uniform_reads_keras_defaults_only() {
+        let keras = r#"{"module": "keras.initializers", "class_name": "RandomUniform",
+            "config": {"minval": -0.05, "maxval": 0.05, "seed": null}, "registered_name": null}"#;
+        let init: Initializer = serde_json::from_str(keras).unwrap();
+        assert_eq!(init, Initializer::Uniform);
+        assert_eq!(
+            "uniform".parse::<Initializer>().unwrap(),
+            Initializer::Uniform
+        );
+        let other = keras.replace("0.05, \"seed", "0.5, \"seed");
+        let err = serde_json::from_str::<Initializer>(&other)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("maxval Some(0.5)"), "{err}");
+        let bounds_on_glorot = r#"{"class_name": "GlorotUniform", "config": {"minval": -1.0}}"#;
+        assert!(serde_json::from_str::<Initializer>(bounds_on_glorot).is_err());
     }
 
     #[test]
@@ -314,7 +361,7 @@ mod tests {
         let err = "normal".parse::<Initializer>().unwrap_err();
         assert_eq!(
             err.to_string(),
-            "invalid initializer: \"normal\" (one of: glorot_uniform, he_uniform, lecun_uniform, zeros, ones)"
+            "invalid initializer: \"normal\" (one of: glorot_uniform, he_uniform, lecun_uniform, zeros, ones, uniform)"
         );
     }
 
