@@ -142,4 +142,8 @@ impl<P: Policy> Layer for Flatten<P> {
     fn output_dim(&self, _input: usize) -> Option<usize> {
         None
     }
+
+    fn output_shape(&self, input: &[usize]) -> Option<Vec<usize>> {
+        self.compute_output_shape(input).ok()
+    }
 }
