@@ -9,18 +9,18 @@ use crate::Module;
 #[test]
 fn shapes_follow_keras_rules() {
     let spec = CnnSpec::new([8, 8, 1], 10);
-    assert_eq!(spec.conv_output().unwrap(), [8, 8, 16]);
-    assert_eq!(spec.pool_output().unwrap(), [4, 4, 16]);
-    assert_eq!(spec.flat_features().unwrap(), 256);
-    assert_eq!(spec.param_count().unwrap(), 3 * 3 * 16 + 16 + 256 * 10 + 10);
+    assert_eq!(spec.conv_output().unwrap(), [8, 8, 32]);
+    assert_eq!(spec.pool_output().unwrap(), [4, 4, 32]);
+    assert_eq!(spec.flat_features().unwrap(), 512);
+    assert_eq!(spec.param_count().unwrap(), 3 * 3 * 32 + 32 + 512 * 10 + 10);
     let valid = CnnSpec {
         padding: Padding::Valid,
         pool_size: (3, 3),
         ..CnnSpec::new([9, 7, 2], 4)
     };
     // valid 3x3: 7x5; pool 3 (floor): 2x1.
-    assert_eq!(valid.conv_output().unwrap(), [7, 5, 16]);
-    assert_eq!(valid.pool_output().unwrap(), [2, 1, 16]);
+    assert_eq!(valid.conv_output().unwrap(), [7, 5, 32]);
+    assert_eq!(valid.pool_output().unwrap(), [2, 1, 32]);
     let model = valid.build::<F32>(3).unwrap();
     assert_eq!(model.param_count(), valid.param_count().unwrap());
     let y = model.infer(&Tensor::zeros(vec![2, 9 * 7 * 2]).unwrap()).unwrap();
