@@ -33,7 +33,9 @@ fn assert_usage_error(o: &Output, needle: &str) {
 /// Trains with the defaults under `policy`, saves, and returns (stdout, checkpoint path).
 fn train(policy: &str) -> (String, String) {
     let path = tmp(&format!("{policy}.safetensors"));
-    let o = mixprec(&["train", "--model", "cnn", "--policy", policy, "--save", &path]);
+    let o = mixprec(&[
+        "train", "--model", "cnn", "--policy", policy, "--save", &path,
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
     assert!(out.contains(&format!("policy {policy}")), "{out}");
@@ -59,18 +61,32 @@ fn cnn_reaches_96_percent_and_its_checkpoint_predicts_in_three_policies() {
         let o = mixprec(&["inspect", &path]);
         assert!(o.status.success(), "{}", stderr(&o));
         let info = stdout(&o);
-        assert!(info.contains(r#""model":"cnn","input":[8,8,1],"filters":32"#), "{info}");
-        assert!(info.contains("conv.kernel") && info.contains("[3, 3, 1, 32]"), "{info}");
-        assert!(info.contains(&format!("layers        2 (all {policy})")), "{info}");
+        assert!(
+            info.contains(r#""model":"cnn","input":[8,8,1],"filters":32"#),
+            "{info}"
+        );
+        assert!(
+            info.contains("conv.kernel") && info.contains("[3, 3, 1, 32]"),
+            "{info}"
+        );
+        assert!(
+            info.contains(&format!("layers        2 (all {policy})")),
+            "{info}"
+        );
         let o = mixprec(&["predict", "--model", &path, "--show", "0"]);
         assert!(o.status.success(), "{}", stderr(&o));
         let pred = stdout(&o);
-        assert!(pred.contains(&format!("stored as {policy}, run as {policy}")), "{pred}");
+        assert!(
+            pred.contains(&format!("stored as {policy}, run as {policy}")),
+            "{pred}"
+        );
         // Every row (80% of them trained on): at least the held-out accuracy's 96%.
         let all = percent_after(&pred, "accuracy");
         assert!(all >= 96.0, "{pred}");
         // Cast explicitly to float32 and run there: the same predictions within a few rows.
-        let o = mixprec(&["predict", "--model", &path, "--policy", "float32", "--show", "0"]);
+        let o = mixprec(&[
+            "predict", "--model", &path, "--policy", "float32", "--show", "0",
+        ]);
         let cast = percent_after(&stdout(&o), "accuracy");
         assert!((cast - all).abs() < 0.5, "{all}% vs {cast}% as float32");
     }
@@ -96,7 +112,10 @@ fn compare_prints_a_row_per_policy() {
         .filter(|l| l.ends_with("KiB") && l.contains('%'))
         .collect();
     assert_eq!(rows.len(), 3, "{out}");
-    for (row, policy) in rows.iter().zip(["float32", "mixed_bfloat16", "mixed_float16"]) {
+    for (row, policy) in rows
+        .iter()
+        .zip(["float32", "mixed_bfloat16", "mixed_float16"])
+    {
         assert!(row.starts_with(policy), "{row}");
     }
 }
@@ -104,10 +123,19 @@ fn compare_prints_a_row_per_policy() {
 #[test]
 fn mlp_only_flags_with_the_cnn_are_usage_errors() {
     let hidden = mixprec(&["train", "--model", "cnn", "--hidden", "8"]);
-    assert_usage_error(&hidden, "--hidden sets the widths of an MLP's hidden layers");
+    assert_usage_error(
+        &hidden,
+        "--hidden sets the widths of an MLP's hidden layers",
+    );
     let layer = mixprec(&["train", "--model", "cnn", "--layer-policy", "head=float32"]);
     assert_usage_error(&layer, "--layer-policy is MLP-only for now");
-    let head = ["compare", "--model", "cnn", "--policies", "mixed_bfloat16+float32_head"];
+    let head = [
+        "compare",
+        "--model",
+        "cnn",
+        "--policies",
+        "mixed_bfloat16+float32_head",
+    ];
     assert_usage_error(&mixprec(&head), "+float32_head is MLP-only for now");
     let kind = mixprec(&["train", "--model", "rnn"]);
     assert_usage_error(&kind, "invalid value 'rnn' for '--model <MODEL>'");
@@ -116,12 +144,17 @@ fn mlp_only_flags_with_the_cnn_are_usage_errors() {
 #[test]
 fn cnn_needs_square_images() {
     let csv = tmp("wide.csv");
-    let rows: String = (0..20).map(|i| format!("{},{},{},{}\n", i % 3, 1, 2, i % 2)).collect();
+    let rows: String = (0..20)
+        .map(|i| format!("{},{},{},{}\n", i % 3, 1, 2, i % 2))
+        .collect();
     std::fs::write(&csv, rows).unwrap();
     let o = mixprec(&["train", "--model", "cnn", "--data", &csv, "--epochs", "1"]);
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
     let err = stderr(&o);
-    assert!(err.contains("has 3 features per row, not a square image"), "{err}");
+    assert!(
+        err.contains("has 3 features per row, not a square image"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -130,7 +163,9 @@ fn a_crafted_cnn_architecture_is_a_clear_error() {
     let bytes = std::fs::read(&path).unwrap();
     // Same length, so the safetensors header stays valid: 32 filters claimed as 33.
     let text = String::from_utf8_lossy(&bytes).into_owned();
-    let at = text.find(r#"\"filters\":32"#).expect("the architecture in the header");
+    let at = text
+        .find(r#"\"filters\":32"#)
+        .expect("the architecture in the header");
     let mut crafted = bytes.clone();
     crafted[at + r#"\"filters\":3"#.len()] = b'3';
     let bad = tmp("crafted.safetensors");
@@ -147,7 +182,10 @@ fn a_crafted_cnn_architecture_is_a_clear_error() {
     let o = mixprec(&["predict", "--model", &bad]);
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
-    assert!(err.contains("mixprec.architecture") && err.contains("cnn input channels"), "{err}");
+    assert!(
+        err.contains("mixprec.architecture") && err.contains("cnn input channels"),
+        "{err}"
+    );
 }
 
 /// One epoch of float32, saved.

@@ -77,7 +77,12 @@ fn violation<C: Element>(spec: &CnnSpec, y: &[f64], want: &[f64], y_abs: &[f64])
     (0..y.len()).find_map(|i| {
         let bound = rel * y_abs[i] + slack;
         let err = (y[i] - want[i]).abs();
-        (err > bound).then(|| format!("logit {i}: {} vs f64 {} (error {err:e} > bound {bound:e})", y[i], want[i]))
+        (err > bound).then(|| {
+            format!(
+                "logit {i}: {} vs f64 {} (error {err:e} > bound {bound:e})",
+                y[i], want[i]
+            )
+        })
     })
 }
 
@@ -94,7 +99,17 @@ fn check<P: Policy>(spec: &CnnSpec, seed: u64) -> Result<(), String> {
 }
 
 fn spec_strategy() -> impl Strategy<Value = CnnSpec> {
-    (3usize..8, 3usize..8, 1usize..4, 1usize..6, 1usize..4, 1usize..4, any::<bool>(), 1usize..3, 2usize..6)
+    (
+        3usize..8,
+        3usize..8,
+        1usize..4,
+        1usize..6,
+        1usize..4,
+        1usize..4,
+        any::<bool>(),
+        1usize..3,
+        2usize..6,
+    )
         .prop_map(|(h, w, c, f, kh, kw, same, p, out)| CnnSpec {
             filters: f,
             kernel_size: (kh, kw),
@@ -141,7 +156,10 @@ fn rows_channels_first(kernel: &Tensor<f64>, [h, w, f]: [usize; 3]) -> Tensor<f6
 #[test]
 fn bound_rejects_layout_bugs_in_bf16() {
     type P = mixprec::policy::MixedBf16;
-    let spec = CnnSpec { filters: 4, ..CnnSpec::new([6, 5, 1], 3) };
+    let spec = CnnSpec {
+        filters: 4,
+        ..CnnSpec::new([6, 5, 1], 3)
+    };
     for seed in 0..8 {
         let m = model::<P>(&spec, seed);
         let r: Cnn<F64> = m.to_policy::<F64>();
@@ -169,7 +187,13 @@ fn bound_rejects_layout_bugs_in_bf16() {
 
 /// `Σ c ⊙ cnn(x)`.
 fn loss(m: &Cnn<F64>, x: &Tensor<f64>, c: &[f64]) -> f64 {
-    m.infer(x).unwrap().as_slice().iter().zip(c).map(|(y, c)| y * c).sum()
+    m.infer(x)
+        .unwrap()
+        .as_slice()
+        .iter()
+        .zip(c)
+        .map(|(y, c)| y * c)
+        .sum()
 }
 
 /// The backward pass's input gradient, then every variable's gradient.
@@ -211,27 +235,52 @@ fn mismatch(a: &[f64], n: &[f64]) -> Option<String> {
     assert_eq!(a.len(), n.len(), "gradient lengths");
     (0..a.len()).find_map(|i| {
         let ok = (a[i] - n[i]).abs() <= 1e-6 * n[i].abs().max(1.0);
-        (!ok).then(|| format!("element {i}: backward {} vs finite difference {}", a[i], n[i]))
+        (!ok).then(|| {
+            format!(
+                "element {i}: backward {} vs finite difference {}",
+                a[i], n[i]
+            )
+        })
     })
 }
 
 #[test]
 fn cnn_gradients_match_finite_differences_in_f64() {
     for (spec, seed) in [
-        (CnnSpec { filters: 3, ..CnnSpec::new([5, 6, 2], 4) }, 1),
-        (CnnSpec { filters: 2, padding: Padding::Valid, kernel_size: (2, 3), ..CnnSpec::new([6, 6, 1], 3) }, 2),
+        (
+            CnnSpec {
+                filters: 3,
+                ..CnnSpec::new([5, 6, 2], 4)
+            },
+            1,
+        ),
+        (
+            CnnSpec {
+                filters: 2,
+                padding: Padding::Valid,
+                kernel_size: (2, 3),
+                ..CnnSpec::new([6, 6, 1], 3)
+            },
+            2,
+        ),
     ] {
         let m = model::<F64>(&spec, seed);
         let x = inputs(&spec, 2, seed + 10);
         let mut rng = SplitMix(seed + 20);
-        let c: Vec<f64> = (0..2 * spec.outputs).map(|_| f64::from(rng.uniform(-1.0, 1.0))).collect();
+        let c: Vec<f64> = (0..2 * spec.outputs)
+            .map(|_| f64::from(rng.uniform(-1.0, 1.0)))
+            .collect();
         let (a, n) = (analytic(&m, &x, &c), numeric(&m, &x, &c));
         assert_eq!(mismatch(&a, &n), None, "{spec:?}");
         // A backward that flattens channels-first: its dense kernel gradient in CHW row order.
         let flat = spec.flat_features().unwrap();
         let conv = m.get_weights()[0].len() + m.get_weights()[1].len();
         let at = x.len() + conv;
-        let dk = Tensor::from_vec(vec![flat, spec.outputs], a[at..at + flat * spec.outputs].to_vec()).unwrap();
+        let dk = Tensor::from_vec(
+            vec![flat, spec.outputs],
+            a[at..at + flat * spec.outputs].to_vec(),
+        )
+        .unwrap();
         let mut bad = a.clone();
         bad[at..at + flat * spec.outputs]
             .copy_from_slice(rows_channels_first(&dk, spec.pool_output().unwrap()).as_slice());

@@ -212,10 +212,9 @@ fn mix(mut z: u64) -> u64 {
 
 impl Mask {
     fn new(args: DropoutConfig, step: u64) -> Self {
-        let threshold = (args.rate < 1.0).then(|| {
-            // rate · 2⁶⁴, exact for rates that are multiples of 2⁻⁵³; `as` saturates below 2⁶⁴.
-            (args.rate * 18_446_744_073_709_551_616.0) as u64
-        });
+        // rate · 2⁶⁴, exact for rates that are multiples of 2⁻⁵³; `as` saturates below 2⁶⁴.
+        let threshold =
+            (args.rate < 1.0).then_some((args.rate * 18_446_744_073_709_551_616.0) as u64);
         Mask {
             stream: mix(mix(args.seed) ^ step.wrapping_mul(GAMMA)),
             threshold,

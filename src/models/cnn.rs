@@ -14,6 +14,7 @@ use crate::layers::{Activation, Conv2DConfig, DenseConfig, Padding, Pool2DConfig
 use crate::policy::Policy;
 
 /// What [`CnnSpec::from_json`] reads, as an error message says it.
+#[cfg(feature = "serde")]
 const JSON_FORM: &str = r#"{"model":"cnn","input":[H,W,C],"filters":N,"kernel_size":[KH,KW],"padding":"same","pool_size":[PH,PW],"outputs":N,"activation":"relu"}"#;
 
 /// A CNN over `[height, width, channels]` images (NHWC): a `filters`-channel `Conv2D` with a
@@ -112,7 +113,13 @@ impl CnnSpec {
         let [h, w, f] = self.conv_output()?;
         let (ph, pw) = self.pool_size;
         let args = [(ph, ph, 1), (pw, pw, 1)];
-        let g = Window2d::new("cnn pooling input", &[1, h, w, f], None, args, Padding::Valid)?;
+        let g = Window2d::new(
+            "cnn pooling input",
+            &[1, h, w, f],
+            None,
+            args,
+            Padding::Valid,
+        )?;
         Ok([g.h.output, g.w.output, f])
     }
 
@@ -167,7 +174,9 @@ impl CnnSpec {
             .activation(self.activation)
             .seed(seed)
             .init::<P>(self.input[2])?;
-        let pool = Pool2DConfig::new().pool_size(self.pool_size).max_pooling()?;
+        let pool = Pool2DConfig::new()
+            .pool_size(self.pool_size)
+            .max_pooling()?;
         let dense = DenseConfig::new(self.outputs)
             .seed(seed.wrapping_add(1))
             .init::<P>(flat)?;

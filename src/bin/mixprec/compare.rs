@@ -9,8 +9,7 @@ use crate::cli::{CompareArgs, TrainingArgs};
 use crate::layers::{layer_plan, LayerPolicies, PolicyChoice, HEAD};
 use crate::progress::Progress;
 use crate::run::{
-    bytes, check_model_memory, check_output_path, list, warn_if_more_classes_than_rows, Report,
-    Run,
+    bytes, check_model_memory, check_output_path, list, warn_if_more_classes_than_rows, Report, Run,
 };
 
 /// `mixprec compare`.

@@ -40,7 +40,8 @@ pub fn check(cli: &mut Cli, matches: &ArgMatches) -> Result<(), (&'static str, S
             return Err((name, why.into()));
         }
         if !training.layer_policy.is_empty() {
-            let why = "--layer-policy is MLP-only for now; --model cnn runs every layer in --policy";
+            let why =
+                "--layer-policy is MLP-only for now; --model cnn runs every layer in --policy";
             return Err((name, why.into()));
         }
         if f32_head {

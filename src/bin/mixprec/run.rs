@@ -186,7 +186,6 @@ impl Run<'_> {
     }
 }
 
-
 /// Fails, naming `what` (`--hidden`, or `--resume` for a checkpoint's architecture), the data's
 /// width and class count and the bytes, when training
 /// `spec` would plan more than [`limits::MEMORY_LIMIT`](crate::limits::MEMORY_LIMIT).

@@ -84,7 +84,10 @@ impl<P: Policy> Cnn<P> {
             [batch, f] if f == self.features() => Ok(vec![batch, h, w, c]),
             _ => Err(Error::shape(
                 "cnn input",
-                format!("[batch, {}] ({h}x{w}x{c} images, one per row)", self.features()),
+                format!(
+                    "[batch, {}] ({h}x{w}x{c} images, one per row)",
+                    self.features()
+                ),
                 shape,
             )),
         }

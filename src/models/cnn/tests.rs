@@ -23,7 +23,9 @@ fn shapes_follow_keras_rules() {
     assert_eq!(valid.pool_output().unwrap(), [2, 1, 32]);
     let model = valid.build::<F32>(3).unwrap();
     assert_eq!(model.param_count(), valid.param_count().unwrap());
-    let y = model.infer(&Tensor::zeros(vec![2, 9 * 7 * 2]).unwrap()).unwrap();
+    let y = model
+        .infer(&Tensor::zeros(vec![2, 9 * 7 * 2]).unwrap())
+        .unwrap();
     assert_eq!(y.shape(), &[2, 4]);
 }
 
@@ -71,8 +73,12 @@ fn json_round_trips_and_refuses_bad_specs() {
 fn passes_equal_the_layers_run_one_by_one() {
     let spec = CnnSpec::new([6, 6, 2], 3);
     let mut model = spec.build::<MixedBf16>(5).unwrap();
-    let x: Vec<f32> = (0..4 * 72).map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0).collect();
-    let x = Tensor::from_vec(vec![4, 72], x).unwrap().cast::<half::bf16>();
+    let x: Vec<f32> = (0..4 * 72)
+        .map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0)
+        .collect();
+    let x = Tensor::from_vec(vec![4, 72], x)
+        .unwrap()
+        .cast::<half::bf16>();
     let images = Tensor::from_vec(vec![4, 6, 6, 2], x.as_slice().to_vec()).unwrap();
     let h = model.conv().forward(&images).unwrap();
     let h = MaxPooling2D::<MixedBf16>::new().forward(&h).unwrap();
@@ -85,7 +91,9 @@ fn passes_equal_the_layers_run_one_by_one() {
     let dx = model.backward(y, true).unwrap().unwrap();
     assert_eq!(dx.shape(), &[4, 72]);
     assert_eq!(model.saved_bytes(), 0);
-    let e = model.infer(&Tensor::zeros(vec![4, 71]).unwrap()).unwrap_err();
+    let e = model
+        .infer(&Tensor::zeros(vec![4, 71]).unwrap())
+        .unwrap_err();
     assert!(e.to_string().contains("[batch, 72] (6x6x2 images"), "{e}");
     assert_eq!(model.output_dim(72), Some(3));
     assert_eq!(model.output_dim(71), None);
