@@ -1,6 +1,6 @@
 //! `mixprec train|compare|predict|inspect --model cnn` end to end: the CNN reaches 96% on the
 //! digits with the default epochs, seed and learning rate in float32, mixed_bfloat16 and
-//! mixed_float16; its checkpoint records the CNN and predicts with it; compare prints one row
+//! mixed_float16; its checkpoint records the CNN, predicts with it and resumes exactly; compare prints one row
 //! per policy; and the MLP-only flags are usage errors (exit status 2).
 
 use std::process::Output;
@@ -194,4 +194,28 @@ fn train_short() -> (String, String) {
     let o = mixprec(&["train", "--model", "cnn", "--epochs", "1", "--save", &path]);
     assert!(o.status.success(), "{}", stderr(&o));
     (stdout(&o), path)
+}
+
+#[test]
+fn a_resumed_cnn_run_ends_as_the_uninterrupted_one() {
+    let (whole, part) = (tmp("whole.safetensors"), tmp("part.safetensors"));
+    let run = |extra: &[&str]| {
+        let mut args = vec!["train", "--policy", "mixed_bfloat16"];
+        args.extend_from_slice(extra);
+        let o = mixprec(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+    };
+    let full = run(&["--model", "cnn", "--epochs", "3", "--save", &whole]);
+    run(&["--model", "cnn", "--epochs", "2", "--save", &part]);
+    let resumed = run(&["--resume", &part, "--epochs", "3"]);
+    assert!(resumed.contains("CNN 8x8x1"), "{resumed}");
+    let summary = |out: &str| {
+        out.lines()
+            .filter(|l| l.starts_with("test accuracy") || l.starts_with("final loss"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(summary(&full), summary(&resumed));
+    assert_eq!(summary(&full).len(), 2);
 }

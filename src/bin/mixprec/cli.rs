@@ -100,7 +100,8 @@ pub struct TrainingArgs {
     /// The optimizer (float16 policies wrap it in a LossScaleOptimizer, as Keras does).
     #[arg(long, value_enum, default_value_t = OptimizerKind::Adam)]
     pub optimizer: OptimizerKind,
-    /// Hidden layer widths, comma-separated (each 1 to 16777216, at most 64 layers).
+    /// Hidden layer widths of the MLP, comma-separated (each 1 to 16777216, at most 64
+    /// layers; not with --model cnn).
     #[arg(long, default_value = "128,128", value_parser = parse_widths, allow_negative_numbers = true)]
     pub hidden: Widths,
     /// Seed of the initial weights, the train/test split and the shuffles (0 to 2^64-1).
