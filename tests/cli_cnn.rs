@@ -1,7 +1,7 @@
 //! `mixprec train|compare|predict|inspect --model cnn` end to end: the CNN reaches 96% on the
 //! digits with the default epochs, seed and learning rate in float32, mixed_bfloat16 and
-//! mixed_float16; its checkpoint records the CNN, predicts with it and resumes exactly; compare prints one row
-//! per policy; and the MLP-only flags are usage errors (exit status 2).
+//! mixed_float16; its checkpoint records the CNN, predicts with it and resumes exactly; compare
+//! prints one row per policy; and the MLP-only flags are usage errors (exit status 2).
 
 use std::process::Output;
 
