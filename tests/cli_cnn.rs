@@ -208,6 +208,10 @@ fn a_resumed_cnn_run_ends_as_the_uninterrupted_one() {
     };
     let full = run(&["--model", "cnn", "--epochs", "3", "--save", &whole]);
     run(&["--model", "cnn", "--epochs", "2", "--save", &part]);
+    let again = mixprec(&[
+        "train", "--resume", &part, "--epochs", "3", "--model", "cnn",
+    ]);
+    assert_usage_error(&again, "--model with --resume");
     let resumed = run(&["--resume", &part, "--epochs", "3"]);
     assert!(resumed.contains("CNN 8x8x1"), "{resumed}");
     let summary = |out: &str| {

@@ -18,8 +18,18 @@ use crate::cli::{Cli, Command, ModelKind, TrainingArgs};
 /// when they start). The message becomes a usage error (exit status 2).
 ///
 /// For `--model cnn` it also refuses `--hidden` and `--layer-policy` (MLP-only), and sets
-/// `--lr` to the CNN's default unless it was given.
+/// `--lr` to the CNN's default unless it was given; `--model` with `--resume` is refused (the
+/// checkpoint says which model it is).
 pub fn check(cli: &mut Cli, matches: &ArgMatches) -> Result<(), (&'static str, String)> {
+    if let Command::Train(a) = &cli.command {
+        let given = matches
+            .subcommand_matches("train")
+            .and_then(|m| m.value_source("model"));
+        if a.resume.is_some() && given == Some(ValueSource::CommandLine) {
+            let why = "--model with --resume: the checkpoint records its architecture";
+            return Err(("train", why.into()));
+        }
+    }
     let (name, training, f32_head) = match &mut cli.command {
         Command::Train(a) if a.resume.is_none() => ("train", &mut a.training, false),
         Command::Compare(a) => {
