@@ -18,6 +18,7 @@
 #[macro_use]
 mod common;
 
+use common::fd::{analytic, mismatch, numeric};
 use common::{eta, gamma, SplitMix};
 use mixprec::dtype::Element;
 use mixprec::layers::{Layer, Padding};
@@ -185,65 +186,6 @@ fn bound_rejects_layout_bugs_in_bf16() {
     }
 }
 
-/// `Σ c ⊙ cnn(x)`.
-fn loss(m: &Cnn<F64>, x: &Tensor<f64>, c: &[f64]) -> f64 {
-    m.infer(x)
-        .unwrap()
-        .as_slice()
-        .iter()
-        .zip(c)
-        .map(|(y, c)| y * c)
-        .sum()
-}
-
-/// The backward pass's input gradient, then every variable's gradient.
-fn analytic(m: &Cnn<F64>, x: &Tensor<f64>, c: &[f64]) -> Vec<f64> {
-    let mut l = m.clone();
-    let y = l.train_forward(x.clone()).unwrap();
-    let dy = Tensor::from_vec(y.shape().to_vec(), c.to_vec()).unwrap();
-    let mut g = l.backward(dy, true).unwrap().unwrap().into_vec();
-    g.extend(common::grads(&l).concat());
-    g
-}
-
-fn numeric(m: &Cnn<F64>, x: &Tensor<f64>, c: &[f64]) -> Vec<f64> {
-    let h = 1e-6;
-    let mut out = Vec::new();
-    for i in 0..x.len() {
-        let (mut xp, mut xm) = (x.clone(), x.clone());
-        xp.as_mut_slice()[i] += h;
-        xm.as_mut_slice()[i] -= h;
-        out.push((loss(m, &xp, c) - loss(m, &xm, c)) / (2.0 * h));
-    }
-    let w = m.get_weights();
-    for v in 0..w.len() {
-        for i in 0..w[v].len() {
-            let shifted = |d: f64| {
-                let mut w2 = w.clone();
-                w2[v].as_mut_slice()[i] += d;
-                let mut l = m.clone();
-                l.set_weights(&w2).unwrap();
-                loss(&l, x, c)
-            };
-            out.push((shifted(h) - shifted(-h)) / (2.0 * h));
-        }
-    }
-    out
-}
-
-fn mismatch(a: &[f64], n: &[f64]) -> Option<String> {
-    assert_eq!(a.len(), n.len(), "gradient lengths");
-    (0..a.len()).find_map(|i| {
-        let ok = (a[i] - n[i]).abs() <= 1e-6 * n[i].abs().max(1.0);
-        (!ok).then(|| {
-            format!(
-                "element {i}: backward {} vs finite difference {}",
-                a[i], n[i]
-            )
-        })
-    })
-}
-
 #[test]
 fn cnn_gradients_match_finite_differences_in_f64() {
     for (spec, seed) in [
@@ -271,7 +213,7 @@ fn cnn_gradients_match_finite_differences_in_f64() {
             .map(|_| f64::from(rng.uniform(-1.0, 1.0)))
             .collect();
         let (a, n) = (analytic(&m, &x, &c), numeric(&m, &x, &c));
-        assert_eq!(mismatch(&a, &n), None, "{spec:?}");
+        assert_eq!(mismatch(&a, &n, 1e-6), None, "{spec:?}");
         // A backward that flattens channels-first: its dense kernel gradient in CHW row order.
         let flat = spec.flat_features().unwrap();
         let conv = m.get_weights()[0].len() + m.get_weights()[1].len();
@@ -284,6 +226,6 @@ fn cnn_gradients_match_finite_differences_in_f64() {
         let mut bad = a.clone();
         bad[at..at + flat * spec.outputs]
             .copy_from_slice(rows_channels_first(&dk, spec.pool_output().unwrap()).as_slice());
-        assert!(mismatch(&bad, &n).is_some(), "{spec:?}");
+        assert!(mismatch(&bad, &n, 1e-6).is_some(), "{spec:?}");
     }
 }

@@ -4,83 +4,15 @@
 //! softmax without its `Σ dy⊙y` term, a layer normalisation without its mean term) that the
 //! same check rejects.
 
+mod common;
+
+use common::fd::{analytic, mismatch, numeric};
 use mixprec::layers::{
     Activation, DenseConfig, Layer, LayerNormalization, LayerNormalizationConfig, ReLU, Sigmoid,
     Softmax, Tanh, GELU,
 };
-use mixprec::module::ParamVisitor;
-use mixprec::param::Param;
-use mixprec::policy::{MixedBf16, Policy, F64};
+use mixprec::policy::{MixedBf16, F64};
 use mixprec::{Module, Tensor};
-
-/// `Σ c ⊙ layer(x)`.
-fn loss<L: Layer<Input = f64, Output = f64>>(layer: &L, x: &Tensor<f64>, c: &[f64]) -> f64 {
-    let y = layer.infer(x).unwrap();
-    y.as_slice().iter().zip(c).map(|(y, c)| y * c).sum()
-}
-
-/// The backward pass's input gradient followed by every variable's gradient.
-fn analytic<L>(layer: &L, x: &Tensor<f64>, c: &[f64]) -> Vec<f64>
-where
-    L: Layer<Input = f64, Output = f64> + Clone,
-{
-    struct Grads(Vec<f64>);
-    impl ParamVisitor for Grads {
-        fn visit<P: Policy>(&mut self, _: &str, p: &Param<P>) {
-            self.0
-                .extend(p.grad().expect("a gradient").cast::<f64>().as_slice());
-        }
-    }
-    let mut l = layer.clone();
-    let y = l.train_forward(x.clone()).unwrap();
-    let dy = Tensor::from_vec(y.shape().to_vec(), c.to_vec()).unwrap();
-    let mut g = Grads(l.backward(dy, true).unwrap().unwrap().into_vec());
-    l.visit_params("", &mut g);
-    g.0
-}
-
-/// Central differences of the loss in each input element, then in each variable element.
-fn numeric<L>(layer: &L, x: &Tensor<f64>, c: &[f64]) -> Vec<f64>
-where
-    L: Layer<Input = f64, Output = f64> + Clone,
-{
-    let h = 1e-6;
-    let mut out = Vec::new();
-    for i in 0..x.len() {
-        let (mut xp, mut xm) = (x.clone(), x.clone());
-        xp.as_mut_slice()[i] += h;
-        xm.as_mut_slice()[i] -= h;
-        out.push((loss(layer, &xp, c) - loss(layer, &xm, c)) / (2.0 * h));
-    }
-    let w = layer.get_weights();
-    for v in 0..w.len() {
-        for i in 0..w[v].len() {
-            let shifted = |d: f64| {
-                let mut w2 = w.clone();
-                w2[v].as_mut_slice()[i] += d;
-                let mut l = layer.clone();
-                l.set_weights(&w2).unwrap();
-                loss(&l, x, c)
-            };
-            out.push((shifted(h) - shifted(-h)) / (2.0 * h));
-        }
-    }
-    out
-}
-
-/// The first gradient element more than `1e-7·max(1, |g|)` from the finite difference.
-fn mismatch(a: &[f64], n: &[f64]) -> Option<String> {
-    assert_eq!(a.len(), n.len(), "gradient lengths");
-    (0..a.len()).find_map(|i| {
-        let ok = (a[i] - n[i]).abs() <= 1e-7 * n[i].abs().max(1.0);
-        (!ok).then(|| {
-            format!(
-                "element {i}: backward {} vs finite difference {}",
-                a[i], n[i]
-            )
-        })
-    })
-}
 
 fn check<L: Layer<Input = f64, Output = f64> + Clone>(what: &str, layer: &L, x: &Tensor<f64>) {
     let outputs = layer.infer(x).unwrap().len();
@@ -88,7 +20,7 @@ fn check<L: Layer<Input = f64, Output = f64> + Clone>(what: &str, layer: &L, x: 
         .map(|i| ((i * 7 % 11) as f64 - 5.0) / 3.0)
         .collect();
     let (a, n) = (analytic(layer, x, &c), numeric(layer, x, &c));
-    assert_eq!(mismatch(&a, &n), None, "{what}");
+    assert_eq!(mismatch(&a, &n, 1e-7), None, "{what}");
 }
 
 fn input(rows: usize, n: usize) -> Tensor<f64> {
@@ -171,9 +103,9 @@ fn check_rejects_softmax_gradient_without_its_sum_term() {
     let y = Softmax::<F64>::new().forward(&x).unwrap();
     let wrong: Vec<f64> = y.as_slice().iter().zip(&c).map(|(y, c)| y * c).collect();
     let n = numeric(&Softmax::<F64>::new(), &x, &c);
-    assert!(mismatch(&wrong, &n).is_some());
+    assert!(mismatch(&wrong, &n, 1e-7).is_some());
     assert_eq!(
-        mismatch(&analytic(&Softmax::<F64>::new(), &x, &c), &n),
+        mismatch(&analytic(&Softmax::<F64>::new(), &x, &c), &n, 1e-7),
         None
     );
 }
@@ -201,6 +133,6 @@ fn check_rejects_layer_norm_gradient_without_its_mean_term() {
         wrong.extend(g.iter().zip(&xhat).map(|(g, h)| r * (g - h * m2)));
     }
     let num = numeric(&ln, &x, &c);
-    assert!(mismatch(&wrong, &num).is_some());
-    assert_eq!(mismatch(&analytic(&ln, &x, &c), &num), None);
+    assert!(mismatch(&wrong, &num, 1e-7).is_some());
+    assert_eq!(mismatch(&analytic(&ln, &x, &c), &num, 1e-7), None);
 }

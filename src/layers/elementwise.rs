@@ -148,13 +148,7 @@ macro_rules! activation_layer {
                 Ok(need_input_grad.then_some(dx))
             }
 
-            fn saved_bytes(&self) -> usize {
-                self.saved.bytes()
-            }
-
-            fn clear_saved(&mut self) {
-                self.saved.clear();
-            }
+            $crate::layers::ops::saved::saved_slot!();
 
             fn output_dim(&self, input: usize) -> Option<usize> {
                 Some(input)

@@ -5,6 +5,8 @@
 //! Each integration test file compiles this module on its own and uses only part of it.
 #![allow(dead_code, unused_macros)]
 
+pub mod fd;
+
 use mixprec::layers::Activation;
 use mixprec::policy::{ComputeOf, Policy, VariableOf};
 use mixprec::Element;
