@@ -46,7 +46,7 @@ pub use atomic::{cleanup_temp_files_on_signal, temp_files_in_flight, STALE_AFTER
 pub use info::CheckpointInfo;
 pub use meta::{
     CheckpointMeta, LossScaleState, FORMAT_VERSION, KEY_ARCHITECTURE, KEY_FORMAT, KEY_ITERATIONS,
-    KEY_LAYER_POLICIES, KEY_LOSS_SCALE, KEY_POLICY,
+    KEY_LAYER_POLICIES, KEY_LOSS_SCALE, KEY_POLICY, KEY_STATISTICS,
 };
 pub use tensor::CheckpointTensor;
 use tensor::{from_safetensors_dtype, le_bytes, vec_of_le_bytes};

@@ -66,7 +66,7 @@ pub struct CheckpointMeta {
     /// last component), with [`policy`](Self::policy) as default. [`save`](super::save)
     /// replaces it with the saved model's layers; [`read`](super::read) fills it from the file.
     pub layer_policies: DTypePolicyMap,
-    /// The statistics stored in float32 in a layer of a 16-bit policy ([`KEY_STATISTICS`]);
+    /// The statistics stored in float32 in a layer of a 16-bit policy (the `mixprec.statistics` key);
     /// [`save`](super::save) fills it from the model.
     pub statistics: Vec<String>,
     /// The architecture, as the caller describes it (JSON by convention; stored as given).
