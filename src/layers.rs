@@ -16,6 +16,8 @@
 //!   `layers/elementwise.rs`): an [`Activation`] as a layer.
 //! - [`Conv2D`], [`MaxPooling2D`], [`AveragePooling2D`], [`GlobalAveragePooling2D`], [`Flatten`]:
 //!   the NHWC image layers (`layers/{conv2d,pooling,flatten}.rs`).
+//! - [`Embedding`] (`layers/embedding.rs`, [`EmbeddingConfig`]): a table looked up by index,
+//!   its gradient added sparsely in f32.
 //! - [`Dropout`] (`layers/dropout.rs`): seeded, reproducible from the seed and the step.
 //! - [`Residual`] and [`Add`] (`layers/residual.rs`): skip connections, cast and rounded once at
 //!   the join.
@@ -32,6 +34,7 @@ mod dense;
 mod dispatch;
 mod dropout;
 pub(crate) mod elementwise;
+mod embedding;
 mod flatten;
 mod gelu;
 mod layer_norm;
@@ -51,6 +54,7 @@ pub use conv2d::{Conv2D, Conv2DConfig};
 pub use dense::{AnyDense, Dense, DenseConfig, DenseFamily};
 pub use dispatch::{ByPolicy, FamilyBuilder, FamilyVisitor, PolicyFamily};
 pub use dropout::{Dropout, DropoutConfig};
+pub use embedding::{Embedding, EmbeddingConfig};
 pub use flatten::{Flatten, FlattenConfig};
 pub use gelu::GELU;
 pub use layer_norm::{LayerNormalization, LayerNormalizationConfig};
@@ -126,4 +130,16 @@ pub trait Layer: Module {
     /// The width of the output's last dimension for an input whose last dimension is `input`,
     /// or `None` when `input` does not fit.
     fn output_dim(&self, input: usize) -> Option<usize>;
+
+    /// The output's shape for an input of shape `input` (Keras's `compute_output_shape`), or
+    /// `None` when it does not fit. By default `input` with its last dimension mapped by
+    /// [`output_dim`](Self::output_dim); the layers that change the rank or more than the last
+    /// dimension ([`Flatten`], [`Embedding`], the image layers) and stacks override it, so `fit`
+    /// can check a model whose widths alone do not say what it returns.
+    fn output_shape(&self, input: &[usize]) -> Option<Vec<usize>> {
+        let (&last, lead) = input.split_last()?;
+        let mut shape = lead.to_vec();
+        shape.push(self.output_dim(last)?);
+        Some(shape)
+    }
 }

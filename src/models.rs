@@ -1,9 +1,12 @@
 //! Ready-made architectures described by data, so a model can be chosen on a command line and
 //! recorded in a checkpoint: [`MlpSpec`] builds a `Vec<Dense<P>>` for any policy, or a
-//! [`LayeredMlp`] with each layer in the policy a [`DTypePolicyMap`] gives its path.
+//! [`LayeredMlp`] with each layer in the policy a [`DTypePolicyMap`] gives its path;
+//! [`CnnSpec`] (`models/cnn.rs`) builds a typed [`Cnn`] (Conv2D, MaxPooling2D, Flatten, Dense).
 
+mod cnn;
 mod layered;
 
+pub use cnn::{Cnn, CnnSpec};
 pub use layered::LayeredMlp;
 
 use crate::error::{Error, Result};

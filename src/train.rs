@@ -314,7 +314,10 @@ fn check_setup<M: Layer>(model: &M, data: &Dataset, options: &FitOptions) -> Res
             expected: "below epochs (epochs counts the total, as in Keras)",
         });
     }
-    let out = model.output_dim(data.features()).ok_or_else(|| {
+    let out = model
+        .output_shape(&[data.len(), data.features()])
+        .and_then(|s| s.last().copied());
+    let out = out.ok_or_else(|| {
         Error::shape(
             "model input",
             "the model's input width".into(),

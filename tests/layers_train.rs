@@ -69,3 +69,37 @@ fn a_bf16_mlp_with_dropout_trains_and_infers_without_it() {
     let x: Tensor<bf16> = test.select(&[0, 1, 2, 3]).x().cast();
     assert_eq!(model.infer(&x).unwrap(), model.infer(&x).unwrap());
 }
+
+#[test]
+fn an_embedding_model_learns_a_token_task_under_mixed_bfloat16() {
+    // Sequences of 4 tokens from a vocabulary of 16; the class is the second token's group of 4.
+    let n = 2000;
+    let mut state = 12345u64;
+    let mut tokens = Vec::with_capacity(n * 4);
+    let mut labels = Vec::with_capacity(n);
+    for _ in 0..n {
+        for p in 0..4 {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let t = (state >> 60) as u32;
+            tokens.push(t as f32);
+            if p == 1 {
+                labels.push(t / 4);
+            }
+        }
+    }
+    let data =
+        Dataset::classification(Tensor::from_vec(vec![n, 4], tokens).unwrap(), labels, 4).unwrap();
+    let (train, test) = data.shuffle_split(0.2, 0).unwrap();
+    let mut model = (
+        mixprec::layers::Embedding::<MixedBf16>::new(16, 8).unwrap(),
+        mixprec::layers::Flatten::<MixedBf16>::new(),
+        dense::<MixedBf16>(32, 32, 1, Activation::Relu),
+        dense::<F32>(32, 4, 2, Activation::Linear),
+    );
+    fit(&mut model, &mut Adam::new(1e-2), &train, &options()).unwrap();
+    let acc = accuracy(&model, &test);
+    println!("embedding model, mixed_bfloat16: test accuracy {acc:.4}");
+    assert!(acc >= 0.95, "test accuracy {acc}");
+}

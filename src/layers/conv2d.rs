@@ -196,9 +196,32 @@ impl<P: Policy> Conv2D<P> {
     /// `padding="valid"` the (dilated) kernel is larger than the input, naming both sizes;
     /// [`Error::TooLarge`](crate::Error::TooLarge) when the window matrix would not fit.
     pub fn forward(&self, x: &Tensor<P::Compute>) -> Result<Tensor<P::Compute>> {
-        let g = self.window(x.shape())?;
+        self.forward_shaped(x.as_slice(), x.shape())
+    }
+
+    /// [`forward`](Self::forward) of the elements `x` read as a tensor of `shape`, so a caller
+    /// holding `[batch, h·w·c]` rows runs them as `[batch, h, w, c]` images without a copy.
+    ///
+    /// # Errors
+    ///
+    /// As [`forward`](Self::forward); [`Error::LengthMismatch`](crate::Error::LengthMismatch)
+    /// when `x` does not hold `shape`'s element count.
+    pub(crate) fn forward_shaped(
+        &self,
+        x: &[P::Compute],
+        shape: &[usize],
+    ) -> Result<Tensor<P::Compute>> {
+        let g = self.window(shape)?;
+        let expected = shape.iter().product::<usize>();
+        if x.len() != expected {
+            return Err(crate::Error::LengthMismatch {
+                shape: shape.to_vec(),
+                expected,
+                found: x.len(),
+            });
+        }
         let y = with_infer_cols(|cols| {
-            with_infer_acc::<P::Compute, _>(|acc| self.product(x.as_slice(), &g, cols, false, acc))
+            with_infer_acc::<P::Compute, _>(|acc| self.product(x, &g, cols, false, acc))
         });
         Ok(Tensor::from_parts(g.output_shape(self.filters()), y))
     }

@@ -100,6 +100,16 @@ impl<P: Policy> Flatten<P> {
         Ok(Tensor::from_parts(shape, x.as_slice().to_vec()))
     }
 
+    /// [`forward`](Self::forward) of an owned `x`: only the shape changes (no copy).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ShapeMismatch`] for a 0-D input.
+    pub fn forward_owned(&self, x: Tensor<P::Compute>) -> Result<Tensor<P::Compute>> {
+        let shape = self.compute_output_shape(x.shape())?;
+        Ok(Tensor::from_parts(shape, x.into_vec()))
+    }
+
     /// Keras's `layer(x)`: casts `x` to the compute type, then flattens it.
     ///
     /// # Errors
@@ -141,5 +151,9 @@ impl<P: Policy> Layer for Flatten<P> {
 
     fn output_dim(&self, _input: usize) -> Option<usize> {
         None
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Option<Vec<usize>> {
+        self.compute_output_shape(input).ok()
     }
 }

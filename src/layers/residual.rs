@@ -214,4 +214,8 @@ impl<L: Layer> Layer for Residual<L> {
     fn output_dim(&self, input: usize) -> Option<usize> {
         self.branch.output_dim(input).filter(|&d| d == input)
     }
+
+    fn output_shape(&self, input: &[usize]) -> Option<Vec<usize>> {
+        self.branch.output_shape(input).filter(|s| s == input)
+    }
 }

@@ -110,6 +110,12 @@ macro_rules! tuple_layer {
                 $(let d = self.$t.output_dim(d)?;)+
                 Some(d)
             }
+
+            fn output_shape(&self, input: &[usize]) -> Option<Vec<usize>> {
+                let s = self.$a.output_shape(input)?;
+                $(let s = self.$t.output_shape(&s)?;)+
+                Some(s)
+            }
         }
     };
 }
@@ -215,6 +221,11 @@ impl<L: Layer> Layer for Vec<L> {
     fn output_dim(&self, input: usize) -> Option<usize> {
         self.iter().try_fold(input, |d, l| l.output_dim(d))
     }
+
+    fn output_shape(&self, input: &[usize]) -> Option<Vec<usize>> {
+        self.iter()
+            .try_fold(input.to_vec(), |s, l| l.output_shape(&s))
+    }
 }
 
 #[cfg(test)]
@@ -224,6 +235,25 @@ mod tests {
     use crate::policy::MixedBf16;
     use crate::tensor::Tensor;
     use half::bf16;
+
+    #[test]
+    fn output_shape_follows_rank_changes() {
+        use crate::layers::{Conv2DConfig, Dense, Flatten, MaxPooling2D};
+        use crate::policy::F32;
+        let cnn = (
+            Conv2DConfig::new(4, (3, 3)).init::<F32>(1).unwrap(),
+            MaxPooling2D::<F32>::new(),
+            Flatten::<F32>::new(),
+            Dense::<F32>::new(36, 10),
+        );
+        // 8x8x1, valid 3x3: 6x6x4; pooled 3x3x4 = 36 features.
+        assert_eq!(cnn.output_shape(&[2, 8, 8, 1]), Some(vec![2, 10]));
+        assert_eq!(cnn.output_shape(&[2, 64]), None, "rows are not images");
+        assert_eq!(cnn.output_dim(1), None, "widths alone cannot say");
+        let stack = vec![Dense::<F32>::new(3, 5), Dense::<F32>::new(5, 2)];
+        assert_eq!(stack.output_shape(&[7, 4, 3]), Some(vec![7, 4, 2]));
+        assert_eq!(stack.output_shape(&[7, 4]), None);
+    }
 
     #[test]
     fn vec_stack_matches_tuple_stack() {

@@ -91,6 +91,15 @@ impl Cx<'_> {
                     #(let #n = #layer::output_dim(&self.#members, #n)?;)*
                     ::core::option::Option::Some(#n)
                 }
+
+                fn output_shape(
+                    &self,
+                    #input: &[usize],
+                ) -> ::core::option::Option<::std::vec::Vec<usize>> {
+                    let #n = #input.to_vec();
+                    #(let #n = #layer::output_shape(&self.#members, &#n)?;)*
+                    ::core::option::Option::Some(#n)
+                }
             }
         }
     }

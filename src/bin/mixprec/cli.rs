@@ -27,9 +27,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Train an MLP under one policy and report test accuracy, speed and memory.
+    /// Train an MLP (or --model cnn) under one policy and report test accuracy, speed and
+    /// memory.
     Train(TrainArgs),
-    /// Train the same MLP from the same seed under several policies and compare them.
+    /// Train the same model from the same seed under several policies and compare them.
     Compare(CompareArgs),
     /// Dense forward and backward throughput per policy, side by side.
     Bench(BenchArgs),
@@ -66,22 +67,41 @@ pub enum OptimizerKind {
     Sgd,
 }
 
+/// Which architecture `train` and `compare` build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    /// Dense layers of --hidden widths, ReLU, then a linear output layer.
+    Mlp,
+    /// Conv2D (32 3x3 "same" filters, ReLU), 2x2 MaxPooling2D, Flatten, Dense: each row read
+    /// as a square one-channel image (the digits as [batch, 8, 8, 1]).
+    Cnn,
+}
+
+/// `--lr`'s default for the CNN (the MLP's is 1e-3): tuned on the digits, README.
+pub const CNN_LR: f32 = 3e-3;
+
 /// What to train on and how; shared by `train` and `compare`.
 #[derive(Debug, Clone, Args)]
 pub struct TrainingArgs {
+    /// The architecture: `mlp` (widths from --hidden) or `cnn` (Conv2D-ReLU-MaxPooling2D-
+    /// Flatten-Dense on square images; no --hidden or --layer-policy).
+    #[arg(long, value_enum, default_value_t = ModelKind::Mlp)]
+    pub model: ModelKind,
     /// Passes over the training data (1 to 1000000).
     #[arg(long, default_value_t = 20, value_parser = epochs, allow_negative_numbers = true)]
     pub epochs: u32,
     /// Rows per optimizer step (1 to 1048576; more than the data is one batch of all rows).
     #[arg(long, default_value_t = 32, value_parser = batch_size, allow_negative_numbers = true)]
     pub batch_size: u32,
-    /// Learning rate, in (0, 10].
+    /// Learning rate, in (0, 10]; 0.003 with --model cnn unless given.
     #[arg(long, default_value_t = 1e-3, value_parser = learning_rate, allow_negative_numbers = true)]
     pub lr: f32,
     /// The optimizer (float16 policies wrap it in a LossScaleOptimizer, as Keras does).
     #[arg(long, value_enum, default_value_t = OptimizerKind::Adam)]
     pub optimizer: OptimizerKind,
-    /// Hidden layer widths, comma-separated (each 1 to 16777216, at most 64 layers).
+    /// Hidden layer widths of the MLP, comma-separated (each 1 to 16777216, at most 64
+    /// layers; not with --model cnn).
     #[arg(long, default_value = "128,128", value_parser = parse_widths, allow_negative_numbers = true)]
     pub hidden: Widths,
     /// Seed of the initial weights, the train/test split and the shuffles (0 to 2^64-1).

@@ -1,15 +1,15 @@
-//! `compare`: the same MLP from the same seed under several policies, side by side.
+//! `compare`: the same model (MLP or CNN) from the same seed under several policies, side by side.
 
 use crate::output::{errln, outln};
 
 use mixprec::prelude::*;
 
+use crate::arch::Arch;
 use crate::cli::{CompareArgs, TrainingArgs};
 use crate::layers::{layer_plan, LayerPolicies, PolicyChoice, HEAD};
 use crate::progress::Progress;
 use crate::run::{
-    bytes, check_model_memory, check_output_path, list, spec_for, warn_if_more_classes_than_rows,
-    Report, Run,
+    bytes, check_model_memory, check_output_path, list, warn_if_more_classes_than_rows, Report, Run,
 };
 
 /// `mixprec compare`.
@@ -31,12 +31,16 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
     }
     let t = &args.training;
     let (train, test, data_name) = crate::data::load_split(t)?;
-    let spec = spec_for(t, &train);
+    let spec = Arch::for_data(t, &train, &data_name)?;
     warn_if_more_classes_than_rows(&spec, train.len() + test.len(), &data_name);
-    check_model_memory("--hidden", &spec, t, train.len(), &data_name)?;
+    let what = match spec {
+        Arch::Mlp(_) => "--hidden",
+        Arch::Cnn(_) => "--model",
+    };
+    check_model_memory(what, &spec, t, train.len(), &data_name)?;
     outln!(
-        "mixprec compare: MLP {}, {data_name}, {} epochs, batch {}, {:?} lr {}, seed {}\n",
-        spec.describe(),
+        "mixprec compare: {}, {data_name}, {} epochs, batch {}, {:?} lr {}, seed {}\n",
+        spec.label(),
         t.epochs,
         t.batch_size,
         t.optimizer,
@@ -55,7 +59,17 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
                 layer_policy: flags,
                 ..t.clone()
             };
-            layer_plan(&flags, choice.policy, &spec).map_err(|e| match e {
+            let Arch::Mlp(mlp) = &spec else {
+                if choice.f32_head {
+                    return Err(Error::InvalidArgument {
+                        what: "--policies",
+                        found: format!("{choice} with --model cnn"),
+                        expected: "plain policies: +float32_head is MLP-only for now",
+                    });
+                }
+                return Ok((choice.policy, None));
+            };
+            layer_plan(&flags, choice.policy, mlp).map_err(|e| match e {
                 Error::InvalidArgument { found, .. } if choice.f32_head => Error::InvalidArgument {
                     what: "--policies",
                     found: format!("{choice} with --layer-policy: {found}"),

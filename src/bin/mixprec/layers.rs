@@ -7,18 +7,62 @@ use mixprec::models::MlpSpec;
 use mixprec::prelude::*;
 use mixprec::DTypePolicyMap;
 
-use crate::cli::{Cli, Command, TrainingArgs};
+use clap::parser::ValueSource;
+use clap::ArgMatches;
+
+use crate::cli::{Cli, Command, ModelKind, TrainingArgs};
 
 /// What clap cannot check alone: `--layer-policy` against the layers `--hidden` gives
 /// (duplicates across flags, `head` beside the output layer's number, keys that match no
 /// layer, ambiguous regexes), for `train` and `compare` (whose `+float32_head` runs are checked
 /// when they start). The message becomes a usage error (exit status 2).
-pub fn check(cli: &Cli) -> Result<(), (&'static str, String)> {
-    let (name, training) = match &cli.command {
-        Command::Train(a) if a.resume.is_none() => ("train", &a.training),
-        Command::Compare(a) => ("compare", &a.training),
+///
+/// For `--model cnn` it also refuses `--hidden` and `--layer-policy` (MLP-only), and sets
+/// `--lr` to the CNN's default unless it was given; `--model` with `--resume` is refused (the
+/// checkpoint says which model it is).
+pub fn check(cli: &mut Cli, matches: &ArgMatches) -> Result<(), (&'static str, String)> {
+    if let Command::Train(a) = &cli.command {
+        let given = matches
+            .subcommand_matches("train")
+            .and_then(|m| m.value_source("model"));
+        if a.resume.is_some() && given == Some(ValueSource::CommandLine) {
+            let why = "--model with --resume: the checkpoint records its architecture";
+            return Err(("train", why.into()));
+        }
+    }
+    let (name, training, f32_head) = match &mut cli.command {
+        Command::Train(a) if a.resume.is_none() => ("train", &mut a.training, false),
+        Command::Compare(a) => {
+            let head = a.policies.iter().any(|c| c.f32_head);
+            ("compare", &mut a.training, head)
+        }
         _ => return Ok(()),
     };
+    if training.model == ModelKind::Cnn {
+        let given = |flag: &str| {
+            matches
+                .subcommand_matches(name)
+                .and_then(|m| m.value_source(flag))
+                == Some(ValueSource::CommandLine)
+        };
+        if given("hidden") {
+            let why = "--hidden sets the widths of an MLP's hidden layers; --model cnn has none (use --model mlp)";
+            return Err((name, why.into()));
+        }
+        if !training.layer_policy.is_empty() {
+            let why =
+                "--layer-policy is MLP-only for now; --model cnn runs every layer in --policy";
+            return Err((name, why.into()));
+        }
+        if f32_head {
+            let why = format!("--policies NAME{F32_HEAD_SUFFIX} is MLP-only for now; --model cnn runs every layer in the policy");
+            return Err((name, why));
+        }
+        if !given("lr") {
+            training.lr = crate::cli::CNN_LR;
+        }
+        return Ok(());
+    }
     let layers = training.hidden.0.len() + 1;
     layer_map(&training.layer_policy, DTypePolicy::Float32, layers)
         .map(drop)

@@ -5,7 +5,9 @@
 //! The limits are far above what the CLI is for (MLPs on data that fits in memory) and are listed
 //! in `--help`.
 
-use mixprec::models::MlpSpec;
+use mixprec::models::{CnnSpec, MlpSpec};
+
+use crate::arch::Arch;
 use mixprec::{Error, Result};
 
 /// Most bytes one command may plan to allocate for its model, optimizer state and activations
@@ -52,15 +54,48 @@ pub fn parameters(spec: &MlpSpec) -> u128 {
 /// master value, its gradient, two optimizer slots, a compute copy and two packed copies
 /// (28 bytes), and per batch row and unit the forward output, its f32 accumulator and the
 /// backward's gradient (12 bytes).
-pub fn training_bytes(spec: &MlpSpec, batch: usize) -> u128 {
-    28 * parameters(spec) + 12 * batch as u128 * units(spec)
+///
+/// For the CNN: the same 28 bytes per parameter, and per image 12 bytes per input, convolution
+/// output, pooled output and logit, 16 per element of its window matrix (saved, and its
+/// gradient) and 8 per pooled output (the argmax index).
+pub fn training_bytes(spec: &Arch, batch: usize) -> Result<u128> {
+    let batch = batch as u128;
+    Ok(match spec {
+        Arch::Mlp(spec) => 28 * parameters(spec) + 12 * batch * units(spec),
+        Arch::Cnn(spec) => {
+            let (units, cols, pooled) = cnn_elements(spec)?;
+            28 * spec.param_count_wide()? + batch * (12 * units + 16 * cols + 8 * pooled)
+        }
+    })
 }
 
 /// Bytes running `spec` forward on batches of `batch` rows will need, roughly: per parameter
 /// the value, a compute copy and two packed copies (16 bytes), and per batch row and unit the
 /// output and its f32 accumulator (8 bytes).
-pub fn inference_bytes(spec: &MlpSpec, batch: usize) -> u128 {
-    16 * parameters(spec) + 8 * batch as u128 * units(spec)
+///
+/// For the CNN: 16 bytes per parameter, and per image 8 per input, convolution output, pooled
+/// output and logit, and 4 per element of its window matrix.
+pub fn inference_bytes(spec: &Arch, batch: usize) -> Result<u128> {
+    let batch = batch as u128;
+    Ok(match spec {
+        Arch::Mlp(spec) => 16 * parameters(spec) + 8 * batch * units(spec),
+        Arch::Cnn(spec) => {
+            let (units, cols, _) = cnn_elements(spec)?;
+            16 * spec.param_count_wide()? + batch * (8 * units + 4 * cols)
+        }
+    })
+}
+
+/// Per image: the elements of the input, the convolution output, the pooled output and the
+/// logits; of the window matrix; and of the pooled output.
+fn cnn_elements(spec: &CnnSpec) -> Result<(u128, u128, u128)> {
+    let wide = |s: [usize; 3]| s.iter().map(|&d| d as u128).product::<u128>();
+    let (conv, pooled) = (wide(spec.conv_output()?), wide(spec.pool_output()?));
+    let (kh, kw) = spec.kernel_size;
+    let positions = conv / spec.filters as u128;
+    let cols = positions * kh as u128 * kw as u128 * spec.input[2] as u128;
+    let units = wide(spec.input) + conv + pooled + spec.outputs as u128;
+    Ok((units, cols, pooled))
 }
 
 fn units(spec: &MlpSpec) -> u128 {

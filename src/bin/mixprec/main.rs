@@ -11,6 +11,7 @@
 
 #![forbid(unsafe_code)] // the library's kernels hold the project's only `unsafe`
 
+mod arch;
 mod bench;
 mod cli;
 mod compare;
@@ -28,7 +29,7 @@ mod train;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 use cli::{Cli, Command};
 
@@ -36,9 +37,9 @@ fn main() -> ExitCode {
     // A SIGINT or SIGTERM during a save removes the save's temporary file before the process
     // ends; without the handler (if it cannot be installed) saves are still atomic.
     let _ = mixprec::io::cleanup_temp_files_on_signal();
-    let cli = Cli::parse();
-    if let Err((subcommand, message)) = layers::check(&cli) {
-        use clap::CommandFactory;
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Err((subcommand, message)) = layers::check(&mut cli, &matches) {
         let mut cmd = Cli::command();
         cmd.build();
         let sub = cmd

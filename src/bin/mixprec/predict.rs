@@ -5,12 +5,12 @@ use std::path::Path;
 
 use mixprec::data::{Dataset, TargetData};
 use mixprec::io::{checkpoint, Checkpoint};
-use mixprec::models::MlpSpec;
 use mixprec::policy::Policy;
 use mixprec::prelude::*;
 use mixprec::train::predict as predict_rows;
 use mixprec::DTypePolicyMap;
 
+use crate::arch::Arch;
 use crate::cli::PredictArgs;
 
 /// Builds the checkpoint's model in policy `P`, loads its variables and predicts.
@@ -18,9 +18,9 @@ struct Predict<'a> {
     ckpt: &'a Checkpoint,
     /// Cast the variables to `P` (`--policy`); otherwise every layer must have its stored policy.
     convert: bool,
-    /// The stored per-layer policies, when they are not uniform.
+    /// The stored per-layer policies, when they are not uniform (MLP only).
     layers: Option<&'a DTypePolicyMap>,
-    spec: MlpSpec,
+    spec: &'a Arch,
     x: &'a Tensor<f32>,
 }
 
@@ -28,13 +28,26 @@ impl PolicyVisitor for Predict<'_> {
     type Output = Result<Tensor<f32>>;
 
     fn visit<P: Policy>(self) -> Result<Tensor<f32>> {
+        let spec = match self.spec {
+            Arch::Mlp(spec) => spec,
+            Arch::Cnn(spec) => {
+                let model = spec.build::<P>(0)?;
+                return self.run(model);
+            }
+        };
         if let (Some(map), false) = (self.layers, self.convert) {
             // Each layer in its stored policy.
-            let mut model = self.spec.build_layered(map, 0)?;
+            let mut model = spec.build_layered(map, 0)?;
             checkpoint::load_into(&mut model, self.ckpt)?;
             return predict_rows(&model, self.x, 256);
         }
-        let mut model = self.spec.build::<P>(0)?;
+        self.run(spec.build::<P>(0)?)
+    }
+}
+
+impl Predict<'_> {
+    /// Loads the checkpoint into `model` (strictly, or cast with `--policy`) and predicts.
+    fn run<M: Layer>(self, mut model: M) -> Result<Tensor<f32>> {
         if self.convert {
             checkpoint::load_into_converting(&mut model, self.ckpt)?;
         } else {
@@ -50,10 +63,14 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
     let ckpt = checkpoint::read(&args.model)?;
     let spec = architecture(&ckpt, &args.model)?;
     let model = args.model.display();
+    let kind = match spec {
+        Arch::Mlp(_) => "an MLP",
+        Arch::Cnn(_) => "a",
+    };
     crate::limits::check_memory(
         "--model",
-        format!("{model}'s architecture, an MLP {},", spec.describe()),
-        crate::limits::inference_bytes(&spec, 256),
+        format!("{model}'s architecture, {kind} {},", spec.describe()),
+        crate::limits::inference_bytes(&spec, 256)?,
     )?;
     let (data, name) = crate::data::load(&args.data)?;
     // The logits of every row are held at once.
@@ -62,23 +79,26 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
         format!(
             "{} rows of {name} through {model}'s {} outputs",
             data.len(),
-            spec.outputs
+            spec.outputs()
         ),
-        4 * data.len() as u128 * spec.outputs as u128,
+        4 * data.len() as u128 * spec.outputs() as u128,
     )?;
-    if data.features() != spec.inputs {
+    if data.features() != spec.inputs() {
         return Err(Error::ShapeMismatch {
             what: "data features",
-            expected: format!("[rows, {}] for model {}", spec.inputs, spec.describe()),
+            expected: format!("[rows, {}] for model {}", spec.inputs(), spec.describe()),
             found: data.x().shape().to_vec(),
         });
     }
-    check_labels(&data, &name, &spec, &model.to_string())?;
-    let (stored, layers) = crate::layers::stored_plan(ckpt.meta(), &spec)?;
+    check_labels(&data, &name, spec.outputs(), &model.to_string())?;
+    let (stored, layers) = match &spec {
+        Arch::Mlp(mlp) => crate::layers::stored_plan(ckpt.meta(), mlp)?,
+        Arch::Cnn(_) => (ckpt.meta().policy, None),
+    };
     let policy = args.policy.unwrap_or(stored);
-    let stored_as = match &layers {
-        Some(map) => crate::layers::describe_layers(&spec.layer_policies(map)?),
-        None => stored.to_string(),
+    let stored_as = match (&layers, spec.mlp()) {
+        (Some(map), Some(mlp)) => crate::layers::describe_layers(&mlp.layer_policies(map)?),
+        _ => stored.to_string(),
     };
     let run_as = match (&layers, args.policy) {
         (Some(_), None) => "its layers' policies".to_string(),
@@ -88,7 +108,7 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
         ckpt: &ckpt,
         convert: args.policy.is_some(),
         layers: layers.as_ref(),
-        spec: spec.clone(),
+        spec: &spec,
         x: data.x(),
     })?;
     let classes = argmax_rows(&logits);
@@ -117,24 +137,24 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
 }
 
 /// The model a checkpoint describes, or an error naming the file and the metadata key.
-pub fn architecture(ckpt: &Checkpoint, path: &Path) -> Result<MlpSpec> {
+pub fn architecture(ckpt: &Checkpoint, path: &Path) -> Result<Arch> {
     let json = &ckpt.meta().architecture;
-    MlpSpec::from_json(json).map_err(|e| Error::InvalidMetadata {
+    Arch::from_json(json).map_err(|e| Error::InvalidMetadata {
         path: path.display().to_string(),
         key: "mixprec.architecture",
         found: json.chars().take(80).collect(),
-        expected: r#"an MLP: {"model":"mlp","inputs":N,"hidden":[..],"outputs":N,"activation":"relu"}"#,
+        expected: r#"an MLP: {"model":"mlp","inputs":N,"hidden":[..],"outputs":N,"activation":"relu"}, or a CNN: {"model":"cnn","input":[H,W,C],...}"#,
         source: Some(Box::new(e)),
     })
 }
 
 /// Fails, naming the data file, the row and the model's classes, when a label is not one of the
 /// model's classes (accuracy against it would mean nothing).
-pub fn check_labels(data: &Dataset, name: &str, spec: &MlpSpec, model: &str) -> Result<()> {
+pub fn check_labels(data: &Dataset, name: &str, outputs: usize, model: &str) -> Result<()> {
     let TargetData::Classes { labels, .. } = data.targets() else {
         return Ok(());
     };
-    match labels.iter().position(|&l| l as usize >= spec.outputs) {
+    match labels.iter().position(|&l| l as usize >= outputs) {
         None => Ok(()),
         Some(row) => Err(Error::InvalidArgument {
             what: "--data",
@@ -142,9 +162,9 @@ pub fn check_labels(data: &Dataset, name: &str, spec: &MlpSpec, model: &str) -> 
                 "{name} row {} has label {}, but model {model} has {} class{} (labels 0..={})",
                 row + 1,
                 labels[row],
-                spec.outputs,
-                if spec.outputs == 1 { "" } else { "es" },
-                spec.outputs.saturating_sub(1)
+                outputs,
+                if outputs == 1 { "" } else { "es" },
+                outputs.saturating_sub(1)
             ),
             expected: "labels the model was trained on",
         }),

@@ -1,9 +1,9 @@
 //! `train --resume`: the training settings a checkpoint records, and reading them back.
 
 use mixprec::io::{checkpoint, Checkpoint};
-use mixprec::models::MlpSpec;
 use mixprec::prelude::*;
 
+use crate::arch::Arch;
 use crate::cli::{OptimizerKind, TrainingArgs};
 
 /// The training settings a checkpoint records (metadata key `mixprec.train`), so `--resume`
@@ -44,7 +44,7 @@ impl TrainRecord {
 pub struct Resume {
     pub path: std::path::PathBuf,
     pub ckpt: Checkpoint,
-    pub spec: MlpSpec,
+    pub spec: Arch,
     pub args: TrainingArgs,
     pub done: usize,
 }
@@ -85,7 +85,9 @@ impl Resume {
             batch_size: rec.batch_size,
             lr: rec.lr,
             optimizer: rec.optimizer,
-            hidden: crate::cli::Widths(spec.hidden.clone()),
+            model: spec.kind(),
+            // The CNN has no hidden widths; its architecture comes from the checkpoint.
+            hidden: crate::cli::Widths(spec.mlp().map_or_else(Vec::new, |s| s.hidden.clone())),
             seed: rec.seed,
             data: rec.data,
             continue_on_divergence: flags.continue_on_divergence,

@@ -1,19 +1,20 @@
 //! The run `train` and `compare` share: one generic training run per policy, reached from the
 //! run-time policy through `DTypePolicy::visit` (no `dyn` in the model or the optimizer), with a
-//! typed `Vec<Dense<P>>` or, for per-layer policies, a `LayeredMlp`; and their common checks.
+//! typed `Vec<Dense<P>>` or, for per-layer policies, a `LayeredMlp`, or the typed `Cnn<P>`; and
+//! their common checks.
 
 use crate::output::errln;
 use std::time::Instant;
 
 use mixprec::data::Dataset;
 use mixprec::io::{checkpoint, Checkpoint, CheckpointMeta};
-use mixprec::models::MlpSpec;
 use mixprec::optimizers::{Adam, AutoOptimizer, PlainOptimizer, Sgd};
 use mixprec::policy::Policy;
 use mixprec::prelude::*;
 use mixprec::train::{evaluate, fit_with_callback, FitOptions};
 use mixprec::DTypePolicyMap;
 
+use crate::arch::Arch;
 use crate::cli::{OptimizerKind, TrainingArgs};
 use crate::progress::Progress;
 use crate::resume::TrainRecord;
@@ -48,8 +49,8 @@ pub struct Run<'a> {
     pub save: Option<&'a std::path::Path>,
     /// A checkpoint to continue from, and the epochs it had done.
     pub resume: Option<(&'a Checkpoint, usize)>,
-    pub spec: &'a MlpSpec,
-    /// Per-layer policies, when they are not uniform.
+    pub spec: &'a Arch,
+    /// Per-layer policies, when they are not uniform (MLP only).
     pub layers: Option<&'a DTypePolicyMap>,
     /// The name of the run in the progress bar and the report.
     pub label: String,
@@ -73,13 +74,18 @@ impl PolicyVisitor for Run<'_> {
 
 impl Run<'_> {
     fn run<P: Policy, O: PlainOptimizer>(self, optimizer: O) -> Result<Report> {
-        match self.layers {
-            None => {
-                let model = self.spec.build::<P>(self.args.seed)?;
+        let seed = self.args.seed;
+        match (self.spec, self.layers) {
+            (Arch::Mlp(spec), None) => {
+                let model = spec.build::<P>(seed)?;
                 self.train_model(model, optimizer, P::RUNTIME)
             }
-            Some(map) => {
-                let model = self.spec.build_layered(map, self.args.seed)?;
+            (Arch::Mlp(spec), Some(map)) => {
+                let model = spec.build_layered(map, seed)?;
+                self.train_model(model, optimizer, P::RUNTIME)
+            }
+            (Arch::Cnn(spec), _) => {
+                let model = spec.build::<P>(seed)?;
                 self.train_model(model, optimizer, P::RUNTIME)
             }
         }
@@ -151,9 +157,9 @@ impl Run<'_> {
             .iter()
             .map(|e| e.samples_per_sec * e.seconds)
             .sum::<f64>() as usize;
-        let layer_policies = match self.layers {
-            Some(map) => Some(self.spec.layer_policies(map)?),
-            None => None,
+        let layer_policies = match (self.layers, self.spec.mlp()) {
+            (Some(map), Some(spec)) => Some(spec.layer_policies(map)?),
+            _ => None,
         };
         Ok(Report {
             policy,
@@ -180,57 +186,53 @@ impl Run<'_> {
     }
 }
 
-pub fn spec_for(args: &TrainingArgs, train: &Dataset) -> MlpSpec {
-    MlpSpec::new(
-        train.features(),
-        args.hidden.0.clone(),
-        train.classes().unwrap_or(1),
-    )
-}
-
 /// Fails, naming `what` (`--hidden`, or `--resume` for a checkpoint's architecture), the data's
 /// width and class count and the bytes, when training
 /// `spec` would plan more than [`limits::MEMORY_LIMIT`](crate::limits::MEMORY_LIMIT).
 pub fn check_model_memory(
     what: &'static str,
-    spec: &MlpSpec,
+    spec: &Arch,
     t: &TrainingArgs,
     train_rows: usize,
     data_name: &str,
 ) -> Result<()> {
-    if spec.outputs as u64 > crate::limits::MAX_DIM {
+    let outputs = spec.outputs();
+    if outputs as u64 > crate::limits::MAX_DIM {
         return Err(Error::InvalidArgument {
             what: "--data",
             found: format!(
                 "{data_name} has labels up to {}, so the model would need {} classes",
-                spec.outputs - 1,
-                spec.outputs
+                outputs - 1,
+                outputs
             ),
             expected: "class labels 0..=16777215; is --label-column the label column?",
         });
     }
     // A batch is never more than the training rows.
     let batch = (t.batch_size as usize).min(train_rows);
+    let kind = match spec {
+        Arch::Mlp(_) => "an MLP",
+        Arch::Cnn(_) => "a",
+    };
     crate::limits::check_memory(
         what,
         format!(
-            "an MLP {} ({} inputs and {} classes from {data_name}) trained in batches of {batch}",
+            "{kind} {} ({} inputs and {outputs} classes from {data_name}) trained in batches of {batch}",
             spec.describe(),
-            spec.inputs,
-            spec.outputs
+            spec.inputs(),
         ),
-        crate::limits::training_bytes(spec, batch),
+        crate::limits::training_bytes(spec, batch)?,
     )
 }
 
 /// A class count above the row count usually means the label column holds IDs, not classes
 /// (a label of 1,000,000 builds a model with a million outputs); say so, once, on stderr.
-pub fn warn_if_more_classes_than_rows(spec: &MlpSpec, rows: usize, data_name: &str) {
-    if spec.outputs > rows.max(2) {
+pub fn warn_if_more_classes_than_rows(spec: &Arch, rows: usize, data_name: &str) {
+    let outputs = spec.outputs();
+    if outputs > rows.max(2) {
         errln!(
-            "warning: {data_name} has labels up to {} ({} classes, an output layer that wide) but only {rows} rows; is --label-column the label column?",
-            spec.outputs - 1,
-            spec.outputs
+            "warning: {data_name} has labels up to {} ({outputs} classes, an output layer that wide) but only {rows} rows; is --label-column the label column?",
+            outputs - 1,
         );
     }
 }

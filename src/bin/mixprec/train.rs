@@ -5,13 +5,13 @@ use crate::output::outln;
 
 use mixprec::prelude::*;
 
+use crate::arch::Arch;
 use crate::cli::TrainArgs;
 use crate::layers::{describe_layers, layer_plan, stored_plan};
 use crate::progress::Progress;
 use crate::resume::Resume;
 use crate::run::{
-    bytes, check_model_memory, check_output_path, list, spec_for, warn_if_more_classes_than_rows,
-    Run,
+    bytes, check_model_memory, check_output_path, list, warn_if_more_classes_than_rows, Run,
 };
 
 /// `mixprec train`.
@@ -55,21 +55,21 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     let (data, data_name) = crate::data::load(&t.data)?;
     if let Some(r) = &resume {
         let model = r.path.display().to_string();
-        crate::predict::check_labels(&data, &data_name, &r.spec, &model)?;
+        crate::predict::check_labels(&data, &data_name, r.spec.outputs(), &model)?;
     }
     let (train, test) = data.shuffle_split(t.test_split, t.seed)?;
     drop(data);
     let spec = match &resume {
         Some(r) => r.spec.clone(),
-        None => spec_for(t, &train),
+        None => Arch::for_data(t, &train, &data_name)?,
     };
     if resume.is_none() {
         warn_if_more_classes_than_rows(&spec, train.len() + test.len(), &data_name);
     }
-    let what = if resume.is_some() {
-        "--resume"
-    } else {
-        "--hidden"
+    let what = match (&resume, &spec) {
+        (Some(_), _) => "--resume",
+        (None, Arch::Mlp(_)) => "--hidden",
+        (None, Arch::Cnn(_)) => "--model",
     };
     check_model_memory(what, &spec, t, train.len(), &data_name)?;
     if let Some(r) = &resume {
@@ -79,24 +79,25 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             r.done
         );
     }
-    let (policy, layers) = match &resume {
-        Some(r) => stored_plan(r.ckpt.meta(), &spec)?,
-        None => layer_plan(t, policy, &spec)?,
+    let (policy, layers) = match (&resume, &spec) {
+        (Some(r), Arch::Mlp(mlp)) => stored_plan(r.ckpt.meta(), mlp)?,
+        (None, Arch::Mlp(mlp)) => layer_plan(t, policy, mlp)?,
+        (_, Arch::Cnn(_)) => (policy, None),
     };
-    let layout = match &layers {
-        Some(map) => format!(
+    let layout = match (&layers, spec.mlp()) {
+        (Some(map), Some(mlp)) => format!(
             "per-layer policies {} (default {policy})",
-            describe_layers(&spec.layer_policies(map)?)
+            describe_layers(&mlp.layer_policies(map)?)
         ),
-        None => format!(
+        _ => format!(
             "policy {policy} (compute {}, variables {})",
             policy.compute_dtype(),
             policy.variable_dtype()
         ),
     };
     outln!(
-        "mixprec train: {layout}, MLP {}, {data_name}: {} train / {} test rows",
-        spec.describe(),
+        "mixprec train: {layout}, {}, {data_name}: {} train / {} test rows",
+        spec.label(),
         train.len(),
         test.len()
     );

@@ -133,4 +133,8 @@ impl<P: Policy> Layer for Conv2D<P> {
     fn output_dim(&self, input: usize) -> Option<usize> {
         (input == self.input_channels()).then_some(self.filters())
     }
+
+    fn output_shape(&self, input: &[usize]) -> Option<Vec<usize>> {
+        self.compute_output_shape(input).ok()
+    }
 }

@@ -164,4 +164,8 @@ impl<P: Policy> Layer for MaxPooling2D<P> {
     fn output_dim(&self, input: usize) -> Option<usize> {
         Some(input)
     }
+
+    fn output_shape(&self, input: &[usize]) -> Option<Vec<usize>> {
+        self.compute_output_shape(input).ok()
+    }
 }
