@@ -7,6 +7,9 @@
 //! - [`AnyDense`]: a `Dense` whose policy was chosen at run time.
 //! - [`Softmax`] (`layers/softmax.rs`, [`SoftmaxConfig`]): over the last axis, with a mask; f32
 //!   inside whatever the policy.
+//! - [`BatchNormalization`] (`layers/batch_norm.rs`, [`BatchNormalizationConfig`]): batch
+//!   statistics over every axis but the last in f32, moving statistics as non-trainable f32
+//!   variables.
 //! - [`LayerNormalization`] (`layers/layer_norm.rs`, [`LayerNormalizationConfig`]): statistics
 //!   and normalisation in f32, `gamma`/`beta` in the variable type.
 //! - [`ReLU`], [`GELU`], [`Sigmoid`], [`Tanh`] (`layers/{relu,gelu,sigmoid,tanh}.rs`, over
@@ -25,6 +28,7 @@
 //! saved activations) is in `layers/ops/`.
 
 mod activation;
+mod batch_norm;
 mod conv2d;
 mod dense;
 mod dispatch;
@@ -45,6 +49,7 @@ mod tanh;
 
 pub use crate::init::{Initializer, DEFAULT_SEED};
 pub use activation::Activation;
+pub use batch_norm::{BatchNormalization, BatchNormalizationConfig};
 pub use conv2d::{Conv2D, Conv2DConfig};
 pub use dense::{AnyDense, Dense, DenseConfig, DenseFamily};
 pub use dispatch::{ByPolicy, FamilyBuilder, FamilyVisitor, PolicyFamily};

@@ -172,8 +172,8 @@ pub mod prelude {
     pub use crate::dtype::{DType, Element};
     pub use crate::error::{Error, Result};
     pub use crate::layers::{
-        Activation, AnyDense, Dense, DenseConfig, Layer, LayerNormalization, ReLU, Sigmoid,
-        Softmax, Tanh, GELU,
+        Activation, AnyDense, BatchNormalization, Dense, DenseConfig, Layer, LayerNormalization,
+        ReLU, Sigmoid, Softmax, Tanh, GELU,
     };
     pub use crate::losses::Loss;
     pub use crate::optimizers::{Adam, AutoOptimizer, LossScaleOptimizer, Optimizer, Sgd};

@@ -101,7 +101,7 @@ pub trait Module {
     fn variable_bytes(&self) -> usize {
         self.variables()
             .iter()
-            .map(|v| v.len() * v.policy.variable_dtype().size_of())
+            .map(|v| v.len() * v.dtype.size_of())
             .sum()
     }
 
@@ -159,7 +159,7 @@ pub trait Module {
                 let expected = format!("{} {}", v.name, fmt_shape(&v.shape));
                 return Err(Error::shape("weight", expected, w.shape()));
             }
-            let max = v.policy.variable_dtype().max_finite();
+            let max = v.dtype.max_finite();
             if let Some(i) = w
                 .as_slice()
                 .iter()
@@ -199,7 +199,9 @@ pub trait Module {
                 self.0.push(VariableInfo {
                     name: name.to_string(),
                     shape: p.shape().to_vec(),
-                    policy: P::RUNTIME,
+                    policy: p.layer_policy(),
+                    dtype: P::VARIABLE_DTYPE,
+                    trainable: p.is_trainable(),
                 });
             }
         }
@@ -218,6 +220,11 @@ pub struct VariableInfo {
     pub shape: Vec<usize>,
     /// The policy of the layer that owns it.
     pub policy: DTypePolicy,
+    /// The type it is stored in: its policy's variable type, except for a statistic
+    /// ([`Param::statistic`]), stored in the accumulator type (float32 in a bfloat16 layer).
+    pub dtype: crate::DType,
+    /// False for a variable optimizers do not train ([`Param::non_trainable`]).
+    pub trainable: bool,
 }
 
 impl VariableInfo {

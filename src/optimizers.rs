@@ -280,7 +280,9 @@ pub(crate) fn update_each<M: Module, U: ElementwiseUpdate>(
         fn visit<P: Policy>(&mut self, p: &mut Param<P>) {
             let index = self.index;
             self.index += 1;
-            if self.result.is_err() {
+            // A non-trainable variable keeps its index (slots are keyed by visiting order, so
+            // exported state resumes exactly) but has no slot and no update.
+            if self.result.is_err() || !p.is_trainable() {
                 return;
             }
             if p.grad_slice().is_none() {
@@ -368,7 +370,7 @@ pub fn grads_are_finite<M: Module>(model: &M) -> bool {
     struct Finite(bool);
     impl ParamVisitor for Finite {
         fn visit<P: Policy>(&mut self, _: &str, p: &Param<P>) {
-            if p.grad_known_finite() {
+            if p.grad_known_finite() || !p.is_trainable() {
                 return;
             }
             if let (true, Some(g)) = (self.0, p.grad_slice()) {

@@ -37,6 +37,13 @@ pub struct Param<P: Policy> {
     /// The value as a packed matrix operand `B` for the selected kernel, as is (`[0]`) and
     /// transposed (`[1]`); only 2-D variables (kernels) use it.
     packed: [OnceLock<PackedB<P::Compute>>; 2],
+    /// False for state a layer updates itself (BatchNormalization's moving statistics):
+    /// optimizers skip it, the finiteness scan ignores it, and no backward pass writes its
+    /// gradient. Checkpoints, `get_weights` and `param_count` include it, as Keras's do.
+    trainable: bool,
+    /// The policy of the layer that owns the variable: `P`'s, except for a statistic a layer
+    /// keeps in [`Policy::Stats`] ([`Param::statistic`]), which reports its layer's.
+    owner: crate::DTypePolicy,
 }
 
 impl<P: Policy> Param<P> {
@@ -49,7 +56,48 @@ impl<P: Policy> Param<P> {
             grad_finite: false,
             compute: OnceLock::new(),
             packed: Default::default(),
+            trainable: true,
+            owner: P::RUNTIME,
         }
+    }
+
+    /// A non-trainable statistic of a layer in policy `L`, kept in `L`'s accumulator policy
+    /// `L::Stats` (f32, or f64 for `F64`) whatever `L` computes in: BatchNormalization's moving
+    /// mean and variance. It reports `L`'s policy as its layer's
+    /// ([`VariableInfo::policy`](crate::module::VariableInfo::policy)) and `P::Variable` as its
+    /// stored type, so a checkpoint records it beside its layer's other variables.
+    pub fn statistic<L: Policy<Stats = P>>(value: Tensor<P::Variable>) -> Self {
+        Param {
+            owner: L::RUNTIME,
+            ..Param::non_trainable(value)
+        }
+    }
+
+    /// The policy of the layer that owns the variable (see [`statistic`](Self::statistic)).
+    pub fn layer_policy(&self) -> crate::DTypePolicy {
+        self.owner
+    }
+
+    /// A non-trainable variable holding `value` (Keras's `trainable=False` weights: state the
+    /// layer updates itself, like BatchNormalization's moving mean and variance). Optimizers
+    /// skip it, and it never has a gradient.
+    ///
+    /// ```
+    /// use mixprec::{param::Param, policy::F32, Tensor};
+    /// let mean = Param::<F32>::non_trainable(Tensor::from_vec(vec![2], vec![0.0f32; 2])?);
+    /// assert!(!mean.is_trainable());
+    /// # Ok::<(), mixprec::Error>(())
+    /// ```
+    pub fn non_trainable(value: Tensor<P::Variable>) -> Self {
+        Param {
+            trainable: false,
+            ..Param::new(value)
+        }
+    }
+
+    /// False for a variable made by [`non_trainable`](Self::non_trainable).
+    pub fn is_trainable(&self) -> bool {
+        self.trainable
     }
 
     /// The master value.
@@ -187,6 +235,7 @@ impl<P: Policy> Param<P> {
     ///
     /// [`grads_are_finite`]: crate::optimizers::grads_are_finite
     pub(crate) fn write_grad<A: Element>(&mut self, bound: f64, fill: impl FnOnce(&mut [A])) {
+        debug_assert!(self.trainable, "no gradient for a non-trainable variable");
         // Rounding is monotonic, so |g| <= bound implies |round(g)| <= round(bound).
         self.grad_finite = A::from_f64_rne(bound).as_f64().is_finite()
             && P::Variable::from_f64_rne(bound).as_f64().is_finite();
@@ -214,6 +263,13 @@ impl<P: Policy> Param<P> {
     /// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) when the shape differs from the
     /// value's.
     pub fn set_grad(&mut self, grad: Tensor<P::Variable>) -> crate::Result<()> {
+        if !self.trainable {
+            return Err(crate::Error::InvalidArgument {
+                what: "gradient",
+                found: "a gradient for a non-trainable variable".into(),
+                expected: "gradients only for trainable variables (Param::is_trainable)",
+            });
+        }
         if grad.shape() != self.value.shape() {
             let expected = crate::error::fmt_shape(self.value.shape());
             return Err(crate::Error::shape("gradient", expected, grad.shape()));
@@ -234,7 +290,10 @@ impl<P: Policy> Param<P> {
 
     /// The same variable in policy `Q` (value cast to `Q::Variable`, no gradient).
     pub fn to_policy<Q: Policy>(&self) -> Param<Q> {
-        Param::new(self.value.cast())
+        Param {
+            trainable: self.trainable,
+            ..Param::new(self.value.cast())
+        }
     }
 }
 
@@ -247,6 +306,8 @@ impl<P: Policy> Clone for Param<P> {
             grad_finite: self.grad_finite,
             compute: OnceLock::new(),
             packed: Default::default(),
+            trainable: self.trainable,
+            owner: self.owner,
         }
     }
 }
@@ -263,6 +324,7 @@ impl<P: Policy> std::fmt::Debug for Param<P> {
         f.debug_struct("Param")
             .field("value", &self.value)
             .field("has_grad", &self.grad.is_some())
+            .field("trainable", &self.trainable)
             .finish()
     }
 }

@@ -57,6 +57,14 @@ pub trait Policy:
     /// gradients), [`B0`] otherwise. A type, so optimizers can be gated on it at compile time; a
     /// model's bit is the OR of its layers' ([`LossScaleBit::Or`]).
     type NeedsLossScale: LossScaleBit;
+    /// The policy of statistics a layer keeps in the accumulator type whatever it computes in:
+    /// [`F32`] for every policy but [`F64`], which keeps [`F64`]. BatchNormalization's moving
+    /// mean and variance are `Param<P::Stats>`, because a 0.01-weighted update of a bfloat16
+    /// value is rounded away and the average would stall.
+    type Stats: Policy<
+        Compute = <Self::Variable as Element>::Acc,
+        Variable = <Self::Variable as Element>::Acc,
+    >;
     /// Keras's name (`"mixed_bfloat16"`, …).
     const NAME: &'static str;
     /// The run-time policy with the same meaning.
@@ -111,7 +119,7 @@ mod sealed {
 }
 
 macro_rules! policies {
-    ($($(#[$doc:meta])* $name:ident = $keras:literal, $variant:ident, $c:ty, $v:ty, $ls:ty;)*) => {$(
+    ($($(#[$doc:meta])* $name:ident = $keras:literal, $variant:ident, $c:ty, $v:ty, $ls:ty, $stats:ty;)*) => {$(
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name;
@@ -120,6 +128,7 @@ macro_rules! policies {
             type Compute = $c;
             type Variable = $v;
             type NeedsLossScale = $ls;
+            type Stats = $stats;
             const NAME: &'static str = $keras;
             const RUNTIME: DTypePolicy = DTypePolicy::$variant;
         }
@@ -128,17 +137,17 @@ macro_rules! policies {
 
 policies! {
     /// Keras `"float32"`: compute and variables in `f32`.
-    F32 = "float32", Float32, f32, f32, B0;
+    F32 = "float32", Float32, f32, f32, B0, F32;
     /// Keras `"float64"`: compute and variables in `f64`.
-    F64 = "float64", Float64, f64, f64, B0;
+    F64 = "float64", Float64, f64, f64, B0, F64;
     /// Keras `"float16"`: compute and variables in `f16`. Training needs loss scaling.
-    F16 = "float16", Float16, f16, f16, B1;
+    F16 = "float16", Float16, f16, f16, B1, F32;
     /// Keras `"bfloat16"`: compute and variables in `bf16`.
-    Bf16 = "bfloat16", BFloat16, bf16, bf16, B0;
+    Bf16 = "bfloat16", BFloat16, bf16, bf16, B0, F32;
     /// Keras `"mixed_float16"`: compute in `f16`, variables in `f32`. Training needs loss scaling.
-    MixedF16 = "mixed_float16", MixedFloat16, f16, f32, B1;
+    MixedF16 = "mixed_float16", MixedFloat16, f16, f32, B1, F32;
     /// Keras `"mixed_bfloat16"`: compute in `bf16`, variables in `f32`.
-    MixedBf16 = "mixed_bfloat16", MixedBFloat16, bf16, f32, B0;
+    MixedBf16 = "mixed_bfloat16", MixedBFloat16, bf16, f32, B0, F32;
 }
 
 macro_rules! default_policy {

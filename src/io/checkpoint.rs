@@ -46,7 +46,7 @@ pub use atomic::{cleanup_temp_files_on_signal, temp_files_in_flight, STALE_AFTER
 pub use info::CheckpointInfo;
 pub use meta::{
     CheckpointMeta, LossScaleState, FORMAT_VERSION, KEY_ARCHITECTURE, KEY_FORMAT, KEY_ITERATIONS,
-    KEY_LAYER_POLICIES, KEY_LOSS_SCALE, KEY_POLICY,
+    KEY_LAYER_POLICIES, KEY_LOSS_SCALE, KEY_POLICY, KEY_STATISTICS,
 };
 pub use tensor::CheckpointTensor;
 use tensor::{from_safetensors_dtype, le_bytes, vec_of_le_bytes};
@@ -191,6 +191,7 @@ fn save_impl<M: Module>(
         shown: &'a str,
         tensors: Vec<CheckpointTensor>,
         policies: Vec<DTypePolicy>,
+        statistics: Vec<String>,
         bad: Result<()>,
     }
     impl ParamVisitor for Collect<'_> {
@@ -199,7 +200,10 @@ fn save_impl<M: Module>(
                 let what = format!("variable {name:?}");
                 self.bad = validate::finite(self.shown, &what, p.value().as_slice());
             }
-            self.policies.push(P::RUNTIME);
+            self.policies.push(p.layer_policy());
+            if P::VARIABLE_DTYPE != p.layer_policy().variable_dtype() {
+                self.statistics.push(name.to_string());
+            }
             self.tensors.push(CheckpointTensor {
                 name: name.to_string(),
                 dtype: P::VARIABLE_DTYPE,
@@ -212,6 +216,7 @@ fn save_impl<M: Module>(
         shown: &shown,
         tensors: Vec::new(),
         policies: Vec::new(),
+        statistics: Vec::new(),
         bad: Ok(()),
     };
     model.visit_params("", &mut collect);
@@ -224,6 +229,7 @@ fn save_impl<M: Module>(
             .map(|t| t.name.as_str())
             .zip(&collect.policies),
     )?;
+    meta.statistics = std::mem::take(&mut collect.statistics);
     let meta = &meta;
     validate::meta(&shown, meta)?;
     let map = meta.to_map()?;
@@ -331,14 +337,20 @@ fn parse_header<'a>(
                 source: Some(Box::new(e)),
             })?;
         let found = from_safetensors_dtype(info.dtype).expect("checked above");
-        if found != policy.variable_dtype() {
+        // A recorded statistic is float32 in a 16-bit layer; any other tensor is in its
+        // layer's variable type.
+        let expected = match meta.statistics.contains(&name) {
+            true if policy.variable_dtype().size_of() == 2 => DType::Float32,
+            _ => policy.variable_dtype(),
+        };
+        if found != expected {
             return Err(Error::CheckpointDTypeMismatch {
                 path: shown.to_string(),
                 tensor: name.clone(),
                 layer: layer.to_string(),
                 policy,
                 found,
-                expected: policy.variable_dtype(),
+                expected,
             });
         }
     }
@@ -426,6 +438,18 @@ fn load_impl<M: Module>(model: &mut M, ckpt: &Checkpoint, convert: bool) -> Resu
                 expected: v.policy,
             });
         }
+        // Each tensor in its variable's own type: a statistic recorded as float32 must be one
+        // in the model too (and the reverse), so a crafted file cannot widen a trainable one.
+        if !convert && t.dtype != v.dtype {
+            return Err(Error::CheckpointDTypeMismatch {
+                path: ckpt.path.clone(),
+                tensor: v.name.clone(),
+                layer: v.layer().to_string(),
+                policy: v.policy,
+                found: t.dtype,
+                expected: v.dtype,
+            });
+        }
         values.push(t);
     }
     let unexpected: Vec<String> = ckpt
@@ -448,7 +472,7 @@ fn load_impl<M: Module>(model: &mut M, ckpt: &Checkpoint, convert: bool) -> Resu
     // beyond 65504 loaded as float16).
     let mut decoded = Vec::with_capacity(values.len());
     for (v, t) in wanted.iter().zip(&values) {
-        let dtype = v.policy.variable_dtype();
+        let dtype = v.dtype;
         let vec = match dtype {
             DType::Float16 => VecOf::F16(t.to_vec()),
             DType::BFloat16 => VecOf::Bf16(t.to_vec()),

@@ -24,8 +24,14 @@ pub const KEY_ITERATIONS: &str = "mixprec.iterations";
 /// `mixprec.policy`. Absent in files written before per-layer policies: every layer then has
 /// `mixprec.policy`.
 pub const KEY_LAYER_POLICIES: &str = "mixprec.layer_policies";
+/// Metadata key: the names of the statistics (non-trainable variables, BatchNormalization's
+/// moving mean and variance) stored in float32 inside a layer of a 16-bit policy, as a JSON
+/// array of strings. Absent when there are none. Only these tensors may differ from their
+/// layer's variable type, and only to float32.
+pub const KEY_STATISTICS: &str = "mixprec.statistics";
 
-const RESERVED: [&str; 6] = [
+const RESERVED: [&str; 7] = [
+    KEY_STATISTICS,
     KEY_FORMAT,
     KEY_POLICY,
     KEY_ARCHITECTURE,
@@ -60,6 +66,9 @@ pub struct CheckpointMeta {
     /// last component), with [`policy`](Self::policy) as default. [`save`](super::save)
     /// replaces it with the saved model's layers; [`read`](super::read) fills it from the file.
     pub layer_policies: DTypePolicyMap,
+    /// The statistics stored in float32 in a layer of a 16-bit policy (the `mixprec.statistics` key);
+    /// [`save`](super::save) fills it from the model.
+    pub statistics: Vec<String>,
     /// The architecture, as the caller describes it (JSON by convention; stored as given).
     pub architecture: String,
     /// The loss-scale state, for float16 training.
@@ -76,6 +85,7 @@ impl CheckpointMeta {
         CheckpointMeta {
             policy,
             layer_policies: DTypePolicyMap::with_default(policy),
+            statistics: Vec::new(),
             architecture: String::new(),
             loss_scale: None,
             iterations: 0,
@@ -119,7 +129,7 @@ impl CheckpointMeta {
                     found: format!("{k:?}"),
                     expected: "a key other than mixprec.format, mixprec.policy, \
                                mixprec.architecture, mixprec.loss_scale, mixprec.iterations, \
-                               mixprec.layer_policies",
+                               mixprec.layer_policies, mixprec.statistics",
                 });
             }
             map.insert(k.clone(), v.clone());
@@ -132,6 +142,10 @@ impl CheckpointMeta {
             KEY_LAYER_POLICIES.into(),
             self.layer_policies.to_keras_json(),
         );
+        if !self.statistics.is_empty() {
+            let json = serde_json::to_string(&self.statistics).expect("strings serialize");
+            map.insert(KEY_STATISTICS.into(), json);
+        }
         if let Some(ls) = &self.loss_scale {
             let json = serde_json::to_string(ls).expect("a LossScaleState always serializes");
             map.insert(KEY_LOSS_SCALE.into(), json);
@@ -181,6 +195,17 @@ impl CheckpointMeta {
                 m
             }
         };
+        let statistics = match map.get(KEY_STATISTICS) {
+            None => Vec::new(),
+            Some(json) => serde_json::from_str::<Vec<String>>(json).map_err(|e| {
+                invalid(
+                    KEY_STATISTICS,
+                    json,
+                    "a JSON array of tensor names",
+                    Some(Box::new(e)),
+                )
+            })?,
+        };
         let architecture = get(KEY_ARCHITECTURE, "the architecture string")?.clone();
         let it = get(KEY_ITERATIONS, "an unsigned integer")?;
         let iterations = it
@@ -205,6 +230,7 @@ impl CheckpointMeta {
         Ok(CheckpointMeta {
             policy,
             layer_policies,
+            statistics,
             architecture,
             loss_scale,
             iterations,

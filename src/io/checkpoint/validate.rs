@@ -217,6 +217,8 @@ pub(super) fn header(path: &str, bytes: &[u8], meta: &CheckpointMeta) -> Result<
         Some("iterations or policy")
     } else if parsed.extra != meta.extra {
         Some("extra metadata")
+    } else if parsed.statistics != meta.statistics {
+        Some("statistics")
     } else if parsed.layer_policies != meta.layer_policies {
         Some("layer policies")
     } else {
