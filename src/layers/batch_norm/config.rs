@@ -194,7 +194,7 @@ mod wire {
 
     use super::BatchNormalizationConfig;
     use crate::init::Initializer;
-    use crate::layers::ops::wire::{keras_config, KerasCommon};
+    use crate::layers::ops::wire::{keras_config, last_axis, KerasCommon};
 
     keras_config! {
         /// Every key a Keras 3 `BatchNormalization` config holds, plus mixprec's `seed`.
@@ -233,14 +233,7 @@ mod wire {
             if k.synchronized == Some(true) {
                 return Err("synchronized: true is not supported (one process)".into());
             }
-            let axis = match k.axis {
-                None => -1,
-                Some(Value::Number(n)) => n.as_i64().ok_or(format!("invalid axis {n}"))?,
-                Some(Value::Array(a)) if a.len() == 1 => {
-                    a[0].as_i64().ok_or(format!("invalid axis {}", a[0]))?
-                }
-                Some(other) => return Err(format!("invalid axis {other} (expected -1)")),
-            };
+            let axis = last_axis(k.axis)?;
             let d = BatchNormalizationConfig::new();
             let c = BatchNormalizationConfig {
                 axis,

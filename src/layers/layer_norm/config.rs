@@ -167,7 +167,7 @@ mod wire {
 
     use super::LayerNormalizationConfig;
     use crate::init::Initializer;
-    use crate::layers::ops::wire::{keras_config, KerasCommon};
+    use crate::layers::ops::wire::{keras_config, last_axis, KerasCommon};
 
     keras_config! {
         /// Every key a Keras 3 `LayerNormalization` config holds, plus mixprec's `seed`.
@@ -200,15 +200,7 @@ mod wire {
             if k.rms_scaling == Some(true) {
                 return Err("rms_scaling: true is not supported".into());
             }
-            // Keras writes `axis` as -1 or [-1].
-            let axis = match k.axis {
-                None => -1,
-                Some(Value::Number(n)) => n.as_i64().ok_or(format!("invalid axis {n}"))?,
-                Some(Value::Array(a)) if a.len() == 1 => {
-                    a[0].as_i64().ok_or(format!("invalid axis {}", a[0]))?
-                }
-                Some(other) => return Err(format!("invalid axis {other} (expected -1)")),
-            };
+            let axis = last_axis(k.axis)?;
             let d = LayerNormalizationConfig::new();
             let c = LayerNormalizationConfig {
                 axis,

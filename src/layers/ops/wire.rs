@@ -71,6 +71,20 @@ pub(crate) fn refuse(
     Ok(())
 }
 
+/// The `axis` of a normalisation's config: Keras writes `-1` or `[-1]` (absent: -1). Which
+/// axes are supported is the layer's check; this only reads one integer.
+pub(crate) fn last_axis(axis: Option<serde_json::Value>) -> Result<i64, String> {
+    use serde_json::Value;
+    match axis {
+        None => Ok(-1),
+        Some(Value::Number(n)) => n.as_i64().ok_or(format!("invalid axis {n}")),
+        Some(Value::Array(a)) if a.len() == 1 => {
+            a[0].as_i64().ok_or(format!("invalid axis {}", a[0]))
+        }
+        Some(other) => Err(format!("invalid axis {other} (expected -1)")),
+    }
+}
+
 /// A size Keras writes as a list `[3, 3]` (its `get_config()`) or accepts as one integer.
 #[derive(Deserialize)]
 #[serde(untagged)]
