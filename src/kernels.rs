@@ -11,7 +11,9 @@
 //! - [`selected`]: which kernel each operation runs on in this process ([`Kernels`]), decided
 //!   once from the CPU's features and `MIXPREC_KERNEL`; [`kernel_name`] says it in words.
 //!
-//! The bulk casts are reached through [`crate::dtype::cast_slice`].
+//! The bulk casts are reached through [`crate::dtype::cast_slice`]. The row-wise layers
+//! (Softmax, LayerNormalization) run each row on the AVX-512 kernels of `rowwise` when
+//! they are selected, and on portable Rust otherwise.
 //!
 //! # Matrix products
 //!
@@ -65,6 +67,8 @@ pub(crate) mod cast;
 // `par_collect` and `par_collect_blocks` set the length of the vector they filled
 mod collect;
 pub(crate) mod gemm;
+#[allow(unsafe_code)] // the AVX-512 row kernels and their dispatch
+pub(crate) mod rowwise;
 mod select;
 #[cfg(test)]
 mod tests;

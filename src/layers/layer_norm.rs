@@ -1,8 +1,10 @@
 //! [`LayerNormalization`]: Keras's `LayerNormalization` over the last axis, statistics and
 //! normalisation in the accumulator type; [`LayerNormalizationConfig`] its arguments.
 
-use crate::dtype::{cast_to_vec, Element};
+use crate::dtype::{cast_to_vec, Element, SliceMut, SliceRef};
 use crate::error::{fmt_shape, Error, Result};
+use crate::kernels::rowwise::{self, NormRow};
+use crate::kernels::Kernels;
 use crate::layers::ops::math::{row_sum, row_sum_by};
 use crate::layers::ops::rows::{map_rows, RowOp};
 use crate::layers::ops::saved::{compute_io, saved_slot};
@@ -216,6 +218,36 @@ impl<A: Element> RowOp<A> for Forward<'_, A> {
         if self.keep_stats {
             stats.push((mean, rstd));
         }
+    }
+
+    fn direct(
+        &self,
+        kernels: Kernels,
+        stats: &mut Vec<(A, A)>,
+        _row: usize,
+        x: SliceRef<'_>,
+        out: SliceMut<'_>,
+        buf: &mut Vec<f32>,
+    ) -> bool {
+        // The kernels work in f32: only for an f32 accumulator (not F64).
+        fn f32s<A: Element>(p: &[A]) -> Option<&[f32]> {
+            f32::from_view(A::view(p))
+        }
+        let Some(&[epsilon]) = f32s(std::slice::from_ref(&self.epsilon)) else {
+            return false;
+        };
+        let norm = NormRow {
+            gamma: self.gamma.and_then(f32s),
+            beta: self.beta.and_then(f32s),
+            epsilon,
+        };
+        let Some((mean, rstd)) = rowwise::layer_norm_row(kernels, x, out, buf, norm) else {
+            return false;
+        };
+        if self.keep_stats {
+            stats.push((A::from_f64_rne(mean.into()), A::from_f64_rne(rstd.into())));
+        }
+        true
     }
 }
 

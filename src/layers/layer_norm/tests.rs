@@ -148,3 +148,47 @@ fn keras_config_round_trips_and_refuses_what_it_cannot_honour() {
     let err = serde_json::from_str::<crate::layers::SoftmaxConfig>(r#"{"axis": 2}"#).unwrap_err();
     assert!(err.to_string().contains("softmax axis"), "{err}");
 }
+
+/// Rows of `n` values with an offset and spread that exercise the two-pass variance.
+fn rows_of<C: Element>(rows: usize, n: usize) -> Vec<C> {
+    (0..rows * n)
+        .map(|i| C::from_f64_rne(((i * 7919) % 1013) as f64 / 97.0 - 3.0 + (i / n) as f64 * 40.0))
+        .collect()
+}
+
+/// The AVX-512 row kernel against the portable row: the same operations in the same order, so
+/// the same bits (output and statistics), for every width class and affine combination.
+fn kernel_matches_portable<C: Element<Acc = f32>>() {
+    use crate::kernels::{kernels_for, KernelChoice};
+    use crate::layers::ops::rows::map_rows_on;
+    for n in [1, 5, 16, 17, 100, 1024] {
+        let x = rows_of::<C>(9, n);
+        let gamma: Vec<f32> = (0..n).map(|j| 0.5 + j as f32 / 7.0).collect();
+        let beta: Vec<f32> = (0..n).map(|j| j as f32 / 11.0 - 1.0).collect();
+        for (g, b) in [(true, true), (true, false), (false, true), (false, false)] {
+            let op = Forward {
+                gamma: g.then_some(&gamma[..]),
+                beta: b.then_some(&beta[..]),
+                epsilon: 1e-3,
+                keep_stats: true,
+            };
+            let portable = map_rows_on(kernels_for(KernelChoice::Portable), &x, None, n, &op);
+            let auto = map_rows_on(kernels_for(KernelChoice::Auto), &x, None, n, &op);
+            let bits = |v: &[C]| v.iter().map(|&v| v.as_f64().to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(&auto.0),
+                bits(&portable.0),
+                "{} n={n} {g} {b}",
+                C::DTYPE
+            );
+            assert_eq!(auto.1, portable.1, "statistics, {} n={n}", C::DTYPE);
+        }
+    }
+}
+
+#[test]
+fn the_row_kernel_gives_the_portable_bits() {
+    kernel_matches_portable::<half::bf16>();
+    kernel_matches_portable::<half::f16>();
+    kernel_matches_portable::<f32>();
+}

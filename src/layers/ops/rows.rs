@@ -4,8 +4,8 @@
 //! the compute type, in parallel over fixed blocks of rows (so per-block sums added in order do
 //! not depend on the thread count). The output is written once, straight into its vector.
 
-use crate::dtype::{cast_slice, Element};
-use crate::kernels::{par_collect_blocks, WideOp};
+use crate::dtype::{cast_slice, Element, SliceMut, SliceRef};
+use crate::kernels::{par_collect_blocks, selected, Kernels, WideOp};
 use crate::layers::ops::fused::rows_per_task;
 
 /// The work on one row, in the accumulator type `A`. Implementations mark
@@ -21,12 +21,39 @@ pub(crate) trait RowOp<A: Element>: Sync {
     /// `A` and must hold the output row when this returns; `b` the second input's (empty when
     /// there is none).
     fn row(&self, state: &mut Self::State, row: usize, a: &mut [A], b: &[A]);
+
+    /// Row `row` straight from the compute type `x` to `out` on a
+    /// [`rowwise`](crate::kernels::rowwise) kernel, when
+    /// `kernels` and the types have one for this op: returns whether it ran (when not, having
+    /// done nothing, [`row`](Self::row) runs). `buf` is the kernel's scratch.
+    fn direct(
+        &self,
+        _kernels: Kernels,
+        _state: &mut Self::State,
+        _row: usize,
+        _x: SliceRef<'_>,
+        _out: SliceMut<'_>,
+        _buf: &mut Vec<f32>,
+    ) -> bool {
+        false
+    }
 }
 
 /// `op` over every row of `a` (and of `b`, of the same shape, when given), both `? × n`
 /// row-major: the output in `C` (each element rounded once from `A`) and each block's state, in
 /// block order.
 pub(crate) fn map_rows<C: Element, O: RowOp<C::Acc>>(
+    a: &[C],
+    b: Option<&[C]>,
+    n: usize,
+    op: &O,
+) -> (Vec<C>, Vec<O::State>) {
+    map_rows_on(selected(), a, b, n, op)
+}
+
+/// [`map_rows`] on the kernels `kernels` (tests compare the portable rows with the kernels').
+pub(crate) fn map_rows_on<C: Element, O: RowOp<C::Acc>>(
+    kernels: Kernels,
     a: &[C],
     b: Option<&[C]>,
     n: usize,
@@ -40,9 +67,15 @@ pub(crate) fn map_rows<C: Element, O: RowOp<C::Acc>>(
         let widen_b = b.is_some() && C::DTYPE != C::Acc::DTYPE;
         let (mut ra, mut rb) = (vec![zero; n], vec![zero; if widen_b { n } else { 0 }]);
         let mut rounded = vec![C::default(); if C::DTYPE == C::Acc::DTYPE { 0 } else { n }];
+        let (mut direct, mut buf) = (vec![C::default(); n], Vec::new());
         let first = range.start / n;
         let mut state = op.state(range.len() / n);
         for (i, row) in a[range.clone()].chunks_exact(n).enumerate() {
+            let (x, y) = (C::view(row), C::view_mut(&mut direct));
+            if b.is_none() && op.direct(kernels, &mut state, first + i, x, y, &mut buf) {
+                out.push(&direct);
+                continue;
+            }
             cast_slice(row, &mut ra);
             // The second input is only read: borrowed when it is already in the accumulator
             // type (F32, F64), widened into `rb` otherwise.

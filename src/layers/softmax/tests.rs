@@ -93,3 +93,46 @@ fn masked_training_gives_masked_positions_no_gradient() {
     assert_eq!(dx.as_slice()[1], 0.0);
     assert!((dx.as_slice().iter().sum::<f64>()).abs() < 1e-15);
 }
+
+/// The AVX-512 row kernel against the portable row. The kernel's `e^x` uses fused
+/// multiply-adds, so the f32 values may differ in the last bits: each output is a product of two
+/// values within 2 ulp of exact (the exponential, the reciprocal of a 16-lane sum in the same
+/// order) on both sides, so within 16 f32 ulp of each other, and after the one rounding to a
+/// 16-bit type equal or adjacent. Non-finite rows agree exactly.
+fn kernel_matches_portable<C: Element<Acc = f32>>(ulps_of_c: f64, eps: f64) {
+    use crate::kernels::{kernels_for, KernelChoice};
+    use crate::layers::ops::rows::map_rows_on;
+    let op = Forward { mask: None, n: 0 };
+    for n in [1, 7, 16, 33, 1024] {
+        let mut x: Vec<f32> = (0..6 * n)
+            .map(|i| ((i * 7919) % 1013) as f32 / 61.0 - 8.0)
+            .collect();
+        x[n] = f32::NAN; // row 1
+        x[2 * n] = f32::INFINITY; // row 2
+        x[3 * n..4 * n].fill(f32::NEG_INFINITY); // row 3
+        x[4 * n] = -200.0; // row 4: an exp that underflows
+        let x: Vec<C> = x.iter().map(|&v| C::from_f64_rne(v.into())).collect();
+        let (p, _) = map_rows_on(kernels_for(KernelChoice::Portable), &x, None, n, &op);
+        let (k, _) = map_rows_on(kernels_for(KernelChoice::Auto), &x, None, n, &op);
+        for (i, (p, k)) in p.iter().zip(&k).enumerate() {
+            let (p, k) = (p.as_f64(), k.as_f64());
+            let ok = if p.is_finite() {
+                (p - k).abs() <= ulps_of_c * eps * p.abs().max(k.abs()) + 1e-45
+            } else {
+                p.is_nan() == k.is_nan() && (p.is_nan() || p == k)
+            };
+            assert!(
+                ok,
+                "{} n={n} element {i}: portable {p}, kernel {k}",
+                C::DTYPE
+            );
+        }
+    }
+}
+
+#[test]
+fn the_row_kernel_agrees_with_the_portable_row() {
+    kernel_matches_portable::<half::bf16>(1.0, 2f64.powi(-7));
+    kernel_matches_portable::<half::f16>(1.0, 2f64.powi(-10));
+    kernel_matches_portable::<f32>(16.0, 2f64.powi(-23));
+}

@@ -1,0 +1,139 @@
+//! The AVX-512 exponential against f64, and the wrappers' refusals. The kernels' outputs are
+//! compared with the portable rows in the layers' tests (`layers::softmax`,
+//! `layers::layer_norm`), and against f64 references through the layers everywhere else.
+
+use std::arch::x86_64::*;
+
+use half::bf16;
+
+use super::avx512::{exp_lanes, exp_with, EXP_POLY};
+use super::*;
+use crate::kernels::kernels_for;
+
+fn have_avx512() -> bool {
+    kernels_for(KernelChoice::Auto).elementwise() == KernelChoice::Avx512
+}
+
+/// The kernel's `e^x` for each of 16 inputs, with the polynomial `poly`.
+fn exp16(xs: &[f32; 16], poly: &[f32]) -> [f32; 16] {
+    let mut out = [0f32; 16];
+    // SAFETY: called only when `have_avx512`; both arrays are 16 lanes.
+    unsafe {
+        let v = exp_with(_mm512_loadu_ps(xs.as_ptr()), poly);
+        _mm512_storeu_ps(out.as_mut_ptr(), v);
+    }
+    out
+}
+
+/// The largest error of the kernel's `e^x` in f32 ulps over a sweep of the finite range (the
+/// subnormal results compared absolutely, as half the smallest subnormal at most 1.5 off).
+fn worst_ulps(poly: &[f32]) -> f64 {
+    let mut worst = 0.0f64;
+    let mut xs = [0f32; 16];
+    let mut x = -103.9f32;
+    while x < 88.7 {
+        for (j, v) in xs.iter_mut().enumerate() {
+            *v = x + j as f32 * 0.000_731;
+        }
+        for (&x, y) in xs.iter().zip(exp16(&xs, poly)) {
+            let exact = f64::from(x).exp();
+            if exact < f64::from(f32::MIN_POSITIVE) {
+                let err = (f64::from(y) - exact).abs() / 2f64.powi(-149);
+                worst = worst.max(err - 1.5 + 2.0); // within 1.5 subnormal ulps counts as <= 2
+            } else {
+                let ulp = f64::from(f32::EPSILON) * exact;
+                worst = worst.max((f64::from(y) - exact).abs() / ulp);
+            }
+        }
+        x += 16.0 * 0.000_731;
+    }
+    worst
+}
+
+#[test]
+fn the_kernel_exp_is_within_2_ulp_and_the_bound_catches_a_dropped_term() {
+    if !have_avx512() {
+        return;
+    }
+    let worst = worst_ulps(&EXP_POLY);
+    assert!(worst > 0.0 && worst <= 2.0, "worst {worst} ulp");
+    // A wrong coefficient (the degree-6 term lost): a plausible slip the same check rejects.
+    let mut wrong = EXP_POLY;
+    wrong[1] = 0.0;
+    let w = worst_ulps(&wrong);
+    assert!(w > 2.0, "{w} {worst}");
+}
+
+#[test]
+fn the_kernel_exp_handles_the_special_values_on_purpose() {
+    if !have_avx512() {
+        return;
+    }
+    let mut xs = [0f32; 16];
+    let specials = [
+        0.0,
+        f32::NEG_INFINITY,
+        -200.0,
+        89.0,
+        f32::INFINITY,
+        f32::NAN,
+        1.0,
+    ];
+    xs[..specials.len()].copy_from_slice(&specials);
+    // SAFETY: AVX-512 checked above.
+    let y = {
+        let mut out = [0f32; 16];
+        unsafe { _mm512_storeu_ps(out.as_mut_ptr(), exp_lanes(_mm512_loadu_ps(xs.as_ptr()))) };
+        out
+    };
+    assert_eq!(&y[..5], &[1.0, 0.0, 0.0, f32::INFINITY, f32::INFINITY]);
+    assert!(y[5].is_nan());
+    assert!((f64::from(y[6]) - std::f64::consts::E).abs() <= f64::from(f32::EPSILON) * 3.0);
+}
+
+#[test]
+fn the_wrappers_refuse_what_they_have_no_kernel_for() {
+    let x = vec![bf16::ONE; 20];
+    let mut out = vec![0f32; 20];
+    let mut buf = Vec::new();
+    let auto = kernels_for(KernelChoice::Auto);
+    // Mixed types, and the portable ceiling: nothing runs.
+    assert!(!softmax_row(
+        auto,
+        SliceRef::Bf16(&x),
+        SliceMut::F32(&mut out),
+        &mut buf
+    ));
+    let mut same = vec![bf16::ZERO; 20];
+    let portable = kernels_for(KernelChoice::Portable);
+    assert!(!softmax_row(
+        portable,
+        SliceRef::Bf16(&x),
+        SliceMut::Bf16(&mut same),
+        &mut buf
+    ));
+    assert_eq!(same, vec![bf16::ZERO; 20]);
+    let short = [1f32; 3];
+    let norm = NormRow {
+        gamma: Some(&short),
+        beta: None,
+        epsilon: 1e-3,
+    };
+    let r = layer_norm_row(
+        auto,
+        SliceRef::Bf16(&x),
+        SliceMut::Bf16(&mut same),
+        &mut buf,
+        norm,
+    );
+    assert!(r.is_none(), "a γ shorter than the row is refused");
+    assert_eq!(
+        softmax_row(
+            auto,
+            SliceRef::Bf16(&x),
+            SliceMut::Bf16(&mut same),
+            &mut buf
+        ),
+        have_avx512()
+    );
+}
