@@ -142,6 +142,41 @@ pub(super) fn exp_with(x: __m512, poly: &[f32]) -> __m512 {
     _mm512_scalef_ps(_mm512_add_ps(e, _mm512_set1_ps(1.0)), n)
 }
 
+/// Widens `x` into `buf` and reduces it on the way: `acc = f(acc, k, v)` for each vector `v`
+/// of `x` with `k` its lanes (all, or the tail's), from `init` in every lane.
+///
+/// # Safety
+///
+/// AVX-512 F/BW/VL/DQ; `x.len() <= buf.len()`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq")]
+unsafe fn widen_into<T: Lane>(
+    x: &[T],
+    buf: &mut [f32],
+    init: f32,
+    f: impl Fn(__m512, __mmask16, __m512) -> __m512,
+) -> __m512 {
+    let n = x.len();
+    let (full, k) = (n / 16 * 16, tail(n % 16));
+    let (xp, bp) = (x.as_ptr(), buf.as_mut_ptr());
+    let mut acc = _mm512_set1_ps(init);
+    // SAFETY: full vectors at `i + 16 <= full <= n`, then the tail's lanes `0..n − full`, inside
+    // `x` and `buf`.
+    unsafe {
+        for i in (0..full).step_by(16) {
+            let v = load(xp.add(i), ALL);
+            _mm512_storeu_ps(bp.add(i), v);
+            acc = f(acc, ALL, v);
+        }
+        if k != 0 {
+            let v = load(xp.add(full), k);
+            _mm512_mask_storeu_ps(bp.add(full), k, v);
+            acc = f(acc, k, v);
+        }
+    }
+    acc
+}
+
 /// One row's softmax (see [`super::softmax_row`]); `buf` holds the widened row between passes.
 ///
 /// # Safety
@@ -151,22 +186,14 @@ pub(super) fn exp_with(x: __m512, poly: &[f32]) -> __m512 {
 pub(super) unsafe fn softmax_row<T: Lane>(x: &[T], out: &mut [T], buf: &mut [f32]) {
     let n = x.len();
     let (full, k) = (n / 16 * 16, tail(n % 16));
-    let (xp, op, bp) = (x.as_ptr(), out.as_mut_ptr(), buf.as_mut_ptr());
     // SAFETY: every access below is a full vector at `i + 16 <= full <= n` or the masked tail
     // at `full` with the lanes `0..n − full`, inside `x`, `out` and `buf` (all at least `n`).
     unsafe {
         // Widen into `buf` and find the maximum: lane-wise `x > m ? x : m` (NaN skipped).
-        let mut m = _mm512_set1_ps(f32::NEG_INFINITY);
-        for i in (0..full).step_by(16) {
-            let v = load(xp.add(i), ALL);
-            _mm512_storeu_ps(bp.add(i), v);
-            m = _mm512_max_ps(v, m);
-        }
-        if k != 0 {
-            let v = load(xp.add(full), k);
-            _mm512_mask_storeu_ps(bp.add(full), k, v);
-            m = _mm512_mask_max_ps(m, k, v, m);
-        }
+        let m = widen_into(x, buf, f32::NEG_INFINITY, |m, k, v| {
+            _mm512_mask_max_ps(m, k, v, m)
+        });
+        let (op, bp) = (out.as_mut_ptr(), buf.as_mut_ptr());
         let m = fold(m, f32::NEG_INFINITY, |a, b| if b > a { b } else { a });
         // A row of only -inf: subtract nothing, so each exp is 0.
         let m = _mm512_set1_ps(if m == f32::NEG_INFINITY { 0.0 } else { m });
@@ -216,20 +243,10 @@ pub(super) unsafe fn layer_norm_row<T: Lane>(
 ) -> (f32, f32) {
     let n = x.len();
     let (full, k) = (n / 16 * 16, tail(n % 16));
-    let (xp, op, bp) = (x.as_ptr(), out.as_mut_ptr(), buf.as_mut_ptr());
     // SAFETY: as in `softmax_row`; `γ` and `β` are as long as the row.
     unsafe {
-        let mut s = _mm512_setzero_ps();
-        for i in (0..full).step_by(16) {
-            let v = load(xp.add(i), ALL);
-            _mm512_storeu_ps(bp.add(i), v);
-            s = _mm512_add_ps(s, v);
-        }
-        if k != 0 {
-            let v = load(xp.add(full), k);
-            _mm512_mask_storeu_ps(bp.add(full), k, v);
-            s = _mm512_mask_add_ps(s, k, s, v);
-        }
+        let s = widen_into(x, buf, 0.0, |s, k, v| _mm512_mask_add_ps(s, k, s, v));
+        let (op, bp) = (out.as_mut_ptr(), buf.as_mut_ptr());
         let count = n as f32; // exact: rows are far shorter than 2^24
         let mean = fold(s, 0.0, |a, b| a + b) / count;
         let mv = _mm512_set1_ps(mean);
