@@ -243,14 +243,15 @@ for_each_policy!(conv_forward_matches_f64_reference;
     mixed_f16_conv_forward_matches_f64_reference,
     mixed_bf16_conv_forward_matches_f64_reference);
 
-/// A seeded case large enough for the tiled kernels (AMX for bf16: 288 rows, 144 taps, 32
-/// filters): 2 × 12 × 12 × 16, 3×3, "same", stride `s`; values in [-1, 1), bias in [-4, 4).
+/// A seeded case large enough for the tiled kernels (AMX for bf16: 288 rows, 288 taps, 32
+/// filters; 32 channels, so bf16 on AMX runs the implicit product that reads the padded input):
+/// 2 × 12 × 12 × 32, 3×3, "same", stride `s`; values in [-1, 1), bias in [-4, 4).
 fn fixed_case(strides: (usize, usize), padding: Padding) -> ConvCase {
     let mut rng = SplitMix(0xc0ffee);
-    let x_shape = [2, 12, 12, 16];
+    let x_shape = [2, 12, 12, 32];
     ConvCase {
-        x: rng.vec(2 * 12 * 12 * 16, -1.0, 1.0),
-        w: rng.vec(9 * 16 * 32, -1.0, 1.0),
+        x: rng.vec(2 * 12 * 12 * 32, -1.0, 1.0),
+        w: rng.vec(9 * 32 * 32, -1.0, 1.0),
         b: Some(rng.vec(32, -4.0, 4.0)),
         x_shape,
         filters: 32,

@@ -14,8 +14,13 @@
 #[allow(unsafe_code)] // `asm!` tile instructions
 mod amx;
 #[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)] // `asm!` tile instructions reading a padded input
+mod conv_amx;
+#[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)] // the AVX-512 FMA microkernel
 mod fma;
+#[allow(unsafe_code)] // the call of the AMX convolution
+mod implicit;
 mod matref;
 #[allow(unsafe_code)] // the one call into matrixmultiply
 mod mm;
@@ -27,6 +32,7 @@ mod packed;
 #[allow(unsafe_code)] // a call of the AVX-512 transpose
 mod panels;
 
+pub(crate) use implicit::{conv_implicit, implicit_ready, ImplicitConv};
 pub use matref::MatRef;
 pub use packed::{gemm_packed, pack_b, pack_b_from, pack_b_from_f32, PackedB};
 #[cfg(test)]

@@ -20,6 +20,7 @@ use crate::tensor::{alloc, Tensor};
 use crate::Module;
 
 mod config;
+mod implicit;
 #[cfg(test)]
 mod tests;
 mod train;
@@ -84,11 +85,13 @@ struct ConvArgs {
     activation: Activation,
 }
 
-/// What a training pass keeps: the window matrix, the output when the activation's
+/// What a training pass keeps: the window matrix (or, after an implicit product, the input, from
+/// which backward writes the window matrix block by block), the output when the activation's
 /// derivative needs it, the window geometry, and `max|x|` (for the gradient's finiteness bound).
 #[derive(Debug, Clone)]
 struct ConvSaved<T> {
     cols: Vec<T>,
+    input: Option<Vec<T>>,
     y: Option<Vec<T>>,
     window: Window2d,
     max_abs_x: f64,
@@ -96,7 +99,8 @@ struct ConvSaved<T> {
 
 impl<T: crate::dtype::Element> SavedBytes for ConvSaved<T> {
     fn saved_bytes(&self) -> usize {
-        (self.cols.len() + self.y.as_ref().map_or(0, Vec::len)) * T::DTYPE.size_of()
+        let input = self.input.as_ref().map_or(0, Vec::len);
+        (self.cols.len() + input + self.y.as_ref().map_or(0, Vec::len)) * T::DTYPE.size_of()
     }
 }
 
@@ -221,7 +225,7 @@ impl<P: Policy> Conv2D<P> {
             });
         }
         let y = with_infer_cols(|cols| {
-            with_infer_acc::<P::Compute, _>(|acc| self.product(x, &g, cols, false, acc))
+            with_infer_acc::<P::Compute, _>(|acc| self.product(x, &g, cols, false, acc).0)
         });
         Ok(Tensor::from_parts(g.output_shape(self.filters()), y))
     }
@@ -260,13 +264,15 @@ impl<P: Policy> Conv2D<P> {
         Ok(g)
     }
 
-    /// `activation(cols·W + b)`, `rows × filters`, in the compute type. The product runs block
-    /// by block of output rows ([`block_rows`]: about 4 MiB of windows): [`im2col`] writes a
-    /// block's windows (into its place in `cols` when `keep_cols`, as the training pass keeps
-    /// the whole matrix for backward; otherwise into one reused block) and the packed kernel
-    /// (cached until it changes) multiplies them while they are in cache, into the block's
-    /// rows of `acc`. The shared fused pass then adds the bias, applies the activation and
-    /// rounds once.
+    /// `activation(cols·W + b)`, `rows × filters`, in the compute type, and whether it ran
+    /// implicitly. Where the kernels have an implicit product (`conv2d/implicit.rs`) it reads
+    /// the input padded into `cols` and no window matrix exists. Otherwise the product runs
+    /// block by block of output rows ([`block_rows`]: about 4 MiB of windows): [`im2col`]
+    /// writes a block's windows (into its place in `cols` when `keep_cols`, as the training pass
+    /// keeps the whole matrix for backward; otherwise into one reused block) and the packed
+    /// kernel (cached until it changes) multiplies them while they are in cache, into the
+    /// block's rows of `acc`. The shared fused pass then adds the bias, applies the activation
+    /// and rounds once.
     fn product(
         &self,
         x: &[P::Compute],
@@ -274,14 +280,17 @@ impl<P: Policy> Conv2D<P> {
         cols: &mut Vec<P::Compute>,
         keep_cols: bool,
         acc: &mut Vec<AccOf<P>>,
-    ) -> Vec<P::Compute> {
+    ) -> (Vec<P::Compute>, bool) {
         let (rows, taps, n) = (g.output_rows(), g.taps(), self.filters());
-        let block = block_rows::<P::Compute>(taps);
-        acc.resize(rows * n, AccOf::<P>::default());
-        let held = if keep_cols { rows } else { block.min(rows) };
-        cols.resize(held * taps, P::Compute::default());
         let w = self.kernel.packed(false);
-        for start in (0..rows).step_by(block) {
+        let implicit = implicit::forward(x, g, w, cols, acc);
+        let block = block_rows::<P::Compute>(taps);
+        if !implicit {
+            acc.resize(rows * n, AccOf::<P>::default());
+            let held = if keep_cols { rows } else { block.min(rows) };
+            cols.resize(held * taps, P::Compute::default());
+        }
+        for start in (0..rows).step_by(block).filter(|_| !implicit) {
             let end = (start + block).min(rows);
             let at = if keep_cols { start * taps } else { 0 };
             let block_cols = &mut cols[at..at + (end - start) * taps];
@@ -293,6 +302,7 @@ impl<P: Policy> Conv2D<P> {
             .bias
             .as_ref()
             .map(|b| cast_to_vec::<P::Compute, AccOf<P>>(b.compute()));
-        bias_activation_round(acc, n, bias.as_deref(), self.args.activation)
+        let y = bias_activation_round(acc, n, bias.as_deref(), self.args.activation);
+        (y, implicit)
     }
 }

@@ -37,7 +37,7 @@ const PAR_MIN_FLOP: usize = 1 << 22;
 
 /// The `ldtilecfg` operand: palette 1, eight tiles of 16 rows × 64 bytes.
 #[repr(C, align(64))]
-struct TileConfig {
+pub(super) struct TileConfig {
     palette: u8,
     start_row: u8,
     reserved: [u8; 14],
@@ -45,7 +45,7 @@ struct TileConfig {
     rows: [u8; 16],
 }
 
-static CONFIG: TileConfig = TileConfig {
+pub(super) static CONFIG: TileConfig = TileConfig {
     palette: 1,
     start_row: 0,
     reserved: [0; 14],
@@ -55,11 +55,11 @@ static CONFIG: TileConfig = TileConfig {
 
 /// A 32×32 f32 block, for the edges.
 #[repr(C, align(64))]
-struct Scratch([f32; 1024]);
+pub(super) struct Scratch(pub(super) [f32; 1024]);
 
 /// C's base pointer, shared by blocks that write disjoint parts of it.
 #[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
+pub(super) struct OutPtr(pub(super) *mut f32);
 // SAFETY: the pointer is only dereferenced by blocks that write disjoint index ranges of one
 // `&mut [f32]` that outlives the parallel loop.
 unsafe impl Send for OutPtr {}

@@ -68,6 +68,14 @@ impl<T: Element> PackedB<T> {
         }
     }
 
+    /// The AMX tiles, when this packing holds them.
+    pub(super) fn vnni(&self) -> Option<&pack::PackedVnni> {
+        match &self.repr {
+            Repr::Vnni(v) => Some(v),
+            _ => None,
+        }
+    }
+
     fn new(k: usize, n: usize, repr: Repr) -> Self {
         PackedB {
             k,

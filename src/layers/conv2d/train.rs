@@ -3,12 +3,12 @@
 //! activation-gradient pass, `dW = colsᵀ·dz`, `db = Σ dz`, `dcols = dz·Wᵀ` on the cached
 //! transposed packed kernel) followed by the gather of `dcols` back onto the input.
 
-use super::{Conv2D, ConvSaved};
-use crate::dtype::max_abs;
+use super::{implicit, Conv2D, ConvSaved};
+use crate::dtype::{cast_slice, max_abs};
 use crate::error::{fmt_shape, Error, Result};
 use crate::kernels::{gemm, gemm_packed, MatRef};
 use crate::layers::ops::fused::{pre_activation_grad, sum_bound, PreActivationGrad};
-use crate::layers::ops::im2col::{block_rows, col2im};
+use crate::layers::ops::im2col::{block_rows, col2im, im2col};
 use crate::layers::ops::saved::{compute_io, saved_slot};
 use crate::layers::ops::workspace::AccOf;
 use crate::layers::{Activation, Layer};
@@ -22,14 +22,22 @@ impl<P: Policy> Layer for Conv2D<P> {
         let g = self.window(x.shape())?;
         let mut cols = self.cols.take();
         let mut acc = self.scratch.forward.take();
-        let y = self.product(x.as_slice(), &g, &mut cols, true, &mut acc);
+        let (y, implicit) = self.product(x.as_slice(), &g, &mut cols, true, &mut acc);
         self.scratch.forward.restore(acc);
         let keep_y = self.args.activation != Activation::Linear;
+        let max_abs_x = max_abs(x.as_slice());
+        let (cols, input) = if implicit {
+            self.cols.restore(cols); // the padded input: a buffer for backward's blocks
+            (Vec::new(), Some(x.into_vec()))
+        } else {
+            (cols, None)
+        };
         self.saved.save(ConvSaved {
             cols,
+            input,
             y: keep_y.then(|| y.clone()),
             window: g,
-            max_abs_x: max_abs(x.as_slice()),
+            max_abs_x,
         });
         Ok(Tensor::from_parts(g.output_shape(self.filters()), y))
     }
@@ -44,7 +52,9 @@ impl<P: Policy> Layer for Conv2D<P> {
         let (rows, taps, n) = (g.output_rows(), g.taps(), self.filters());
         let out_shape = g.output_shape(n);
         if dy.shape() != out_shape {
-            self.cols.restore(saved.cols);
+            if saved.input.is_none() {
+                self.cols.restore(saved.cols);
+            }
             return Err(Error::shape(
                 "conv2d output gradient",
                 fmt_shape(&out_shape),
@@ -68,14 +78,31 @@ impl<P: Policy> Layer for Conv2D<P> {
         // dW = colsᵀ·dz, formed as (dzᵀ·cols)ᵀ summed over the forward pass's blocks of rows:
         // each block of the long matrix `cols` (about 4 MiB) is the row-major right operand,
         // packed by rows from cache into a small buffer, and `dz`'s block the transposed view.
+        // After an implicit forward product the window matrix is written here, a block at a
+        // time, into the reused buffer.
         let mut dw_t = vec![AccOf::<P>::default(); n * taps];
         let block = block_rows::<P::Compute>(taps);
+        let mut buf = match saved.input {
+            Some(_) => self.cols.take(),
+            None => saved.cols,
+        };
         for start in (0..rows).step_by(block) {
             let end = (start + block).min(rows);
             let dz_b = MatRef::row_major(&dz[start * n..end * n], end - start, n);
-            let cols_b =
-                MatRef::row_major(&saved.cols[start * taps..end * taps], end - start, taps);
-            gemm(dz_b.t(), cols_b, &mut dw_t, start > 0);
+            let cols_b = match &saved.input {
+                Some(x) => {
+                    buf.resize((end - start) * taps, P::Compute::default());
+                    im2col(x, &g, start..end, &mut buf);
+                    &buf[..]
+                }
+                None => &buf[start * taps..end * taps],
+            };
+            gemm(
+                dz_b.t(),
+                MatRef::row_major(cols_b, end - start, taps),
+                &mut dw_t,
+                start > 0,
+            );
         }
         self.kernel.write_grad::<AccOf<P>>(bound, |dw| {
             for (j, row) in dw_t.chunks_exact(taps).enumerate() {
@@ -87,10 +114,21 @@ impl<P: Policy> Layer for Conv2D<P> {
         if let (Some(b), Some(sums)) = (&mut self.bias, col_sums) {
             b.write_grad::<AccOf<P>>(sum_bound(rows, mz), |db| db.copy_from_slice(&sums));
         }
-        self.cols.restore(saved.cols);
         if !need_input_grad {
+            self.cols.restore(buf);
             return Ok(None);
         }
+        let mut acc = self.scratch.backward.take();
+        if implicit::input_grad(&dz, &g, self.kernel.compute(), n, &mut buf, &mut acc) {
+            let mut dx = vec![P::Compute::default(); acc.len()];
+            cast_slice(&acc, &mut dx);
+            self.scratch.backward.restore(acc);
+            self.cols.restore(buf);
+            let in_shape = vec![g.batch, g.h.input, g.w.input, g.channels];
+            return Ok(Some(Tensor::from_parts(in_shape, dx)));
+        }
+        self.scratch.backward.restore(acc);
+        self.cols.restore(buf);
         // dcols = dz·Wᵀ in f32 (the reused accumulator, overwritten), gathered onto the input
         // and rounded once, for groups of whole images of about 4 MiB of dcols each (the
         // gather of an image reads only its own windows, still in cache).

@@ -1,0 +1,154 @@
+//! Conv2D's implicit-GEMM path ([`conv_implicit`]): where the selected kernels have it (bf16 on
+//! the AMX tiles, 32·k channels), the products read a zero-padded copy of the input instead of
+//! a window matrix, which is 9 times larger for a 3×3 kernel and was written, packed and (in
+//! backward) written again in f32 and gathered. The results have the bits of the window-matrix
+//! path for the forward product (tested in `kernels/gemm/implicit`), and the input gradient is
+//! the same sum in another order of f32 additions.
+//!
+//! - Forward: pad `x` by the layer's padding, then one implicit product with the packed kernel.
+//! - Input gradient, for strides of 1: `dx` is the convolution of `dz` (padded by the dilated
+//!   kernel's extent less the forward padding) with the kernel flipped in both spatial axes
+//!   and its channel axes swapped, `W'[kh-1-ky, kw-1-kx, f, c] = W[ky, kx, c, f]`.
+
+use rayon::prelude::*;
+
+use crate::dtype::{DType, Element};
+use crate::kernels::gemm::{conv_implicit, implicit_ready, ImplicitConv};
+use crate::kernels::{pack_b, selected, KernelChoice, MatRef, PackedB};
+use crate::layers::ops::window::{Axis, Window2d};
+
+/// Copies `images` NHWC images of `h × w × c` into `out` at rows and columns `before..` of a
+/// zero `padded.0 × padded.1` frame each, followed by `slack` zeros (what `out` held before is
+/// overwritten).
+fn pad_into<T: Element>(
+    x: &[T],
+    (images, h, w, c): (usize, usize, usize, usize),
+    before: (usize, usize),
+    padded: (usize, usize),
+    slack: usize,
+    out: &mut Vec<T>,
+) {
+    let (ph, pw) = padded;
+    debug_assert!(before.0 + h <= ph && before.1 + w <= pw);
+    let row = pw * c;
+    out.resize(images * ph * row + slack, T::default());
+    let (frames, tail) = out.split_at_mut(images * ph * row);
+    tail.fill(T::default());
+    frames
+        .par_chunks_mut(row.max(1))
+        .enumerate()
+        .for_each(|(r, dst)| {
+            let (img, py) = (r / ph, r % ph);
+            match py.checked_sub(before.0).filter(|&y| y < h) {
+                Some(y) => {
+                    let src = &x[(img * h + y) * w * c..][..w * c];
+                    let (left, rest) = dst.split_at_mut(before.1 * c);
+                    let (mid, right) = rest.split_at_mut(w * c);
+                    left.fill(T::default());
+                    mid.copy_from_slice(src);
+                    right.fill(T::default());
+                }
+                None => dst.fill(T::default()),
+            }
+        });
+}
+
+/// The padded extent of an axis: every window inside it, and the whole input.
+fn padded_extent(a: &Axis) -> usize {
+    let reach = a.output.saturating_sub(1) * a.stride + (a.kernel - 1) * a.dilation + 1;
+    reach.max(a.pad_before + a.input)
+}
+
+/// `acc (rows × filters) = windows(x) · w` through the implicit product, with `x` padded into
+/// `buf`; `false` (nothing written) when the kernels here have no implicit path for it.
+pub(super) fn forward<T: Element>(
+    x: &[T],
+    g: &Window2d,
+    w: &PackedB<T>,
+    buf: &mut Vec<T>,
+    acc: &mut Vec<T::Acc>,
+) -> bool {
+    if !implicit_ready(w, g.channels) {
+        return false;
+    }
+    let ig = ImplicitConv {
+        batch: g.batch,
+        in_h: padded_extent(&g.h),
+        in_w: padded_extent(&g.w),
+        channels: g.channels,
+        out_h: g.h.output,
+        out_w: g.w.output,
+        kernel: (g.h.kernel, g.w.kernel),
+        stride: (g.h.stride, g.w.stride),
+        dilation: (g.h.dilation, g.w.dilation),
+    };
+    let dims = (g.batch, g.h.input, g.w.input, g.channels);
+    let before = (g.h.pad_before, g.w.pad_before);
+    pad_into(x, dims, before, (ig.in_h, ig.in_w), ig.slack(), buf);
+    acc.resize(ig.rows() * w.cols(), T::Acc::default());
+    conv_implicit(buf, &ig, w, acc)
+}
+
+/// The input gradient `dx = Σ dz·Wᵀ` over the windows, in the accumulator type (`batch · h · w ·
+/// c` elements into `acc`), through the implicit product of `dz` with the flipped kernel, for
+/// strides of 1; `false` (nothing written) otherwise or when the kernels have no implicit path.
+/// `kernel` is the layer's `[kh, kw, c, filters]` kernel in the compute type.
+pub(super) fn input_grad<T: Element>(
+    dz: &[T],
+    g: &Window2d,
+    kernel: &[T],
+    filters: usize,
+    buf: &mut Vec<T>,
+    acc: &mut Vec<T::Acc>,
+) -> bool {
+    let (kh, kw, c) = (g.h.kernel, g.w.kernel, g.channels);
+    let tiles = selected().gemm(T::DTYPE) == KernelChoice::Amx && T::DTYPE == DType::BFloat16;
+    if !tiles || g.h.stride != 1 || g.w.stride != 1 || !filters.is_multiple_of(32) || c == 0 {
+        return false;
+    }
+    // W'[(ky', kx', f), c] = W[(kh-1-ky', kw-1-kx', c), f], packed for the selected kernels.
+    let mut flipped = vec![T::default(); kh * kw * filters * c];
+    flipped
+        .chunks_exact_mut(filters * c)
+        .enumerate()
+        .for_each(|(t, block)| {
+            let src = &kernel[(kh * kw - 1 - t) * c * filters..][..c * filters];
+            for (ci, row) in src.chunks_exact(filters).enumerate() {
+                for (f, &v) in row.iter().enumerate() {
+                    block[f * c + ci] = v;
+                }
+            }
+        });
+    let w = pack_b(MatRef::row_major(&flipped, kh * kw * filters, c));
+    if !implicit_ready(&w, filters) {
+        return false;
+    }
+    // dz's frame: the dilated kernel's extent before the data, less the forward padding.
+    let lead =
+        |a: &Axis| (a.kernel - 1) * a.dilation - a.pad_before.min((a.kernel - 1) * a.dilation);
+    let ig = ImplicitConv {
+        batch: g.batch,
+        in_h: g.h.input + (kh - 1) * g.h.dilation,
+        in_w: g.w.input + (kw - 1) * g.w.dilation,
+        channels: filters,
+        out_h: g.h.input,
+        out_w: g.w.input,
+        kernel: (kh, kw),
+        stride: (1, 1),
+        dilation: (g.h.dilation, g.w.dilation),
+    };
+    let dims = (g.batch, g.h.output, g.w.output, filters);
+    pad_into(
+        dz,
+        dims,
+        (lead(&g.h), lead(&g.w)),
+        (ig.in_h, ig.in_w),
+        ig.slack(),
+        buf,
+    );
+    acc.resize(ig.rows() * c, T::Acc::default());
+    conv_implicit(buf, &ig, &w, acc)
+}
+
+#[cfg(test)]
+mod tests;

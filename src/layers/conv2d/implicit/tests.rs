@@ -1,0 +1,135 @@
+//! The implicit input gradient against an f64 sum over the windows that read each input
+//! element (the adjoint of the forward window, through `Axis::readers`), with the bound of an
+//! f32 sum of `kh·kw·filters` terms rounded once to bf16; and wrong gradients (the kernel not
+//! flipped, one kernel row dropped) that the bound rejects. The forward product's bits are
+//! tested in `kernels/gemm/implicit`.
+
+use half::bf16;
+
+use super::*;
+use crate::layers::ops::window::Padding;
+
+fn values(n: usize, salt: usize) -> Vec<bf16> {
+    (0..n)
+        .map(|i| bf16::from_f32(((i * 7919 + salt * 104_729) % 2001) as f32 / 1000.0 - 1.0))
+        .collect()
+}
+
+/// `(dx, Σ|terms|)` in f64 for `dz` and `w` (`[kh, kw, c, f]`); `flip` reads the kernel
+/// unflipped and `drop_row` leaves kernel row `kh - 1` out: the bugs the bound must see.
+fn reference(
+    dz: &[bf16],
+    w: &[bf16],
+    g: &Window2d,
+    f: usize,
+    unflipped: bool,
+    drop_row: bool,
+) -> (Vec<f64>, Vec<f64>) {
+    let (h, wd, c) = (g.h, g.w, g.channels);
+    let len = g.batch * h.input * wd.input * c;
+    let (mut dx, mut mag) = (vec![0.0; len], vec![0.0; len]);
+    for img in 0..g.batch {
+        for iy in 0..h.input {
+            for ix in 0..wd.input {
+                for (oy, ky) in h.readers(iy) {
+                    for (ox, kx) in wd.readers(ix) {
+                        if drop_row && ky == h.kernel - 1 {
+                            continue;
+                        }
+                        let (ry, rx) = if unflipped {
+                            (h.kernel - 1 - ky, wd.kernel - 1 - kx)
+                        } else {
+                            (ky, kx)
+                        };
+                        let d = &dz[((img * h.output + oy) * wd.output + ox) * f..][..f];
+                        for ci in 0..c {
+                            let at = ((img * h.input + iy) * wd.input + ix) * c + ci;
+                            let wrow = &w[((ry * wd.kernel + rx) * c + ci) * f..][..f];
+                            for (a, b) in d.iter().zip(wrow) {
+                                dx[at] += a.to_f64() * b.to_f64();
+                                mag[at] += (a.to_f64() * b.to_f64()).abs();
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (dx, mag)
+}
+
+/// The first element outside `|got - dx| <= 2^-8·|dx| + γ_k·Σ|terms|`, k = kh·kw·f.
+fn violation(got: &[bf16], (dx, mag): &(Vec<f64>, Vec<f64>), k: usize) -> Option<usize> {
+    let u32 = f64::from(f32::EPSILON) / 2.0;
+    let gamma = k as f64 * u32 / (1.0 - k as f64 * u32);
+    (0..got.len()).find(|&i| {
+        (got[i].to_f64() - dx[i]).abs() > dx[i].abs() / 256.0 + gamma * mag[i] * (1.0 + 1.0 / 256.0)
+    })
+}
+
+#[test]
+fn the_implicit_input_gradient_is_within_the_bf16_bound() {
+    // (shape, (kernel, dilation) per axis, padding, filters)
+    let cases = [
+        ([2, 16, 32, 32], [(3, 1, 1), (3, 1, 1)], Padding::Same, 64),
+        ([1, 9, 21, 64], [(3, 1, 2), (2, 1, 1)], Padding::Same, 32),
+        ([1, 10, 12, 32], [(3, 1, 1), (5, 1, 2)], Padding::Valid, 32),
+        ([2, 6, 7, 48], [(1, 1, 1), (1, 1, 1)], Padding::Same, 32),
+    ];
+    for (shape, args, padding, f) in cases {
+        let g = Window2d::new("t", &shape, None, args, padding).unwrap();
+        let (kh, kw, c) = (g.h.kernel, g.w.kernel, g.channels);
+        let dz = values(g.output_rows() * f, 1);
+        let w = values(kh * kw * c * f, 2);
+        let (mut buf, mut acc) = (vec![bf16::ONE; 5], Vec::new()); // stale contents
+        if !input_grad(&dz, &g, &w, f, &mut buf, &mut acc) {
+            eprintln!("no AMX tiles here: the implicit input gradient does not run");
+            return;
+        }
+        let mut got = vec![bf16::ZERO; acc.len()];
+        crate::dtype::cast_slice(&acc, &mut got);
+        let k = kh * kw * f;
+        let right = reference(&dz, &w, &g, f, false, false);
+        assert_eq!(got.len(), right.0.len());
+        if let Some(i) = violation(&got, &right, k) {
+            panic!(
+                "{shape:?} {args:?} {padding}: dx[{i}] = {} not {}",
+                got[i], right.0[i]
+            );
+        }
+        if kh > 1 {
+            let unflipped = reference(&dz, &w, &g, f, true, false);
+            assert!(
+                violation(&got, &unflipped, k).is_some(),
+                "unflipped kernel passed"
+            );
+            let dropped = reference(&dz, &w, &g, f, false, true);
+            assert!(
+                violation(&got, &dropped, k).is_some(),
+                "a dropped kernel row passed"
+            );
+        }
+    }
+}
+
+/// Strides other than 1, and filters that are not a multiple of 32, are left to the
+/// window-matrix path.
+#[test]
+fn strides_and_odd_filters_decline() {
+    let g = Window2d::new("t", &[1, 8, 8, 32], None, [(3, 2, 1); 2], Padding::Same).unwrap();
+    let (mut buf, mut acc) = (Vec::new(), Vec::new());
+    let dz = values(g.output_rows() * 32, 1);
+    let w = values(9 * 32 * 32, 2);
+    assert!(!input_grad(&dz, &g, &w, 32, &mut buf, &mut acc));
+    let g = Window2d::new("t", &[1, 8, 8, 32], None, [(3, 1, 1); 2], Padding::Same).unwrap();
+    let dz = values(g.output_rows() * 16, 1);
+    assert!(!input_grad(
+        &dz,
+        &g,
+        &w[..9 * 32 * 16],
+        16,
+        &mut buf,
+        &mut acc
+    ));
+    assert!(acc.is_empty());
+}
