@@ -39,7 +39,9 @@ pub use config::Conv2DConfig;
 /// - Forward: the input's windows are copied (in `P::Compute`, no rounding) into the rows of a
 ///   matrix, multiplied by the kernel packed once for the selected matrix kernel (AMX tiles for
 ///   bf16) and cached until the kernel changes, exactly as `Dense`'s; products, bias and
-///   activation are summed in f32 (f64 for `F64`) and rounded once to `P::Compute`.
+///   activation are summed in f32 (f64 for `F64`) and rounded once to `P::Compute`. For bf16
+///   on the AMX tiles with 32·k input channels the tiles read a zero-padded copy of the input
+///   instead of the matrix (the same values, the same bits), and for strides of 1 so does `dx`.
 /// - Backward: `dW = colsᵀ·dz`, `db = Σ dz` in f32, stored in `P::Variable`; `dx` gathers
 ///   `dz·Wᵀ` (the transposed packed kernel, also cached) back onto the input in f32 and rounds
 ///   once. The training pass keeps the window matrix (and `y` for a non-linear activation).
