@@ -11,8 +11,7 @@ use crate::kernels::KernelChoice;
 use crate::layers::ops::im2col::im2col;
 use crate::layers::ops::window::{Padding, Window2d};
 
-/// Deterministic values in [-2, 2) with a few exact zeros, and (when `special`) an infinity and
-/// a NaN, which must land where the window-matrix path puts them.
+/// Deterministic values in [-2, 2), a few of them exact zeros.
 fn values(len: usize, seed: usize) -> Vec<bf16> {
     (0..len)
         .map(|i| {

@@ -15,7 +15,7 @@ fn values(n: usize, salt: usize) -> Vec<bf16> {
         .collect()
 }
 
-/// `(dx, Σ|terms|)` in f64 for `dz` and `w` (`[kh, kw, c, f]`); `flip` reads the kernel
+/// `(dx, Σ|terms|)` in f64 for `dz` and `w` (`[kh, kw, c, f]`); `unflipped` reads the kernel
 /// unflipped and `drop_row` leaves kernel row `kh - 1` out: the bugs the bound must see.
 fn reference(
     dz: &[bf16],
