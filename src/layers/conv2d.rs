@@ -286,19 +286,19 @@ impl<P: Policy> Conv2D<P> {
         let (rows, taps, n) = (g.output_rows(), g.taps(), self.filters());
         let w = self.kernel.packed(false);
         let implicit = implicit::forward(x, g, w, cols, acc);
-        let block = block_rows::<P::Compute>(taps);
         if !implicit {
+            let block = block_rows::<P::Compute>(taps);
             acc.resize(rows * n, AccOf::<P>::default());
             let held = if keep_cols { rows } else { block.min(rows) };
             cols.resize(held * taps, P::Compute::default());
-        }
-        for start in (0..rows).step_by(block).filter(|_| !implicit) {
-            let end = (start + block).min(rows);
-            let at = if keep_cols { start * taps } else { 0 };
-            let block_cols = &mut cols[at..at + (end - start) * taps];
-            im2col(x, g, start..end, block_cols);
-            let a = MatRef::row_major(&*block_cols, end - start, taps);
-            gemm_packed(a, w, &mut acc[start * n..end * n], false);
+            for start in (0..rows).step_by(block) {
+                let end = (start + block).min(rows);
+                let at = if keep_cols { start * taps } else { 0 };
+                let block_cols = &mut cols[at..at + (end - start) * taps];
+                im2col(x, g, start..end, block_cols);
+                let a = MatRef::row_major(&*block_cols, end - start, taps);
+                gemm_packed(a, w, &mut acc[start * n..end * n], false);
+            }
         }
         let bias = self
             .bias
