@@ -31,6 +31,11 @@ mod packed;
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)] // a call of the AVX-512 transpose
 mod panels;
+#[allow(unsafe_code)] // the call of the AMX kernel gradient
+mod wgrad;
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)] // `asm!` tile instructions reading the kernel gradient's layouts
+mod wgrad_amx;
 
 pub(crate) use implicit::{conv_implicit, implicit_ready, ImplicitConv};
 pub use matref::MatRef;
@@ -38,6 +43,7 @@ pub use packed::{gemm_packed, pack_b, pack_b_from, pack_b_from_f32, PackedB};
 #[cfg(test)]
 pub(crate) use packed::{pack_b_from_f32_with, pack_b_with};
 pub(crate) use packed::{repack_blocks, RepackBlock, REPACK_ROWS};
+pub(crate) use wgrad::{conv_weight_grad, WeightGradConv};
 
 use super::select::{selected, Kernels};
 use super::KernelChoice;

@@ -45,6 +45,8 @@ pub use config::Conv2DConfig;
 /// - Backward: `dW = colsᵀ·dz`, `db = Σ dz` in f32, stored in `P::Variable`; `dx` gathers
 ///   `dz·Wᵀ` (the transposed packed kernel, also cached) back onto the input in f32 and rounds
 ///   once. The training pass keeps the window matrix (and `y` for a non-linear activation).
+///   Where the implicit product ran, the training pass keeps the input instead and `dW` is
+///   summed on the tiles from the input and `dz` (16·k channels) without a window matrix.
 ///
 /// ```
 /// use mixprec::prelude::*;

@@ -1,7 +1,13 @@
-//! Conv2D's training side: the [`Layer`] impl. The training pass keeps the window matrix (and
-//! the output for a non-linear activation); backward is `Dense`'s on that matrix (the shared
-//! activation-gradient pass, `dW = colsᵀ·dz`, `db = Σ dz`, `dcols = dz·Wᵀ` on the cached
-//! transposed packed kernel) followed by the gather of `dcols` back onto the input.
+//! Conv2D's training side: the [`Layer`] impl. The training pass keeps the window matrix, or
+//! after an implicit product the input (and the output for a non-linear activation). Backward
+//! is the shared activation-gradient pass and `db = Σ dz`, then:
+//!
+//! - `dW`: on the AMX tiles from the input and `dz` (`implicit::weight_grad`) after an implicit
+//!   product, otherwise `colsᵀ·dz` on the window matrix (written block by block from the input
+//!   when only the input was kept);
+//! - `dx`: the implicit product of `dz` with the flipped kernel for strides of 1
+//!   (`implicit::input_grad`), otherwise `dcols = dz·Wᵀ` on the cached transposed packed kernel
+//!   gathered back onto the input.
 
 use super::{implicit, Conv2D, ConvSaved};
 use crate::dtype::{cast_slice, max_abs};
@@ -10,6 +16,7 @@ use crate::kernels::{gemm, gemm_packed, MatRef};
 use crate::layers::ops::fused::{pre_activation_grad, sum_bound, PreActivationGrad};
 use crate::layers::ops::im2col::{block_rows, col2im, im2col};
 use crate::layers::ops::saved::{compute_io, saved_slot};
+use crate::layers::ops::window::Window2d;
 use crate::layers::ops::workspace::AccOf;
 use crate::layers::{Activation, Layer};
 use crate::policy::Policy;
@@ -75,40 +82,17 @@ impl<P: Policy> Layer for Conv2D<P> {
         // The bounds of Dense: each of the `rows` terms of dW is at most max|x|·max|dz| (padding
         // taps are zeros), each of db's at most max|dz|.
         let bound = sum_bound(rows, saved.max_abs_x * mz);
-        // dW = colsᵀ·dz, formed as (dzᵀ·cols)ᵀ summed over the forward pass's blocks of rows:
-        // each block of the long matrix `cols` (about 4 MiB) is the row-major right operand,
-        // packed by rows from cache into a small buffer, and `dz`'s block the transposed view.
-        // After an implicit forward product the window matrix is written here, a block at a
-        // time, into the reused buffer.
-        let mut dw_t = vec![AccOf::<P>::default(); n * taps];
-        let block = block_rows::<P::Compute>(taps);
+        // dW: on the tiles from the input and dz where the kernels have that path (after an
+        // implicit forward product), otherwise from the window matrix.
         let mut buf = match saved.input {
             Some(_) => self.cols.take(),
             None => saved.cols,
         };
-        for start in (0..rows).step_by(block) {
-            let end = (start + block).min(rows);
-            let dz_b = MatRef::row_major(&dz[start * n..end * n], end - start, n);
-            let cols_b = match &saved.input {
-                Some(x) => {
-                    buf.resize((end - start) * taps, P::Compute::default());
-                    im2col(x, &g, start..end, &mut buf);
-                    &buf[..]
-                }
-                None => &buf[start * taps..end * taps],
-            };
-            gemm(
-                dz_b.t(),
-                MatRef::row_major(cols_b, end - start, taps),
-                &mut dw_t,
-                start > 0,
-            );
-        }
+        let input = saved.input.as_deref();
         self.kernel.write_grad::<AccOf<P>>(bound, |dw| {
-            for (j, row) in dw_t.chunks_exact(taps).enumerate() {
-                for (t, &v) in row.iter().enumerate() {
-                    dw[t * n + j] = v;
-                }
+            let tiles = input.is_some_and(|x| implicit::weight_grad(x, &g, &dz, n, &mut buf, dw));
+            if !tiles {
+                window_matrix_dw(&g, &dz, n, input, &mut buf, dw);
             }
         });
         if let (Some(b), Some(sums)) = (&mut self.bias, col_sums) {
@@ -174,5 +158,46 @@ impl<P: Policy> Layer for Conv2D<P> {
 
     fn output_shape(&self, input: &[usize]) -> Option<Vec<usize>> {
         self.compute_output_shape(input).ok()
+    }
+}
+
+/// `dw` (`taps × n`) `= colsᵀ·dz`, formed as `(dzᵀ·cols)ᵀ` summed over the forward pass's blocks
+/// of rows: each block of the long matrix `cols` (about 4 MiB) is the row-major right operand,
+/// packed by rows from cache into a small buffer, and `dz`'s block the transposed view. `buf`
+/// holds the whole window matrix, or with the `input` given (after an implicit forward
+/// product) it is the reused buffer into which the window matrix is written a block at a time.
+fn window_matrix_dw<T: crate::dtype::Element>(
+    g: &Window2d,
+    dz: &[T],
+    n: usize,
+    input: Option<&[T]>,
+    buf: &mut Vec<T>,
+    dw: &mut [T::Acc],
+) {
+    let (rows, taps) = (g.output_rows(), g.taps());
+    let mut dw_t = vec![T::Acc::default(); n * taps];
+    let block = block_rows::<T>(taps);
+    for start in (0..rows).step_by(block) {
+        let end = (start + block).min(rows);
+        let dz_b = MatRef::row_major(&dz[start * n..end * n], end - start, n);
+        let cols_b = match input {
+            Some(x) => {
+                buf.resize((end - start) * taps, T::default());
+                im2col(x, g, start..end, buf);
+                &buf[..]
+            }
+            None => &buf[start * taps..end * taps],
+        };
+        gemm(
+            dz_b.t(),
+            MatRef::row_major(cols_b, end - start, taps),
+            &mut dw_t,
+            start > 0,
+        );
+    }
+    for (j, row) in dw_t.chunks_exact(taps).enumerate() {
+        for (t, &v) in row.iter().enumerate() {
+            dw[t * n + j] = v;
+        }
     }
 }

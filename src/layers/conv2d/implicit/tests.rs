@@ -133,3 +133,73 @@ fn strides_and_odd_filters_decline() {
     ));
     assert!(acc.is_empty());
 }
+
+/// A `Conv2D<MixedBf16>` training step's kernel gradient (f32, from the tiles after an implicit
+/// forward product) within the bound of an f32 sum of `K` exact products of an f64 sum over the
+/// window matrix (`K` the output pixels with each row padded to 32), for Keras's paddings and
+/// strides; the same sum with the last output row's pixels left out leaves the bound.
+#[test]
+fn the_layers_tile_kernel_gradient_is_within_the_f32_bound() {
+    use crate::layers::ops::im2col::im2col;
+    use crate::layers::{Conv2DConfig, Layer};
+    use crate::policy::MixedBf16;
+    use crate::tensor::Tensor;
+    let cases = [
+        ([2, 8, 32, 32], (3, 3), (1, 1), Padding::Same, 64),
+        ([1, 9, 20, 64], (2, 3), (2, 2), Padding::Same, 40),
+        ([1, 7, 33, 32], (3, 1), (1, 2), Padding::Valid, 32),
+    ];
+    for (shape, kernel, strides, padding, f) in cases {
+        let mut conv: crate::layers::Conv2D<MixedBf16> = Conv2DConfig::new(f, kernel)
+            .strides(strides)
+            .padding(padding)
+            .use_bias(false)
+            .seed(3)
+            .init(shape[3])
+            .unwrap();
+        if !implicit_ready(conv.kernel.packed(false), shape[3]) {
+            eprintln!("no AMX tiles here: the tile kernel gradient does not run");
+            return;
+        }
+        let x = values(shape.iter().product(), 1);
+        let y = conv
+            .train_forward(Tensor::from_vec(shape.to_vec(), x.clone()).unwrap())
+            .unwrap();
+        let dz = values(y.len(), 2);
+        let dy = Tensor::from_vec(y.shape().to_vec(), dz.clone()).unwrap();
+        conv.backward(dy, false).unwrap();
+        let got = conv.kernel_param().grad().unwrap().as_slice().to_vec();
+        let g = Window2d::new(
+            "t",
+            &shape,
+            None,
+            [(kernel.0, strides.0, 1), (kernel.1, strides.1, 1)],
+            padding,
+        )
+        .unwrap();
+        let (rows, taps) = (g.output_rows(), g.taps());
+        let mut cols = vec![bf16::ZERO; rows * taps];
+        im2col(&x, &g, 0..rows, &mut cols);
+        let k = (g.batch * g.h.output * g.w.output.next_multiple_of(32)) as f64;
+        let u = f64::from(f32::EPSILON) / 2.0;
+        let gamma = k * u / (1.0 - k * u);
+        let last_row = |r: usize| (r / g.w.output) % g.h.output == g.h.output - 1;
+        let outside = |skip_last: bool| {
+            (0..taps * f).any(|i| {
+                let (t, j) = (i / f, i % f);
+                let (mut sum, mut mag) = (0.0, 0.0);
+                for r in (0..rows).filter(|&r| !(skip_last && last_row(r))) {
+                    let p = cols[r * taps + t].to_f64() * dz[r * f + j].to_f64();
+                    sum += p;
+                    mag += p.abs();
+                }
+                (f64::from(got[i]) - sum).abs() > gamma * mag
+            })
+        };
+        assert!(
+            !outside(false),
+            "{shape:?} {kernel:?} {strides:?} {padding}"
+        );
+        assert!(outside(true), "a dropped row passed");
+    }
+}

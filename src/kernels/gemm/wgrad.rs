@@ -1,0 +1,287 @@
+//! A convolution's kernel gradient `dW = Σ_windows xᵀ·dz` on the AMX tiles without a window
+//! matrix: [`conv_weight_grad`] lays `dz` out filter-major and the input in VNNI pixel pairs,
+//! and the tiles (`gemm/wgrad_amx.rs`) read both in place, every tile row on a cache line.
+//!
+//! `dWᵀ[f, (ky, kx, c)] = Σ_(img, oy, ox) dz[img, oy, ox, f] · x[img, oy·sh + ky·dh − ph,
+//! ox·sw + kx·dw − pw, c]` is a product with the output pixels as its long k axis:
+//!
+//! - An A tile is 16 filters × 32 output pixels of one row, contiguous in the filter-major copy
+//!   of `dz` (`[img][f][oy][ox]`, rows padded with zeros to 32 pixels, filters to 32).
+//! - A B tile is 16 pixel pairs × 16 channels × 2 of the input, contiguous in its pair copy
+//!   ([`Pairs`]: `[phase][img][padded row][pair][c][2]`). Output pixels `2j, 2j + 1` of a tap
+//!   with the shift `s = kx·dw` read input columns `2j·sw + s` and `2j·sw + s + sw`: pair `j +
+//!   s / 2sw` of the copy for the phase `s mod 2sw`, so a tap is whole pairs of one copy (two
+//!   copies for a 3×3 kernel of stride 1).
+//!
+//! Each element of `dW` is one f32 sum over the pixels in a fixed order (images, rows, chunks of
+//! 32 pixels, pairs), so the result does not depend on the thread count; it is the same sum as
+//! the window-matrix product's in another order of f32 additions (tested against an f64
+//! reference in `wgrad/tests.rs`).
+
+#[cfg(target_arch = "x86_64")]
+use half::slice::HalfFloatSliceExt;
+use rayon::prelude::*;
+
+use crate::dtype::{max_abs, DType, Element};
+#[cfg(target_arch = "x86_64")]
+use crate::dtype::{SliceMut, SliceRef};
+use crate::kernels::{selected, KernelChoice};
+
+/// A convolution seen from its kernel gradient: the unpadded NHWC input `[batch, in_h, in_w,
+/// channels]`, `dz` `[batch, out_h, out_w, filters]`, and the window (`pad` zeros before the
+/// input on each axis; windows may reach past its end, into zeros).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WeightGradConv {
+    /// Images.
+    pub batch: usize,
+    /// Input height.
+    pub in_h: usize,
+    /// Input width.
+    pub in_w: usize,
+    /// Input channels.
+    pub channels: usize,
+    /// Output channels.
+    pub filters: usize,
+    /// Output height.
+    pub out_h: usize,
+    /// Output width.
+    pub out_w: usize,
+    /// `(kh, kw)`.
+    pub kernel: (usize, usize),
+    /// `(sh, sw)`, at least 1.
+    pub stride: (usize, usize),
+    /// `(dh, dw)`, at least 1.
+    pub dilation: (usize, usize),
+    /// Zeros before the input, `(rows, columns)`.
+    pub pad: (usize, usize),
+}
+
+/// The pair copies of the input: `[phase][img][row][pair][c][2]` with `rows` padded rows (the
+/// rows the windows read) and `pairs` pairs per row, one copy per phase in `phases`; element `(φ,
+/// row, j, c, e)` is input pixel `(row − ph, 2·sw·j + φ + e·sw − pw)`, channel `c`, or zero
+/// outside the input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Pairs {
+    pub rows: usize,
+    pub pairs: usize,
+    pub phases: Vec<usize>,
+}
+
+impl WeightGradConv {
+    /// Output pixels of a row, padded to a multiple of 32 (one tile's k).
+    pub(super) fn out_w_pad(&self) -> usize {
+        self.out_w.next_multiple_of(32)
+    }
+
+    /// Filters padded to a multiple of 32 (two B tiles).
+    pub(super) fn filters_pad(&self) -> usize {
+        self.filters.next_multiple_of(32)
+    }
+
+    /// The pair layout of the input.
+    pub(super) fn layout(&self) -> Pairs {
+        let (kh, kw) = self.kernel;
+        let (sh, sw) = self.stride;
+        let (dh, dw) = self.dilation;
+        let mut phases: Vec<usize> = (0..kw).map(|kx| kx * dw % (2 * sw)).collect();
+        phases.sort_unstable();
+        phases.dedup();
+        Pairs {
+            rows: self.out_h.saturating_sub(1) * sh + (kh - 1) * dh + 1,
+            pairs: self.out_w_pad() / 2 + (kw - 1) * dw / (2 * sw),
+            phases,
+        }
+    }
+
+    /// Where tap column `kx` reads: (its copy's index in [`Pairs::phases`], its first pair).
+    pub(super) fn tap_pairs(&self, kx: usize, l: &Pairs) -> (usize, usize) {
+        let (s, two_sw) = (kx * self.dilation.1, 2 * self.stride.1);
+        let copy = l.phases.iter().position(|&p| p == s % two_sw);
+        (copy.expect("every tap's phase has a copy"), s / two_sw)
+    }
+
+    /// Elements of the pair copies of the input and of the filter-major `dz`.
+    fn work_lens(&self) -> (usize, usize) {
+        let l = self.layout();
+        let x = l.phases.len() * self.batch * l.rows * l.pairs * 2 * self.channels;
+        (
+            x,
+            self.batch * self.filters_pad() * self.out_h * self.out_w_pad(),
+        )
+    }
+
+    /// Columns of the transposed accumulator: the taps in groups of 16, an even count.
+    pub(super) fn taps_pad(&self) -> usize {
+        (self.taps() / 16).next_multiple_of(2) * 16
+    }
+
+    /// Window-matrix columns: `kh · kw · channels`.
+    pub(super) fn taps(&self) -> usize {
+        self.kernel.0 * self.kernel.1 * self.channels
+    }
+
+    /// Strides, dilations and the kernel at least 1, and every window's first pixel inside the
+    /// padded input (as a checked [`Window2d`](crate::layers::ops::window::Window2d) is).
+    fn consistent(&self) -> bool {
+        let ok = |s: usize, d: usize, k: usize| s >= 1 && d >= 1 && k >= 1;
+        ok(self.stride.0, self.dilation.0, self.kernel.0)
+            && ok(self.stride.1, self.dilation.1, self.kernel.1)
+    }
+}
+
+/// Whether [`conv_weight_grad`] runs for `T` and `channels` input channels: bf16 on the AMX
+/// tiles, channels a multiple of 16 (a B tile's 16 columns are 16 channels of one tap).
+pub(crate) fn wgrad_ready<T: Element>(channels: usize) -> bool {
+    cfg!(target_arch = "x86_64")
+        && T::DTYPE == DType::BFloat16
+        && selected().gemm(DType::BFloat16) == KernelChoice::Amx
+        && channels > 0
+        && channels.is_multiple_of(16)
+}
+
+/// `out (taps × filters) = Σ_windows xᵀ·dz`, the kernel gradient in Keras's `[kh, kw, c, f]`
+/// order, for the unpadded input `x` and the output gradient `dz`, products and sums in f32;
+/// `work` holds the two layouts (resized, its values overwritten). Returns `false`, leaving
+/// `out` untouched, when it does not apply: [`wgrad_ready`] is false; the layouts would be more
+/// than twice the window matrix (a narrow output under a wide stride); or a row of output pixels
+/// is not a multiple of 32 long and `x` holds an infinity or a NaN (the zero `dz` that pads the
+/// row would multiply it into a NaN the window matrix does not have).
+///
+/// # Panics
+///
+/// When it applies and the lengths disagree with `g` (internal contracts).
+pub(crate) fn conv_weight_grad<T: Element>(
+    x: &[T],
+    g: &WeightGradConv,
+    dz: &[T],
+    work: &mut Vec<T>,
+    out: &mut [T::Acc],
+) -> bool {
+    if !wgrad_ready::<T>(g.channels) || !g.consistent() {
+        return false;
+    }
+    let rows = g.batch * g.out_h * g.out_w;
+    let (x_len, dz_len) = g.work_lens();
+    if x_len + dz_len > 2 * rows.saturating_mul(g.taps()).max(1 << 16) {
+        return false;
+    }
+    if !g.out_w.is_multiple_of(32) && !max_abs(x).is_finite() {
+        return false;
+    }
+    assert_eq!(
+        x.len(),
+        g.batch * g.in_h * g.in_w * g.channels,
+        "wgrad: input"
+    );
+    assert_eq!(dz.len(), rows * g.filters, "wgrad: output gradient");
+    assert_eq!(out.len(), g.taps() * g.filters, "wgrad: kernel gradient");
+    if rows == 0 {
+        out.fill(T::Acc::default());
+        return true;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        // Both layouts start on a 64-byte boundary (their lengths are multiples of 32
+        // elements): a `tileloadd` whose rows straddle cache lines is several times slower.
+        work.resize(x_len + dz_len + 64, T::default());
+        let at = work.as_ptr().align_offset(64).min(64);
+        let (xp, dzt) = work[at..at + x_len + dz_len].split_at_mut(x_len);
+        if let (SliceRef::Bf16(xs), SliceRef::Bf16(dzs), SliceMut::Bf16(xp), SliceMut::Bf16(dzt)) =
+            (T::view(x), T::view(dz), T::view_mut(xp), T::view_mut(dzt))
+        {
+            let (xp, dzt) = (xp.reinterpret_cast_mut(), dzt.reinterpret_cast_mut());
+            pairs(xs.reinterpret_cast(), g, xp);
+            filter_major(dzs.reinterpret_cast(), g, dzt);
+            let tp = g.taps_pad();
+            let mut acc = crate::kernels::AlignedVec::<f32>::zeroed(g.filters_pad() * tp);
+            // SAFETY: `wgrad_ready` holds only when the selection point chose the AMX tiles for
+            // bf16, which it does only after detecting AMX-TILE, AMX-BF16 (with the OS's
+            // permission) and AVX-512F; the layouts were just written at the lengths `g`
+            // gives, and `acc` holds `filters_pad` rows of `taps_pad` f32.
+            unsafe { super::wgrad_amx::wgrad_bf16_amx(xp, dzt, g, &mut acc) };
+            let SliceMut::F32(out) = T::Acc::view_mut(out) else {
+                unreachable!("bf16 accumulates in f32")
+            };
+            for (t, dst) in out.chunks_exact_mut(g.filters).enumerate() {
+                for (f, v) in dst.iter_mut().enumerate() {
+                    *v = acc[f * tp + t];
+                }
+            }
+            return true;
+        }
+    }
+    let _ = work;
+    unreachable!("wgrad_ready holds only for bf16 tiles on x86_64")
+}
+
+/// Writes the pair copies of `x` ([`Pairs`]) into `out`, every element (zeros included), one
+/// padded row of one copy per parallel task.
+fn pairs(x: &[u16], g: &WeightGradConv, out: &mut [u16]) {
+    let l = g.layout();
+    let (c, sw) = (g.channels, g.stride.1);
+    let (ph, pw) = g.pad;
+    out.par_chunks_mut(l.pairs * 2 * c)
+        .enumerate()
+        .for_each(|(task, dst)| {
+            let (copy, yp) = (task / (g.batch * l.rows), task % l.rows);
+            let img = task / l.rows % g.batch;
+            let src_row = yp
+                .checked_sub(ph)
+                .filter(|&y| y < g.in_h)
+                .map(|y| &x[(img * g.in_h + y) * g.in_w * c..][..g.in_w * c]);
+            let phase = l.phases[copy];
+            let pixel = |col: usize| {
+                let col = col.checked_sub(pw).filter(|&i| i < g.in_w)?;
+                src_row.map(|row| &row[col * c..][..c])
+            };
+            for (j, d) in dst.chunks_exact_mut(2 * c).enumerate() {
+                let first = 2 * sw * j + phase;
+                match (pixel(first), pixel(first + sw)) {
+                    (Some(a), Some(b)) => {
+                        for ((v, &p), &q) in d.chunks_exact_mut(2).zip(a).zip(b) {
+                            v[0] = p;
+                            v[1] = q;
+                        }
+                    }
+                    (a, b) => {
+                        for (i, v) in d.chunks_exact_mut(2).enumerate() {
+                            v[0] = a.map_or(0, |a| a[i]);
+                            v[1] = b.map_or(0, |b| b[i]);
+                        }
+                    }
+                }
+            }
+        });
+}
+
+/// Writes `dz` filter-major into `out`: `[img][f][oy][ox]` with the rows padded to
+/// [`WeightGradConv::out_w_pad`] pixels and the filters to [`WeightGradConv::filters_pad`] by
+/// zeros; 32 filters of one image per parallel task, through 32 × 32 blocks in cache.
+fn filter_major(dz: &[u16], g: &WeightGradConv, out: &mut [u16]) {
+    let (n, fp, wo, wp) = (g.filters, g.filters_pad(), g.out_w, g.out_w_pad());
+    let plane = g.out_h * wp; // one filter's pixels
+    out.par_chunks_mut(32 * plane)
+        .enumerate()
+        .for_each(|(task, dst)| {
+            let (img, f0) = (task / (fp / 32), task % (fp / 32) * 32);
+            let nf = n.saturating_sub(f0).min(32);
+            for oy in 0..g.out_h {
+                let src = &dz[(img * g.out_h + oy) * wo * n..][..wo * n];
+                for ox0 in (0..wp).step_by(32) {
+                    let mut block = [[0u16; 32]; 32]; // [filter][pixel]
+                    for (p, ox) in (ox0..(ox0 + 32).min(wo)).enumerate() {
+                        let px = &src[ox * n + f0..][..nf];
+                        for (f, &v) in px.iter().enumerate() {
+                            block[f][p] = v;
+                        }
+                    }
+                    for (f, row) in block.iter().enumerate() {
+                        dst[f * plane + oy * wp + ox0..][..32].copy_from_slice(row);
+                    }
+                }
+            }
+        });
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,214 @@
+//! The AMX-BF16 kernel gradient of a convolution, read in place from the layouts of
+//! [`super::wgrad`] (the safe wrapper and the geometry are there).
+//!
+//! A block is 32 filters × 32 columns of `dWᵀ` (two groups of 16 channels of a tap) in the
+//! four accumulator tiles tmm0..tmm3. For each image the block's tiles are loaded from the f32
+//! accumulator (zeroed for the first image), and every chunk of 32 output pixels of every row
+//! adds two A tiles (tmm4, tmm5: 16 filters × 32 pixels of the filter-major `dz`) times two B
+//! tiles (tmm6, tmm7: 16 pixel pairs × 16 channels of the input's pair copies) with four
+//! `tdpbf16ps`; then the tiles are stored back. Every tile row is 64 bytes on a cache line.
+//! Looping images outside the blocks keeps one image's `dz` and input (about 420 KiB at
+//! 32×32×64) in cache across all the blocks of a task. Tasks are ranges of blocks, so each
+//! element of `dW` is summed by one task in one order.
+//!
+//! Numerics as [`super::amx`]: exact bf16 products, f32 sums rounded to nearest even, bf16
+//! subnormal inputs read as zero and subnormal results flushed.
+
+use std::arch::asm;
+
+use rayon::prelude::*;
+
+use super::amx::{OutPtr, TileConfig, CONFIG};
+use super::wgrad::WeightGradConv;
+
+/// `acc (filters_pad × taps_pad) = Σ dzᵀ·x` from the input's pair copies `xp` and the
+/// filter-major `dzt`.
+///
+/// # Safety
+///
+/// AMX-TILE, AMX-BF16 (granted by the OS) and AVX-512F must be present; `xp` and `dzt` hold the
+/// layouts of `g` (`g.layout()`, `g.out_w_pad()`, `g.filters_pad()`), both 64-byte aligned,
+/// `g.channels % 16 == 0`, and `acc` holds `g.filters_pad()` rows of `g.taps_pad()` f32.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn wgrad_bf16_amx(xp: &[u16], dzt: &[u16], g: &WeightGradConv, acc: &mut [f32]) {
+    let l = g.layout();
+    let (kw, c) = (g.kernel.1, g.channels);
+    let pixel_row = l.pairs * 2 * c; // elements of one padded row of one copy
+                                     // Element offset in image 0 of each B group (a tap's 16 channels) at output pixel (0, 0); an
+                                     // odd count gets a phantom group (group 0 again) whose columns are dropped.
+    let groups = g.taps() / 16;
+    let mut offsets: Vec<usize> = (0..groups)
+        .map(|m| {
+            let (t, c0) = (m / (c / 16), m % (c / 16) * 16);
+            let (ky, kx) = (t / kw, t % kw);
+            let (copy, first) = g.tap_pairs(kx, &l);
+            ((copy * g.batch * l.rows + ky * g.dilation.0) * l.pairs + first) * 2 * c + 2 * c0
+        })
+        .collect();
+    if groups % 2 == 1 {
+        offsets.push(offsets[0]);
+    }
+    debug_assert_eq!(offsets.len() * 16, g.taps_pad());
+    debug_assert_eq!(acc.len(), g.filters_pad() * g.taps_pad());
+    let blocks = g.filters_pad() / 32 * (offsets.len() / 2);
+    let job = Job {
+        xp: xp.as_ptr(),
+        dzt: dzt.as_ptr(),
+        g,
+        offsets: &offsets,
+        x_image: l.rows * pixel_row,
+        x_line: g.stride.0 * pixel_row,
+    };
+    let per_task = blocks.div_ceil(2 * rayon::current_num_threads()).max(1);
+    let out = OutPtr(acc.as_mut_ptr());
+    (0..blocks.div_ceil(per_task))
+        .into_par_iter()
+        .for_each(|t| {
+            let first = t * per_task;
+            // SAFETY: the contract of this function; each task writes only its own blocks.
+            unsafe { job.blocks(first..(first + per_task).min(blocks), out) }
+        });
+}
+
+/// What every task reads.
+struct Job<'a> {
+    xp: *const u16,
+    dzt: *const u16,
+    g: &'a WeightGradConv,
+    offsets: &'a [usize],
+    /// Elements of one image in one pair copy.
+    x_image: usize,
+    /// Elements between the first input rows of two consecutive output rows in a pair copy.
+    x_line: usize,
+}
+
+// SAFETY: the pointers point into slices borrowed for the whole parallel loop, only read.
+unsafe impl Sync for Job<'_> {}
+
+impl Job<'_> {
+    /// The blocks `blocks` (column-pair-major: block `b` is column pair `b / (fp / 32)`, filter
+    /// pair `b % (fp / 32)`, so consecutive blocks share B), over every image.
+    ///
+    /// # Safety
+    ///
+    /// As [`wgrad_bf16_amx`]; no other task writes these blocks.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn blocks(&self, blocks: std::ops::Range<usize>, acc: OutPtr) {
+        let g = self.g;
+        let c = g.channels;
+        let (fp, wp, tp) = (g.filters_pad(), g.out_w_pad(), g.taps_pad());
+        let plane = g.out_h * wp; // elements of one filter's pixels in `dzt`
+        let a_pitch = plane * 2; // bytes between filters
+        let b_pitch = 4 * c; // bytes between pixel pairs
+        let ldc = tp * 4;
+        let filter_pairs = fp / 32;
+        // SAFETY: AMX is present; CONFIG is a valid palette-1 configuration.
+        unsafe {
+            asm!("ldtilecfg [{}]", in(reg) &CONFIG as *const TileConfig, options(nostack, readonly))
+        };
+        for img in 0..g.batch {
+            for b in blocks.clone() {
+                let (np, mp) = (b / filter_pairs, b % filter_pairs);
+                // SAFETY: rows 32·mp.. and columns 32·np.. of `acc` are this block's.
+                let cp = unsafe { acc.0.add(32 * mp * tp + 32 * np) };
+                // SAFETY: tiles configured; `cp` is 32 rows of 32 f32, `ldc` bytes apart.
+                unsafe { load_or_zero(cp, ldc, img == 0) };
+                let xa = img * self.x_image;
+                let (b0, b1) = (xa + self.offsets[2 * np], xa + self.offsets[2 * np + 1]);
+                let a_img = (img * fp + 32 * mp) * plane;
+                for oy in 0..g.out_h {
+                    let line = oy * self.x_line;
+                    for ox in (0..wp).step_by(32) {
+                        // SAFETY: the layouts hold these chunks (wrapper's lengths): the A rows
+                        // are inside the image's filter-major `dz`, the B pairs inside the
+                        // copy's padded rows.
+                        unsafe {
+                            let p0 = self.dzt.add(a_img + oy * wp + ox);
+                            let p1 = p0.add(16 * plane);
+                            let q0 = self.xp.add(b0 + line + ox * c);
+                            let q1 = self.xp.add(b1 + line + ox * c);
+                            asm!(
+                                "tileloadd tmm4, [{a0} + {ap}*1]",
+                                "tileloadd tmm6, [{b0} + {bp}*1]",
+                                "tdpbf16ps tmm0, tmm4, tmm6",
+                                "tileloadd tmm7, [{b1} + {bp}*1]",
+                                "tdpbf16ps tmm1, tmm4, tmm7",
+                                "tileloadd tmm5, [{a1} + {ap}*1]",
+                                "tdpbf16ps tmm2, tmm5, tmm6",
+                                "tdpbf16ps tmm3, tmm5, tmm7",
+                                a0 = in(reg) p0,
+                                a1 = in(reg) p1,
+                                b0 = in(reg) q0,
+                                b1 = in(reg) q1,
+                                ap = in(reg) a_pitch,
+                                bp = in(reg) b_pitch,
+                                options(nostack, readonly),
+                            );
+                        }
+                    }
+                }
+                // SAFETY: as the load.
+                unsafe { store(cp, ldc) };
+            }
+        }
+        // SAFETY: AMX is present; releasing returns the tile state to its initial value.
+        unsafe { asm!("tilerelease", options(nostack, nomem)) };
+    }
+}
+
+/// tmm0..tmm3 = the 32×32 f32 block at `c` (row pitch `ldc` bytes), or zeros when `zero`.
+///
+/// # Safety
+///
+/// Tiles configured with [`CONFIG`]; `c` is 32 readable rows of 32 f32.
+#[inline]
+unsafe fn load_or_zero(c: *const f32, ldc: usize, zero: bool) {
+    if zero {
+        // SAFETY: tilezero only writes tile registers.
+        unsafe {
+            asm!(
+                "tilezero tmm0",
+                "tilezero tmm1",
+                "tilezero tmm2",
+                "tilezero tmm3",
+                options(nostack, nomem)
+            )
+        };
+        return;
+    }
+    // SAFETY: the contract.
+    unsafe {
+        asm!(
+            "tileloadd tmm0, [{c0} + {ldc}*1]",
+            "tileloadd tmm1, [{c0} + {ldc}*1 + 64]",
+            "tileloadd tmm2, [{c1} + {ldc}*1]",
+            "tileloadd tmm3, [{c1} + {ldc}*1 + 64]",
+            c0 = in(reg) c,
+            c1 = in(reg) c.byte_add(16 * ldc),
+            ldc = in(reg) ldc,
+            options(nostack, readonly),
+        )
+    };
+}
+
+/// The 32×32 f32 block at `c` (row pitch `ldc` bytes) = tmm0..tmm3.
+///
+/// # Safety
+///
+/// Tiles configured with [`CONFIG`]; `c` is 32 writable rows of 32 f32.
+#[inline]
+unsafe fn store(c: *mut f32, ldc: usize) {
+    // SAFETY: the contract.
+    unsafe {
+        asm!(
+            "tilestored [{c0} + {ldc}*1], tmm0",
+            "tilestored [{c0} + {ldc}*1 + 64], tmm1",
+            "tilestored [{c1} + {ldc}*1], tmm2",
+            "tilestored [{c1} + {ldc}*1 + 64], tmm3",
+            c0 = in(reg) c,
+            c1 = in(reg) c.byte_add(16 * ldc),
+            ldc = in(reg) ldc,
+            options(nostack),
+        )
+    };
+}
