@@ -37,7 +37,10 @@ mod wgrad;
 #[allow(unsafe_code)] // `asm!` tile instructions reading the kernel gradient's layouts
 mod wgrad_amx;
 
-pub(crate) use implicit::{conv_implicit, implicit_ready, ImplicitConv};
+#[cfg(test)]
+pub(crate) use implicit::conv_implicit;
+pub(crate) use implicit::{conv_implicit_rounded, implicit_ready};
+pub(crate) use implicit::{BlockEpilogue, ImplicitConv, BLOCK_PITCH};
 pub use matref::MatRef;
 pub use packed::{gemm_packed, pack_b, pack_b_from, pack_b_from_f32, PackedB};
 #[cfg(test)]

@@ -7,8 +7,9 @@ use std::marker::PhantomData;
 
 use crate::dtype::cast_to_vec;
 use crate::error::Result;
+use crate::kernels::gemm::BLOCK_PITCH;
 use crate::kernels::{gemm_packed, MatRef};
-use crate::layers::ops::fused::bias_activation_round;
+use crate::layers::ops::fused::{bias_activation_block, bias_activation_round};
 use crate::layers::ops::im2col::{block_rows, im2col, with_infer_cols};
 use crate::layers::ops::saved::{Saved, SavedBytes};
 use crate::layers::ops::window::{Padding, Window2d};
@@ -287,8 +288,18 @@ impl<P: Policy> Conv2D<P> {
     ) -> (Vec<P::Compute>, bool) {
         let (rows, taps, n) = (g.output_rows(), g.taps(), self.filters());
         let w = self.kernel.packed(false);
-        let implicit = implicit::forward(x, g, w, cols, acc);
-        if !implicit {
+        let bias = self
+            .bias
+            .as_ref()
+            .map(|b| cast_to_vec::<P::Compute, AccOf<P>>(b.compute()));
+        let (b, activation) = (bias.as_deref(), self.args.activation);
+        let epilogue = |col: usize, block: &mut [AccOf<P>], width: usize| {
+            bias_activation_block(block, (col, width, BLOCK_PITCH), b, activation)
+        };
+        if let Some(y) = implicit::forward(x, g, w, cols, &epilogue) {
+            return (y, true);
+        }
+        {
             let block = block_rows::<P::Compute>(taps);
             acc.resize(rows * n, AccOf::<P>::default());
             let held = if keep_cols { rows } else { block.min(rows) };
@@ -302,11 +313,6 @@ impl<P: Policy> Conv2D<P> {
                 gemm_packed(a, w, &mut acc[start * n..end * n], false);
             }
         }
-        let bias = self
-            .bias
-            .as_ref()
-            .map(|b| cast_to_vec::<P::Compute, AccOf<P>>(b.compute()));
-        let y = bias_activation_round(acc, n, bias.as_deref(), self.args.activation);
-        (y, implicit)
+        (bias_activation_round(acc, n, b, activation), false)
     }
 }

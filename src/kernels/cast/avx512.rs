@@ -68,7 +68,7 @@ pub(super) unsafe fn bf16_to_f32_avx512(src: &[bf16], dst: &mut [f32]) {
 ///
 /// The CPU must support AVX-512 F, BW and VL, and `src.len() == dst.len()`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-pub(super) unsafe fn f32_to_bf16_avx512(src: &[f32], dst: &mut [bf16]) {
+pub(in crate::kernels) unsafe fn f32_to_bf16_avx512(src: &[f32], dst: &mut [bf16]) {
     let n = src.len().min(dst.len());
     let (s, d) = (src.as_ptr() as *const i32, dst.as_mut_ptr() as *mut i16);
     let mut i = 0;

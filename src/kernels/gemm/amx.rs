@@ -58,13 +58,18 @@ pub(super) static CONFIG: TileConfig = TileConfig {
 pub(super) struct Scratch(pub(super) [f32; 1024]);
 
 /// C's base pointer, shared by blocks that write disjoint parts of it.
-#[derive(Clone, Copy)]
-pub(super) struct OutPtr(pub(super) *mut f32);
+pub(super) struct OutPtr<T = f32>(pub(super) *mut T);
+impl<T> Clone for OutPtr<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for OutPtr<T> {}
 // SAFETY: the pointer is only dereferenced by blocks that write disjoint index ranges of one
-// `&mut [f32]` that outlives the parallel loop.
-unsafe impl Send for OutPtr {}
+// `&mut [T]` that outlives the parallel loop.
+unsafe impl<T> Send for OutPtr<T> {}
 // SAFETY: as for Send; the blocks never read each other's ranges.
-unsafe impl Sync for OutPtr {}
+unsafe impl<T> Sync for OutPtr<T> {}
 
 /// `C (m × n, row-major) = A·B`, or `+= A·B` when `accumulate`, from packed operands.
 ///

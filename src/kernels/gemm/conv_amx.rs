@@ -14,32 +14,57 @@
 //! Output pixels past the row's end (the last pair of tiles of a row whose width is not a
 //! multiple of 32) read on into the next row, or into the wrapper's slack after the input;
 //! their rows go to a scratch block and are dropped.
+//!
+//! The blocks go to a [`Sink`]: the f32 sums themselves, or each block through a scratch block
+//! in L1, where the caller's epilogue (a layer's bias and activation) runs on it in place and
+//! the AVX-512 rounding writes it once to the bf16 output, so the f32 sums never reach memory.
 
 use std::arch::asm;
 
 use rayon::prelude::*;
 
+use half::bf16;
+
 use super::amx::{OutPtr, Scratch, TileConfig, CONFIG};
-use super::implicit::ImplicitConv;
+use super::implicit::{ImplicitConv, BLOCK_PITCH};
 use super::pack::{PackedVnni, B_CHUNK};
 
 /// Below this many multiply-adds, stay on the calling thread.
 const PAR_MIN_FLOP: usize = 1 << 22;
 
+/// An epilogue on the f32 sums (see [`super::implicit::conv_implicit_rounded`]).
+type Epilogue<'a> = &'a (dyn Fn(usize, &mut [f32], usize) + Sync);
+
+/// Where the product's `rows × n` result goes.
+pub(super) enum Sink<'a> {
+    /// The f32 sums (what the tests compare bit for bit).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Sums(&'a mut [f32]),
+    /// The sums after `epilogue`, rounded once to bf16.
+    Rounded(&'a mut [bf16], Epilogue<'a>),
+}
+
+/// What the tasks write through.
+#[derive(Clone, Copy)]
+enum Out<'a> {
+    Sums(OutPtr),
+    Rounded(OutPtr<bf16>, Epilogue<'a>),
+}
+
 /// `out (rows × n) = conv(x, W)` for the padded input `x` and the packed kernel `b`.
 ///
 /// # Safety
 ///
-/// AMX-TILE, AMX-BF16 (granted by the OS) and AVX-512F must be present; the wrapper has checked
-/// that `g` is consistent, `g.channels % 32 == 0`, `b` packs a `g.taps() × n` matrix,
-/// `x.len() >= g.input_len() + g.slack()` and `out.len() == g.rows() * n`.
+/// AMX-TILE, AMX-BF16 (granted by the OS) and AVX-512 (F, BW, VL) must be present; the wrapper
+/// has checked that `g` is consistent, `g.channels % 32 == 0`, `b` packs a `g.taps() × n`
+/// matrix, `x.len() >= g.input_len() + g.slack()` and that the sink holds `g.rows() * n`.
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn conv_bf16_amx(
     x: &[u16],
     g: &ImplicitConv,
     b: &PackedVnni,
     n: usize,
-    out: &mut [f32],
+    sink: Sink<'_>,
 ) {
     let (kh, kw) = g.kernel;
     let (dh, dw) = g.dilation;
@@ -53,7 +78,10 @@ pub(super) unsafe fn conv_bf16_amx(
         .collect();
     debug_assert_eq!(offsets.len(), b.kc);
     let lines = g.batch * g.out_h;
-    let out_ptr = OutPtr(out.as_mut_ptr());
+    let out_ptr = match sink {
+        Sink::Sums(out) => Out::Sums(OutPtr(out.as_mut_ptr())),
+        Sink::Rounded(out, epilogue) => Out::Rounded(OutPtr(out.as_mut_ptr()), epilogue),
+    };
     let job = Job {
         x: x.as_ptr(),
         g,
@@ -86,6 +114,11 @@ struct Job<'a> {
 
 // SAFETY: `x` points into a slice borrowed for the whole parallel loop and is only read.
 unsafe impl Sync for Job<'_> {}
+// SAFETY: the pointers write disjoint lines of slices borrowed for the whole loop; the
+// epilogue is `Sync`.
+unsafe impl Send for Out<'_> {}
+// SAFETY: as for Send.
+unsafe impl Sync for Out<'_> {}
 
 impl Job<'_> {
     /// Output lines (image, output row) `lines`: every pair of 16-pixel tiles × pair of
@@ -95,7 +128,7 @@ impl Job<'_> {
     ///
     /// As [`conv_bf16_amx`]; no other task writes these lines.
     #[target_feature(enable = "avx512f")]
-    unsafe fn lines(&self, lines: std::ops::Range<usize>, out: OutPtr) {
+    unsafe fn lines(&self, lines: std::ops::Range<usize>, out: Out<'_>) {
         let g = self.g;
         let (sh, sw) = g.stride;
         let c = g.channels;
@@ -122,18 +155,35 @@ impl Job<'_> {
                     }
                     let b0 = self.b.data[2 * jp * kc * B_CHUNK..].as_ptr();
                     let b1 = self.b.data[(2 * jp + 1) * kc * B_CHUNK..].as_ptr();
+                    let at = (row0 + ox) * n + 32 * jp;
                     // SAFETY: C row `row0 + ox` onwards belongs to this line; full blocks are
-                    // in bounds, edges go through the scratch block.
+                    // in bounds, edges and rounded blocks go through the scratch block.
                     unsafe {
-                        let cp = out.0.add((row0 + ox) * n + 32 * jp);
-                        if mr == 32 && nr == 32 {
-                            self.block(a, pitch, b0, b1, cp, 4 * n);
-                        } else {
-                            let mut s = Scratch([0.0; 1024]);
-                            self.block(a, pitch, b0, b1, s.0.as_mut_ptr(), 128);
-                            for r in 0..mr {
-                                let dst = std::slice::from_raw_parts_mut(cp.add(r * n), nr);
-                                dst.copy_from_slice(&s.0[32 * r..32 * r + nr]);
+                        match out {
+                            Out::Sums(c) if mr == 32 && nr == 32 => {
+                                self.block(a, pitch, b0, b1, c.0.add(at), 4 * n);
+                            }
+                            Out::Sums(c) => {
+                                let mut s = Scratch([0.0; 1024]);
+                                self.block(a, pitch, b0, b1, s.0.as_mut_ptr(), 128);
+                                for r in 0..mr {
+                                    let dst =
+                                        std::slice::from_raw_parts_mut(c.0.add(at + r * n), nr);
+                                    dst.copy_from_slice(&s.0[32 * r..32 * r + nr]);
+                                }
+                            }
+                            Out::Rounded(y, epilogue) => {
+                                let mut s = Scratch([0.0; 1024]);
+                                self.block(a, pitch, b0, b1, s.0.as_mut_ptr(), 128);
+                                epilogue(32 * jp, &mut s.0[..BLOCK_PITCH * mr], nr);
+                                for r in 0..mr {
+                                    let dst =
+                                        std::slice::from_raw_parts_mut(y.0.add(at + r * n), nr);
+                                    crate::kernels::cast::avx512::f32_to_bf16_avx512(
+                                        &s.0[32 * r..32 * r + nr],
+                                        dst,
+                                    );
+                                }
                             }
                         }
                     }

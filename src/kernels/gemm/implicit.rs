@@ -5,6 +5,7 @@
 //! for them and the channels are a multiple of 32, and says `false` otherwise, so the caller
 //! keeps its window-matrix path (`im2col` + [`gemm_packed`](super::gemm_packed)) for every other
 //! type, CPU and shape. Where it runs, its result has the same bits as that path.
+//! [`conv_implicit_rounded`] also runs the caller's epilogue and the rounding on each block.
 
 #[cfg(target_arch = "x86_64")]
 use half::slice::HalfFloatSliceExt;
@@ -13,6 +14,14 @@ use super::PackedB;
 use crate::dtype::Element;
 #[cfg(target_arch = "x86_64")]
 use crate::dtype::{SliceMut, SliceRef};
+
+/// Sums per row of the blocks an epilogue of [`conv_implicit_rounded`] sees (the tiles' 32×32
+/// block).
+pub(crate) const BLOCK_PITCH: usize = 32;
+
+/// What [`conv_implicit_rounded`] runs on each block of sums in place: `(first column, block,
+/// width)`, the block in rows of [`BLOCK_PITCH`] of which the first `width` are in the output.
+pub(crate) type BlockEpilogue<'a, A> = &'a (dyn Fn(usize, &mut [A], usize) + Sync);
 
 /// A convolution over an input already padded with zeros (so every window is inside it):
 /// `[batch, in_h, in_w, channels]` → `[batch, out_h, out_w, filters]`, output pixel `(oy, ox)`
@@ -86,12 +95,14 @@ pub(crate) fn implicit_ready<T: Element>(w: &PackedB<T>, channels: usize) -> boo
 /// [`ImplicitConv::slack`] zeros) and the packed kernel `w` (`taps × filters`), products and
 /// sums in f32: the same function (and bits) as [`gemm_packed`](super::gemm_packed) on the
 /// window matrix of `x`. Returns `false`, leaving `out` untouched, when it does not apply
-/// ([`implicit_ready`] is false).
+/// ([`implicit_ready`] is false). The layers use [`conv_implicit_rounded`]; these f32 sums are
+/// what the tests compare bit for bit.
 ///
 /// # Panics
 ///
 /// When it applies and the shapes disagree (`w` not `taps × filters`, `out` not
 /// `rows × filters`, `x` too short, a window outside the input): internal contracts.
+#[cfg(test)]
 pub(crate) fn conv_implicit<T: Element>(
     x: &[T],
     g: &ImplicitConv,
@@ -101,34 +112,93 @@ pub(crate) fn conv_implicit<T: Element>(
     if !implicit_ready(w, g.channels) {
         return false;
     }
+    check(x, g, w, out.len());
+    #[cfg(target_arch = "x86_64")]
+    if let (SliceRef::Bf16(xs), SliceMut::F32(out), Some(b)) =
+        (T::view(x), T::Acc::view_mut(out), w.vnni())
+    {
+        let sink = super::conv_amx::Sink::Sums(out);
+        // SAFETY: as `run`'s contract, checked above.
+        unsafe { run(xs, g, b, w.cols(), sink) };
+        return true;
+    }
+    unreachable!("implicit_ready holds only for bf16 tiles on x86_64")
+}
+
+/// [`conv_implicit`] with each block of f32 sums passed through `epilogue` (in place: a block
+/// of rows of [`BLOCK_PITCH`] sums, its first column and the width in the output; a layer's
+/// bias and activation) while in cache, then rounded once to `T` into `out`: the same bits as
+/// the sums of [`conv_implicit`] through the same element-wise function and
+/// [`cast_slice`](crate::dtype::cast_slice), without the f32 sums in memory.
+///
+/// # Panics
+///
+/// As [`conv_implicit`].
+pub(crate) fn conv_implicit_rounded<T: Element>(
+    x: &[T],
+    g: &ImplicitConv,
+    w: &PackedB<T>,
+    epilogue: BlockEpilogue<'_, T::Acc>,
+    out: &mut [T],
+) -> bool {
+    if !implicit_ready(w, g.channels) {
+        return false;
+    }
+    check(x, g, w, out.len());
+    #[cfg(target_arch = "x86_64")]
+    if let (SliceRef::Bf16(xs), SliceMut::Bf16(out), Some(b)) =
+        (T::view(x), T::view_mut(out), w.vnni())
+    {
+        let f32_epilogue = |col: usize, block: &mut [f32], width: usize| {
+            let block = T::Acc::from_view_mut(SliceMut::F32(block));
+            epilogue(col, block.expect("bf16 accumulates in f32"), width);
+        };
+        let sink = super::conv_amx::Sink::Rounded(out, &f32_epilogue);
+        // SAFETY: as `run`'s contract, checked above.
+        unsafe { run(xs, g, b, w.cols(), sink) };
+        return true;
+    }
+    unreachable!("implicit_ready holds only for bf16 tiles on x86_64")
+}
+
+/// The shapes [`conv_implicit`] requires, for an output of `out_len` elements.
+fn check<T: Element>(x: &[T], g: &ImplicitConv, w: &PackedB<T>, out_len: usize) {
     assert!(g.consistent(), "conv_implicit: a window leaves the input");
     assert_eq!(w.rows(), g.taps(), "conv_implicit: kernel rows differ");
     assert!(
         x.len() >= g.input_len() + g.slack(),
         "conv_implicit: input shorter than its shape and slack"
     );
-    let n = w.cols();
-    assert_eq!(out.len(), g.rows() * n, "conv_implicit: output length");
-    if out.is_empty() {
-        return true;
+    assert_eq!(out_len, g.rows() * w.cols(), "conv_implicit: output length");
+}
+
+/// The tile product into `sink`.
+///
+/// # Safety
+///
+/// `b` is the VNNI packing of a kernel whose shapes [`check`] accepted for `x` and `g`, with a
+/// sink of `g.rows() · n` elements.
+#[cfg(target_arch = "x86_64")]
+unsafe fn run(
+    x: &[half::bf16],
+    g: &ImplicitConv,
+    b: &super::pack::PackedVnni,
+    n: usize,
+    sink: super::conv_amx::Sink<'_>,
+) {
+    assert_eq!(
+        b.kc * 32,
+        g.taps(),
+        "conv_implicit: chunks differ from taps"
+    );
+    if g.rows() == 0 || n == 0 {
+        return;
     }
-    #[cfg(target_arch = "x86_64")]
-    if let (SliceRef::Bf16(xs), SliceMut::F32(out), Some(b)) =
-        (T::view(x), T::Acc::view_mut(out), w.vnni())
-    {
-        assert_eq!(
-            b.kc * 32,
-            g.taps(),
-            "conv_implicit: chunks differ from taps"
-        );
-        // SAFETY: a VNNI packing exists only when the selection point chose the AMX tiles for
-        // bf16, which it does only after detecting AMX-TILE, AMX-BF16 (with the OS's
-        // permission) and AVX-512F; the shapes, the slack and the 32-channel chunks are checked
-        // above.
-        unsafe { super::conv_amx::conv_bf16_amx(xs.reinterpret_cast(), g, b, n, out) };
-        return true;
-    }
-    unreachable!("implicit_ready holds only for bf16 tiles on x86_64")
+    // SAFETY: a VNNI packing exists only when the selection point chose the AMX tiles for bf16,
+    // which it does only after detecting AMX-TILE, AMX-BF16 (with the OS's permission) and
+    // AVX-512 (F, BW, VL, DQ); the shapes, the slack and the 32-channel chunks are checked by
+    // the caller and above.
+    unsafe { super::conv_amx::conv_bf16_amx(x.reinterpret_cast(), g, b, n, sink) };
 }
 
 #[cfg(test)]

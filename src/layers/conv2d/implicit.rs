@@ -15,8 +15,8 @@
 use rayon::prelude::*;
 
 use crate::dtype::{DType, Element};
-use crate::kernels::gemm::WeightGradConv;
-use crate::kernels::gemm::{conv_implicit, conv_weight_grad, implicit_ready, ImplicitConv};
+use crate::kernels::gemm::{conv_implicit_rounded, conv_weight_grad, implicit_ready, ImplicitConv};
+use crate::kernels::gemm::{BlockEpilogue, WeightGradConv};
 use crate::kernels::{pack_b, selected, KernelChoice, MatRef, PackedB};
 use crate::layers::ops::window::{Axis, Window2d};
 
@@ -67,17 +67,18 @@ fn padded_extent(a: &Axis) -> usize {
     reach.max(a.pad_before + a.input)
 }
 
-/// `acc (rows × filters) = windows(x) · w` through the implicit product, with `x` padded into
-/// `buf`; `false` (nothing written) when the kernels here have no implicit path for it.
+/// `epilogue(windows(x) · w)` rounded once, `rows × filters`, through the implicit product
+/// with `x` padded into `buf` (the epilogue runs on each block of f32 sums in cache, see
+/// [`conv_implicit_rounded`]); `None` when the kernels here have no implicit path for it.
 pub(super) fn forward<T: Element>(
     x: &[T],
     g: &Window2d,
     w: &PackedB<T>,
     buf: &mut Vec<T>,
-    acc: &mut Vec<T::Acc>,
-) -> bool {
+    epilogue: BlockEpilogue<'_, T::Acc>,
+) -> Option<Vec<T>> {
     if !implicit_ready(w, g.channels) {
-        return false;
+        return None;
     }
     let ig = ImplicitConv {
         batch: g.batch,
@@ -93,26 +94,25 @@ pub(super) fn forward<T: Element>(
     let dims = (g.batch, g.h.input, g.w.input, g.channels);
     let before = (g.h.pad_before, g.w.pad_before);
     let at = pad_into(x, dims, before, (ig.in_h, ig.in_w), ig.slack(), buf);
-    acc.resize(ig.rows() * w.cols(), T::Acc::default());
-    conv_implicit(&buf[at..], &ig, w, acc)
+    let mut y = vec![T::default(); ig.rows() * w.cols()];
+    conv_implicit_rounded(&buf[at..], &ig, w, epilogue, &mut y).then_some(y)
 }
 
-/// The input gradient `dx = Σ dz·Wᵀ` over the windows, in the accumulator type (`batch · h · w ·
-/// c` elements into `acc`), through the implicit product of `dz` with the flipped kernel, for
-/// strides of 1; `false` (nothing written) otherwise or when the kernels have no implicit path.
-/// `kernel` is the layer's `[kh, kw, c, filters]` kernel in the compute type.
+/// The input gradient `dx = Σ dz·Wᵀ` over the windows, summed in the accumulator type and
+/// rounded once (`batch · h · w · c` elements), through the implicit product of `dz` with the
+/// flipped kernel, for strides of 1; `None` otherwise or when the kernels have no implicit
+/// path. `kernel` is the layer's `[kh, kw, c, filters]` kernel in the compute type.
 pub(super) fn input_grad<T: Element>(
     dz: &[T],
     g: &Window2d,
     kernel: &[T],
     filters: usize,
     buf: &mut Vec<T>,
-    acc: &mut Vec<T::Acc>,
-) -> bool {
+) -> Option<Vec<T>> {
     let (kh, kw, c) = (g.h.kernel, g.w.kernel, g.channels);
     let tiles = selected().gemm(T::DTYPE) == KernelChoice::Amx && T::DTYPE == DType::BFloat16;
     if !tiles || g.h.stride != 1 || g.w.stride != 1 || !filters.is_multiple_of(32) || c == 0 {
-        return false;
+        return None;
     }
     // W'[(ky', kx', f), c] = W[(kh-1-ky', kw-1-kx', c), f], packed for the selected kernels.
     let mut flipped = vec![T::default(); kh * kw * filters * c];
@@ -129,7 +129,7 @@ pub(super) fn input_grad<T: Element>(
         });
     let w = pack_b(MatRef::row_major(&flipped, kh * kw * filters, c));
     if !implicit_ready(&w, filters) {
-        return false;
+        return None;
     }
     // dz's frame: the dilated kernel's extent before the data, less the forward padding.
     let lead =
@@ -154,8 +154,8 @@ pub(super) fn input_grad<T: Element>(
         ig.slack(),
         buf,
     );
-    acc.resize(ig.rows() * c, T::Acc::default());
-    conv_implicit(&buf[at..], &ig, &w, acc)
+    let mut dx = vec![T::default(); ig.rows() * c];
+    conv_implicit_rounded(&buf[at..], &ig, &w, &|_, _, _| {}, &mut dx).then_some(dx)
 }
 
 /// The kernel gradient `dW = Σ_windows xᵀ·dz` (`[kh, kw, c, filters]` into `dw`, in the

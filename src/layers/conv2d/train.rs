@@ -10,7 +10,7 @@
 //!   gathered back onto the input.
 
 use super::{implicit, Conv2D, ConvSaved};
-use crate::dtype::{cast_slice, max_abs};
+use crate::dtype::max_abs;
 use crate::error::{fmt_shape, Error, Result};
 use crate::kernels::{gemm, gemm_packed, MatRef};
 use crate::layers::ops::fused::{pre_activation_grad, sum_bound, PreActivationGrad};
@@ -102,16 +102,11 @@ impl<P: Policy> Layer for Conv2D<P> {
             self.cols.restore(buf);
             return Ok(None);
         }
-        let mut acc = self.scratch.backward.take();
-        if implicit::input_grad(&dz, &g, self.kernel.compute(), n, &mut buf, &mut acc) {
-            let mut dx = vec![P::Compute::default(); acc.len()];
-            cast_slice(&acc, &mut dx);
-            self.scratch.backward.restore(acc);
+        let in_shape = vec![g.batch, g.h.input, g.w.input, g.channels];
+        if let Some(dx) = implicit::input_grad(&dz, &g, self.kernel.compute(), n, &mut buf) {
             self.cols.restore(buf);
-            let in_shape = vec![g.batch, g.h.input, g.w.input, g.channels];
             return Ok(Some(Tensor::from_parts(in_shape, dx)));
         }
-        self.scratch.backward.restore(acc);
         self.cols.restore(buf);
         // dcols = dz·Wᵀ in f32 (the reused accumulator, overwritten), gathered onto the input
         // and rounded once, for groups of whole images of about 4 MiB of dcols each (the
@@ -146,7 +141,6 @@ impl<P: Policy> Layer for Conv2D<P> {
             }
             self.scratch.backward.restore(dcols);
         }
-        let in_shape = vec![g.batch, g.h.input, g.w.input, g.channels];
         Ok(Some(Tensor::from_parts(in_shape, dx)))
     }
 

@@ -129,6 +129,37 @@ pub(crate) fn bias_activation_round<C: Element>(
     })
 }
 
+/// [`BiasActivation`] in place on a block of sums in rows of `pitch`, of which the first
+/// `width` are output columns `col..col + width` (the rest is left as it is): the epilogue of a
+/// product that hands its result over block by block. Each element gets the function of
+/// [`bias_activation_round`] (the same lanes), so the rounded block has its bits.
+pub(crate) fn bias_activation_block<A: Element>(
+    block: &mut [A],
+    (col, width, pitch): (usize, usize, usize),
+    bias: Option<&[A]>,
+    activation: Activation,
+) {
+    if bias.is_none() && activation == Activation::Linear {
+        return;
+    }
+    let bias = bias.map(|b| &b[col..col + width]);
+    if width == pitch {
+        crate::kernels::wide(BiasActivation {
+            acc: block,
+            bias,
+            activation,
+        });
+        return;
+    }
+    for row in block.chunks_mut(pitch) {
+        crate::kernels::wide(BiasActivation {
+            acc: &mut row[..width],
+            bias,
+            activation,
+        });
+    }
+}
+
 /// [`BiasActivation`] over a run of a row-major `? × n` accumulator that starts at column `col`
 /// (not necessarily at a row's start).
 fn bias_activation_from<A: Element>(

@@ -81,13 +81,11 @@ fn the_implicit_input_gradient_is_within_the_bf16_bound() {
         let (kh, kw, c) = (g.h.kernel, g.w.kernel, g.channels);
         let dz = values(g.output_rows() * f, 1);
         let w = values(kh * kw * c * f, 2);
-        let (mut buf, mut acc) = (vec![bf16::ONE; 5], Vec::new()); // stale contents
-        if !input_grad(&dz, &g, &w, f, &mut buf, &mut acc) {
+        let mut buf = vec![bf16::ONE; 5]; // stale contents
+        let Some(got) = input_grad(&dz, &g, &w, f, &mut buf) else {
             eprintln!("no AMX tiles here: the implicit input gradient does not run");
             return;
-        }
-        let mut got = vec![bf16::ZERO; acc.len()];
-        crate::dtype::cast_slice(&acc, &mut got);
+        };
         let k = kh * kw * f;
         let right = reference(&dz, &w, &g, f, false, false);
         assert_eq!(got.len(), right.0.len());
@@ -117,21 +115,13 @@ fn the_implicit_input_gradient_is_within_the_bf16_bound() {
 #[test]
 fn strides_and_odd_filters_decline() {
     let g = Window2d::new("t", &[1, 8, 8, 32], None, [(3, 2, 1); 2], Padding::Same).unwrap();
-    let (mut buf, mut acc) = (Vec::new(), Vec::new());
+    let mut buf = Vec::new();
     let dz = values(g.output_rows() * 32, 1);
     let w = values(9 * 32 * 32, 2);
-    assert!(!input_grad(&dz, &g, &w, 32, &mut buf, &mut acc));
+    assert!(input_grad(&dz, &g, &w, 32, &mut buf).is_none());
     let g = Window2d::new("t", &[1, 8, 8, 32], None, [(3, 1, 1); 2], Padding::Same).unwrap();
     let dz = values(g.output_rows() * 16, 1);
-    assert!(!input_grad(
-        &dz,
-        &g,
-        &w[..9 * 32 * 16],
-        16,
-        &mut buf,
-        &mut acc
-    ));
-    assert!(acc.is_empty());
+    assert!(input_grad(&dz, &g, &w[..9 * 32 * 16], 16, &mut buf).is_none());
 }
 
 /// A `Conv2D<MixedBf16>` training step's kernel gradient (f32, from the tiles after an implicit
@@ -201,5 +191,72 @@ fn the_layers_tile_kernel_gradient_is_within_the_f32_bound() {
             "{shape:?} {kernel:?} {strides:?} {padding}"
         );
         assert!(outside(true), "a dropped row passed");
+    }
+}
+
+/// The forward product with its epilogue fused into the tile stores has the bits of the f32
+/// sums ([`conv_implicit`], itself bit-identical to the window-matrix product) through the
+/// separate bias, activation and rounding pass, for every activation, with and without a bias,
+/// at widths and row counts that leave edge blocks.
+#[test]
+fn the_fused_forward_has_the_bits_of_sums_then_the_fused_pass() {
+    use crate::kernels::gemm::{conv_implicit, pack_b_with};
+    use crate::kernels::KernelChoice;
+    use crate::layers::ops::fused::{bias_activation_block, bias_activation_round};
+    use crate::layers::Activation;
+    let g = Window2d::new("t", &[2, 7, 37, 32], None, [(3, 1, 1); 2], Padding::Same).unwrap();
+    for f in [32, 48] {
+        let w = values(g.taps() * f, 2);
+        let packed = pack_b_with(KernelChoice::Amx, MatRef::row_major(&w, g.taps(), f));
+        let x = values(g.batch * 7 * 37 * 32, 1);
+        let bias: Vec<f32> = (0..f).map(|j| j as f32 / 7.0 - 3.0).collect();
+        let acts = [
+            Activation::Linear,
+            Activation::Relu,
+            Activation::Gelu,
+            Activation::Sigmoid,
+        ];
+        for (act, b) in acts
+            .into_iter()
+            .flat_map(|a| [(a, None), (a, Some(&bias[..]))])
+        {
+            let epilogue = |col: usize, block: &mut [f32], width: usize| {
+                bias_activation_block(
+                    block,
+                    (col, width, crate::kernels::gemm::BLOCK_PITCH),
+                    b,
+                    act,
+                )
+            };
+            let mut buf = Vec::new();
+            let Some(got) = forward(&x, &g, &packed, &mut buf, &epilogue) else {
+                eprintln!("no AMX tiles here: the fused forward does not run");
+                return;
+            };
+            let at = buf.as_ptr().align_offset(64).min(64);
+            let ig = ImplicitConv {
+                batch: 2,
+                in_h: 9,
+                in_w: 39,
+                channels: 32,
+                out_h: 7,
+                out_w: 37,
+                kernel: (3, 3),
+                stride: (1, 1),
+                dilation: (1, 1),
+            };
+            let mut sums = vec![0f32; g.output_rows() * f];
+            assert!(conv_implicit(&buf[at..], &ig, &packed, &mut sums));
+            let want: Vec<bf16> = bias_activation_round(&mut sums, f, b, act);
+            let same = got
+                .iter()
+                .zip(&want)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(
+                same && got.len() == want.len(),
+                "{act:?}, bias {}",
+                b.is_some()
+            );
+        }
     }
 }
