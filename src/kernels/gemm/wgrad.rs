@@ -13,10 +13,10 @@
 //!   s / 2sw` of the copy for the phase `s mod 2sw`, so a tap is whole pairs of one copy (two
 //!   copies for a 3×3 kernel of stride 1).
 //!
-//! Each element of `dW` is one f32 sum over the pixels in a fixed order (images, rows, chunks of
-//! 32 pixels, pairs), so the result does not depend on the thread count; it is the same sum as
-//! the window-matrix product's in another order of f32 additions (tested against an f64
-//! reference in `wgrad/tests.rs`).
+//! Each element of `dW` is a fixed sum of up to [`PARTS`] f32 partial sums, each over a fixed
+//! run of output rows in a fixed order (rows, chunks of 32 pixels, pairs), so the result does
+//! not depend on the thread count; it is the same sum as the window-matrix product's in
+//! another order of f32 additions (tested against an f64 reference in `wgrad/tests.rs`).
 
 #[cfg(target_arch = "x86_64")]
 use half::slice::HalfFloatSliceExt;
@@ -78,6 +78,13 @@ impl WeightGradConv {
         self.filters.next_multiple_of(32)
     }
 
+    /// Elements between two filters in the filter-major `dz`: a filter's padded pixels and one
+    /// more cache line, so that the 16 rows of an A tile (16 filters) do not all fall into the
+    /// same few L1 sets when the pixels fill a multiple of 4 KiB (32 × 32 pixels do).
+    pub(super) fn plane(&self) -> usize {
+        self.out_h * self.out_w_pad() + 32
+    }
+
     /// The pair layout of the input.
     pub(super) fn layout(&self) -> Pairs {
         let (kh, kw) = self.kernel;
@@ -104,10 +111,7 @@ impl WeightGradConv {
     fn work_lens(&self) -> (usize, usize) {
         let l = self.layout();
         let x = l.phases.len() * self.batch * l.rows * l.pairs * 2 * self.channels;
-        (
-            x,
-            self.batch * self.filters_pad() * self.out_h * self.out_w_pad(),
-        )
+        (x, self.batch * self.filters_pad() * self.plane())
     }
 
     /// Columns of the transposed accumulator: the taps in groups of 16, an even count.
@@ -128,6 +132,13 @@ impl WeightGradConv {
             && ok(self.stride.1, self.dilation.1, self.kernel.1)
     }
 }
+
+/// Partial sums of the kernel gradient, each over a fixed run of output rows: the parallel
+/// tasks (a fixed count, so the result does not depend on the thread count).
+const PARTS: usize = 8;
+
+/// At most this many bytes of partial sums (fewer parts for a large kernel).
+const PARTS_BYTES: usize = 16 << 20;
 
 /// Whether [`conv_weight_grad`] runs for `T` and `channels` input channels: bf16 on the AMX
 /// tiles, channels a multiple of 16 (a B tile's 16 columns are 16 channels of one tap).
@@ -193,12 +204,20 @@ pub(crate) fn conv_weight_grad<T: Element>(
             pairs(xs.reinterpret_cast(), g, xp);
             filter_major(dzs.reinterpret_cast(), g, dzt);
             let tp = g.taps_pad();
-            let mut acc = crate::kernels::AlignedVec::<f32>::zeroed(g.filters_pad() * tp);
+            let part = g.filters_pad() * tp;
+            let parts = PARTS
+                .min(g.batch * g.out_h)
+                .min((PARTS_BYTES / (4 * part)).max(1));
+            let mut acc = crate::kernels::AlignedVec::<f32>::zeroed(parts * part);
             // SAFETY: `wgrad_ready` holds only when the selection point chose the AMX tiles for
             // bf16, which it does only after detecting AMX-TILE, AMX-BF16 (with the OS's
             // permission) and AVX-512F; the layouts were just written at the lengths `g`
-            // gives, and `acc` holds `filters_pad` rows of `taps_pad` f32.
-            unsafe { super::wgrad_amx::wgrad_bf16_amx(xp, dzt, g, &mut acc) };
+            // gives, and `acc` holds `parts` parts of `filters_pad` rows of `taps_pad` f32.
+            unsafe { super::wgrad_amx::wgrad_bf16_amx(xp, dzt, g, parts, &mut acc) };
+            let (first, rest) = acc.split_at_mut(part);
+            for other in rest.chunks_exact(part) {
+                first.iter_mut().zip(other).for_each(|(a, &b)| *a += b);
+            }
             let SliceMut::F32(out) = T::Acc::view_mut(out) else {
                 unreachable!("bf16 accumulates in f32")
             };
@@ -255,11 +274,12 @@ fn pairs(x: &[u16], g: &WeightGradConv, out: &mut [u16]) {
 }
 
 /// Writes `dz` filter-major into `out`: `[img][f][oy][ox]` with the rows padded to
-/// [`WeightGradConv::out_w_pad`] pixels and the filters to [`WeightGradConv::filters_pad`] by
-/// zeros; 32 filters of one image per parallel task, through 32 × 32 blocks in cache.
+/// [`WeightGradConv::out_w_pad`] pixels, the filters to [`WeightGradConv::filters_pad`] and
+/// each filter's pixels to [`WeightGradConv::plane`] by zeros; 32 filters of one image per
+/// parallel task, through 32 × 32 blocks in cache.
 fn filter_major(dz: &[u16], g: &WeightGradConv, out: &mut [u16]) {
     let (n, fp, wo, wp) = (g.filters, g.filters_pad(), g.out_w, g.out_w_pad());
-    let plane = g.out_h * wp; // one filter's pixels
+    let plane = g.plane();
     out.par_chunks_mut(32 * plane)
         .enumerate()
         .for_each(|(task, dst)| {
@@ -279,6 +299,9 @@ fn filter_major(dz: &[u16], g: &WeightGradConv, out: &mut [u16]) {
                         dst[f * plane + oy * wp + ox0..][..32].copy_from_slice(row);
                     }
                 }
+            }
+            for f in 0..32 {
+                dst[f * plane + g.out_h * wp..][..32].fill(0);
             }
         });
 }

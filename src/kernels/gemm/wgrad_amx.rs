@@ -8,8 +8,9 @@
 //! tiles (tmm6, tmm7: 16 pixel pairs × 16 channels of the input's pair copies) with four
 //! `tdpbf16ps`; then the tiles are stored back. Every tile row is 64 bytes on a cache line.
 //! Looping images outside the blocks keeps one image's `dz` and input (about 420 KiB at
-//! 32×32×64) in cache across all the blocks of a task. Tasks are ranges of blocks, so each
-//! element of `dW` is summed by one task in one order.
+//! 32×32×64) in L2 across all the blocks, so each is read from memory once. The parallel tasks
+//! are fixed runs of output rows with a partial sum each (the wrapper adds them in order), so
+//! the result does not depend on the thread count.
 //!
 //! Numerics as [`super::amx`]: exact bf16 products, f32 sums rounded to nearest even, bf16
 //! subnormal inputs read as zero and subnormal results flushed.
@@ -18,24 +19,32 @@ use std::arch::asm;
 
 use rayon::prelude::*;
 
-use super::amx::{OutPtr, TileConfig, CONFIG};
+use super::amx::{TileConfig, CONFIG};
 use super::wgrad::WeightGradConv;
 
-/// `acc (filters_pad × taps_pad) = Σ dzᵀ·x` from the input's pair copies `xp` and the
-/// filter-major `dzt`.
+/// `acc`'s `parts` partial sums (`filters_pad × taps_pad` each) of `dzᵀ·x`, from the input's
+/// pair copies `xp` and the filter-major `dzt`: part `p` sums the `p`-th of `parts` equal runs
+/// of output rows (image, row), so a part depends on `parts` but not on the thread count.
 ///
 /// # Safety
 ///
 /// AMX-TILE, AMX-BF16 (granted by the OS) and AVX-512F must be present; `xp` and `dzt` hold the
-/// layouts of `g` (`g.layout()`, `g.out_w_pad()`, `g.filters_pad()`), both 64-byte aligned,
-/// `g.channels % 16 == 0`, and `acc` holds `g.filters_pad()` rows of `g.taps_pad()` f32.
+/// layouts of `g` (`g.layout()`, `g.plane()`, `g.filters_pad()`), both 64-byte aligned,
+/// `g.channels % 16 == 0`, `1 <= parts`, and `acc` holds `parts · g.filters_pad()` rows of
+/// `g.taps_pad()` f32.
 #[target_feature(enable = "avx512f")]
-pub(super) unsafe fn wgrad_bf16_amx(xp: &[u16], dzt: &[u16], g: &WeightGradConv, acc: &mut [f32]) {
+pub(super) unsafe fn wgrad_bf16_amx(
+    xp: &[u16],
+    dzt: &[u16],
+    g: &WeightGradConv,
+    parts: usize,
+    acc: &mut [f32],
+) {
     let l = g.layout();
     let (kw, c) = (g.kernel.1, g.channels);
     let pixel_row = l.pairs * 2 * c; // elements of one padded row of one copy
-                                     // Element offset in image 0 of each B group (a tap's 16 channels) at output pixel (0, 0); an
-                                     // odd count gets a phantom group (group 0 again) whose columns are dropped.
+                                     // Element offset in image 0 of each B group (a tap's 16 channels) at output pixel (0, 0);
+                                     // an odd count gets a phantom group (group 0 again) whose columns are dropped.
     let groups = g.taps() / 16;
     let mut offsets: Vec<usize> = (0..groups)
         .map(|m| {
@@ -48,9 +57,9 @@ pub(super) unsafe fn wgrad_bf16_amx(xp: &[u16], dzt: &[u16], g: &WeightGradConv,
     if groups % 2 == 1 {
         offsets.push(offsets[0]);
     }
+    let part_len = g.filters_pad() * g.taps_pad();
     debug_assert_eq!(offsets.len() * 16, g.taps_pad());
-    debug_assert_eq!(acc.len(), g.filters_pad() * g.taps_pad());
-    let blocks = g.filters_pad() / 32 * (offsets.len() / 2);
+    debug_assert_eq!(acc.len(), parts * part_len);
     let job = Job {
         xp: xp.as_ptr(),
         dzt: dzt.as_ptr(),
@@ -59,14 +68,14 @@ pub(super) unsafe fn wgrad_bf16_amx(xp: &[u16], dzt: &[u16], g: &WeightGradConv,
         x_image: l.rows * pixel_row,
         x_line: g.stride.0 * pixel_row,
     };
-    let per_task = blocks.div_ceil(2 * rayon::current_num_threads()).max(1);
-    let out = OutPtr(acc.as_mut_ptr());
-    (0..blocks.div_ceil(per_task))
-        .into_par_iter()
-        .for_each(|t| {
-            let first = t * per_task;
-            // SAFETY: the contract of this function; each task writes only its own blocks.
-            unsafe { job.blocks(first..(first + per_task).min(blocks), out) }
+    let lines = g.batch * g.out_h;
+    let per_part = lines.div_ceil(parts.max(1));
+    acc.par_chunks_mut(part_len)
+        .enumerate()
+        .for_each(|(p, part)| {
+            let first = (p * per_part).min(lines);
+            // SAFETY: the contract of this function; each task writes only its own part.
+            unsafe { job.lines(first..(first + per_part).min(lines), part) }
         });
 }
 
@@ -86,38 +95,43 @@ struct Job<'a> {
 unsafe impl Sync for Job<'_> {}
 
 impl Job<'_> {
-    /// The blocks `blocks` (column-pair-major: block `b` is column pair `b / (fp / 32)`, filter
-    /// pair `b % (fp / 32)`, so consecutive blocks share B), over every image.
+    /// `part = Σ dzᵀ·x` over the output rows `lines` (image `line / out_h`, row `line % out_h`):
+    /// for each image's run of them, every block (32 filters × 32 columns) in turn.
     ///
     /// # Safety
     ///
-    /// As [`wgrad_bf16_amx`]; no other task writes these blocks.
+    /// As [`wgrad_bf16_amx`]; `part` is one part of its `acc`.
     #[target_feature(enable = "avx512f")]
-    unsafe fn blocks(&self, blocks: std::ops::Range<usize>, acc: OutPtr) {
+    unsafe fn lines(&self, lines: std::ops::Range<usize>, part: &mut [f32]) {
         let g = self.g;
         let c = g.channels;
         let (fp, wp, tp) = (g.filters_pad(), g.out_w_pad(), g.taps_pad());
-        let plane = g.out_h * wp; // elements of one filter's pixels in `dzt`
+        let plane = g.plane(); // elements between filters in `dzt`
         let a_pitch = plane * 2; // bytes between filters
         let b_pitch = 4 * c; // bytes between pixel pairs
         let ldc = tp * 4;
-        let filter_pairs = fp / 32;
+        let blocks = (fp / 32, tp / 32);
+        if lines.is_empty() {
+            return; // `part` stays zero
+        }
         // SAFETY: AMX is present; CONFIG is a valid palette-1 configuration.
         unsafe {
             asm!("ldtilecfg [{}]", in(reg) &CONFIG as *const TileConfig, options(nostack, readonly))
         };
-        for img in 0..g.batch {
-            for b in blocks.clone() {
-                let (np, mp) = (b / filter_pairs, b % filter_pairs);
-                // SAFETY: rows 32·mp.. and columns 32·np.. of `acc` are this block's.
-                let cp = unsafe { acc.0.add(32 * mp * tp + 32 * np) };
-                // SAFETY: tiles configured; `cp` is 32 rows of 32 f32, `ldc` bytes apart.
-                unsafe { load_or_zero(cp, ldc, img == 0) };
+        let mut line = lines.start;
+        while line < lines.end {
+            let img = line / g.out_h;
+            let rows = line % g.out_h..(lines.end - img * g.out_h).min(g.out_h);
+            for (mp, np) in (0..blocks.1).flat_map(|np| (0..blocks.0).map(move |mp| (mp, np))) {
+                let cp = part[32 * mp * tp + 32 * np..].as_mut_ptr();
+                // SAFETY: tiles configured; `cp` is 32 rows of 32 f32, `ldc` bytes apart, in
+                // `part` (`fp` rows of `tp`).
+                unsafe { load_or_zero(cp, ldc, line == lines.start) };
                 let xa = img * self.x_image;
                 let (b0, b1) = (xa + self.offsets[2 * np], xa + self.offsets[2 * np + 1]);
                 let a_img = (img * fp + 32 * mp) * plane;
-                for oy in 0..g.out_h {
-                    let line = oy * self.x_line;
+                for oy in rows.clone() {
+                    let x_row = oy * self.x_line;
                     for ox in (0..wp).step_by(32) {
                         // SAFETY: the layouts hold these chunks (wrapper's lengths): the A rows
                         // are inside the image's filter-major `dz`, the B pairs inside the
@@ -125,8 +139,8 @@ impl Job<'_> {
                         unsafe {
                             let p0 = self.dzt.add(a_img + oy * wp + ox);
                             let p1 = p0.add(16 * plane);
-                            let q0 = self.xp.add(b0 + line + ox * c);
-                            let q1 = self.xp.add(b1 + line + ox * c);
+                            let q0 = self.xp.add(b0 + x_row + ox * c);
+                            let q1 = self.xp.add(b1 + x_row + ox * c);
                             asm!(
                                 "tileloadd tmm4, [{a0} + {ap}*1]",
                                 "tileloadd tmm6, [{b0} + {bp}*1]",
@@ -150,6 +164,7 @@ impl Job<'_> {
                 // SAFETY: as the load.
                 unsafe { store(cp, ldc) };
             }
+            line = (img + 1) * g.out_h;
         }
         // SAFETY: AMX is present; releasing returns the tile state to its initial value.
         unsafe { asm!("tilerelease", options(nostack, nomem)) };
