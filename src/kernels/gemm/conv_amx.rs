@@ -40,8 +40,9 @@ pub(super) enum Sink<'a> {
     /// The f32 sums (what the tests compare bit for bit).
     #[cfg_attr(not(test), allow(dead_code))]
     Sums(&'a mut [f32]),
-    /// The sums after `epilogue`, rounded once to bf16.
-    Rounded(&'a mut [bf16], Epilogue<'a>),
+    /// The sums after `epilogue`, rounded once to bf16, written (never read) through the
+    /// pointer: `rows × n` elements that may be uninitialised.
+    Rounded(*mut bf16, Epilogue<'a>),
 }
 
 /// What the tasks write through.
@@ -57,7 +58,8 @@ enum Out<'a> {
 ///
 /// AMX-TILE, AMX-BF16 (granted by the OS) and AVX-512 (F, BW, VL) must be present; the wrapper
 /// has checked that `g` is consistent, `g.channels % 32 == 0`, `b` packs a `g.taps() × n`
-/// matrix, `x.len() >= g.input_len() + g.slack()` and that the sink holds `g.rows() * n`.
+/// matrix, `x.len() >= g.input_len() + g.slack()` and that the sink holds `g.rows() * n`
+/// elements (the kernel writes every one of them).
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn conv_bf16_amx(
     x: &[u16],
@@ -80,7 +82,7 @@ pub(super) unsafe fn conv_bf16_amx(
     let lines = g.batch * g.out_h;
     let out_ptr = match sink {
         Sink::Sums(out) => Out::Sums(OutPtr(out.as_mut_ptr())),
-        Sink::Rounded(out, epilogue) => Out::Rounded(OutPtr(out.as_mut_ptr()), epilogue),
+        Sink::Rounded(out, epilogue) => Out::Rounded(OutPtr(out), epilogue),
     };
     let job = Job {
         x: x.as_ptr(),
@@ -176,13 +178,14 @@ impl Job<'_> {
                                 let mut s = Scratch([0.0; 1024]);
                                 self.block(a, pitch, b0, b1, s.0.as_mut_ptr(), 128);
                                 epilogue(32 * jp, &mut s.0[..BLOCK_PITCH * mr], nr);
+                                let mut row = [bf16::ZERO; 32];
                                 for r in 0..mr {
-                                    let dst =
-                                        std::slice::from_raw_parts_mut(y.0.add(at + r * n), nr);
                                     crate::kernels::cast::avx512::f32_to_bf16_avx512(
                                         &s.0[32 * r..32 * r + nr],
-                                        dst,
+                                        &mut row[..nr],
                                     );
+                                    let dst = y.0.add(at + r * n);
+                                    std::ptr::copy_nonoverlapping(row.as_ptr(), dst, nr);
                                 }
                             }
                         }

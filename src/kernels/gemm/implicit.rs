@@ -127,9 +127,11 @@ pub(crate) fn conv_implicit<T: Element>(
 
 /// [`conv_implicit`] with each block of f32 sums passed through `epilogue` (in place: a block
 /// of rows of [`BLOCK_PITCH`] sums, its first column and the width in the output; a layer's
-/// bias and activation) while in cache, then rounded once to `T` into `out`: the same bits as
-/// the sums of [`conv_implicit`] through the same element-wise function and
-/// [`cast_slice`](crate::dtype::cast_slice), without the f32 sums in memory.
+/// bias and activation) while in cache, then rounded once to `T`: a new `rows × filters`
+/// vector written once (never zeroed first) with the same bits as the sums of
+/// [`conv_implicit`] through the same element-wise function and
+/// [`cast_slice`](crate::dtype::cast_slice), without the f32 sums in memory. `None` when it
+/// does not apply ([`implicit_ready`] is false).
 ///
 /// # Panics
 ///
@@ -139,24 +141,28 @@ pub(crate) fn conv_implicit_rounded<T: Element>(
     g: &ImplicitConv,
     w: &PackedB<T>,
     epilogue: BlockEpilogue<'_, T::Acc>,
-    out: &mut [T],
-) -> bool {
+) -> Option<Vec<T>> {
     if !implicit_ready(w, g.channels) {
-        return false;
+        return None;
     }
-    check(x, g, w, out.len());
+    let len = g.rows() * w.cols();
+    check(x, g, w, len);
     #[cfg(target_arch = "x86_64")]
-    if let (SliceRef::Bf16(xs), SliceMut::Bf16(out), Some(b)) =
-        (T::view(x), T::view_mut(out), w.vnni())
-    {
+    if let (SliceRef::Bf16(xs), Some(b)) = (T::view(x), w.vnni()) {
         let f32_epilogue = |col: usize, block: &mut [f32], width: usize| {
             let block = T::Acc::from_view_mut(SliceMut::F32(block));
             epilogue(col, block.expect("bf16 accumulates in f32"), width);
         };
-        let sink = super::conv_amx::Sink::Rounded(out, &f32_epilogue);
-        // SAFETY: as `run`'s contract, checked above.
+        let mut out: Vec<T> = Vec::with_capacity(len);
+        // `T` is bf16 (the view above), so its spare capacity is `len` bf16 slots.
+        let ptr = out.spare_capacity_mut().as_mut_ptr().cast::<half::bf16>();
+        let sink = super::conv_amx::Sink::Rounded(ptr, &f32_epilogue);
+        // SAFETY: as `run`'s contract, checked above; the sink is `len` writable elements.
         unsafe { run(xs, g, b, w.cols(), sink) };
-        return true;
+        // SAFETY: the kernel wrote all `len` elements (every row and column of the output is
+        // in one of its blocks); a panic before this line drops `out` with length 0.
+        unsafe { out.set_len(len) };
+        return Some(out);
     }
     unreachable!("implicit_ready holds only for bf16 tiles on x86_64")
 }

@@ -192,28 +192,46 @@ pub(crate) fn conv_weight_grad<T: Element>(
     }
     #[cfg(target_arch = "x86_64")]
     {
-        // Both layouts start on a 64-byte boundary (their lengths are multiples of 32
-        // elements): a `tileloadd` whose rows straddle cache lines is several times slower.
-        work.resize(x_len + dz_len + 64, T::default());
+        let tp = g.taps_pad();
+        let part = g.filters_pad() * tp;
+        let parts = PARTS
+            .min(g.batch * g.out_h)
+            .min((PARTS_BYTES / (4 * part)).max(1));
+        // The two layouts and the partial sums (f32, two elements each) all start on a 64-byte
+        // boundary (the layouts' lengths are multiples of 32 elements): a `tileloadd` whose
+        // rows straddle cache lines is several times slower. `work` is reused between calls, so
+        // nothing here is zeroed by the allocator.
+        work.resize(x_len + dz_len + 2 * parts * part + 64, T::default());
         let at = work.as_ptr().align_offset(64).min(64);
-        let (xp, dzt) = work[at..at + x_len + dz_len].split_at_mut(x_len);
-        if let (SliceRef::Bf16(xs), SliceRef::Bf16(dzs), SliceMut::Bf16(xp), SliceMut::Bf16(dzt)) =
-            (T::view(x), T::view(dz), T::view_mut(xp), T::view_mut(dzt))
-        {
+        let (xp, rest) = work[at..].split_at_mut(x_len);
+        let (dzt, sums) = rest.split_at_mut(dz_len);
+        if let (
+            SliceRef::Bf16(xs),
+            SliceRef::Bf16(dzs),
+            SliceMut::Bf16(xp),
+            SliceMut::Bf16(dzt),
+            SliceMut::Bf16(sums),
+        ) = (
+            T::view(x),
+            T::view(dz),
+            T::view_mut(xp),
+            T::view_mut(dzt),
+            T::view_mut(sums),
+        ) {
             let (xp, dzt) = (xp.reinterpret_cast_mut(), dzt.reinterpret_cast_mut());
             pairs(xs.reinterpret_cast(), g, xp);
             filter_major(dzs.reinterpret_cast(), g, dzt);
-            let tp = g.taps_pad();
-            let part = g.filters_pad() * tp;
-            let parts = PARTS
-                .min(g.batch * g.out_h)
-                .min((PARTS_BYTES / (4 * part)).max(1));
-            let mut acc = crate::kernels::AlignedVec::<f32>::zeroed(parts * part);
+            let sums: &mut [u16] = sums.reinterpret_cast_mut();
+            // SAFETY: every bit pattern is an f32; the region starts on a 64-byte boundary, so
+            // the prefix is empty (asserted).
+            let (head, acc, _) = unsafe { sums.align_to_mut::<f32>() };
+            assert!(head.is_empty() && acc.len() >= parts * part);
+            let acc = &mut acc[..parts * part];
             // SAFETY: `wgrad_ready` holds only when the selection point chose the AMX tiles for
             // bf16, which it does only after detecting AMX-TILE, AMX-BF16 (with the OS's
             // permission) and AVX-512F; the layouts were just written at the lengths `g`
             // gives, and `acc` holds `parts` parts of `filters_pad` rows of `taps_pad` f32.
-            unsafe { super::wgrad_amx::wgrad_bf16_amx(xp, dzt, g, parts, &mut acc) };
+            unsafe { super::wgrad_amx::wgrad_bf16_amx(xp, dzt, g, parts, acc) };
             let (first, rest) = acc.split_at_mut(part);
             for other in rest.chunks_exact(part) {
                 first.iter_mut().zip(other).for_each(|(a, &b)| *a += b);

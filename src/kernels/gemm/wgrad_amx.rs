@@ -25,6 +25,7 @@ use super::wgrad::WeightGradConv;
 /// `acc`'s `parts` partial sums (`filters_pad × taps_pad` each) of `dzᵀ·x`, from the input's
 /// pair copies `xp` and the filter-major `dzt`: part `p` sums the `p`-th of `parts` equal runs
 /// of output rows (image, row), so a part depends on `parts` but not on the thread count.
+/// Every element of `acc` is written (a part with no rows is zeroed); none is read first.
 ///
 /// # Safety
 ///
@@ -112,7 +113,8 @@ impl Job<'_> {
         let ldc = tp * 4;
         let blocks = (fp / 32, tp / 32);
         if lines.is_empty() {
-            return; // `part` stays zero
+            part.fill(0.0);
+            return;
         }
         // SAFETY: AMX is present; CONFIG is a valid palette-1 configuration.
         unsafe {

@@ -94,8 +94,7 @@ pub(super) fn forward<T: Element>(
     let dims = (g.batch, g.h.input, g.w.input, g.channels);
     let before = (g.h.pad_before, g.w.pad_before);
     let at = pad_into(x, dims, before, (ig.in_h, ig.in_w), ig.slack(), buf);
-    let mut y = vec![T::default(); ig.rows() * w.cols()];
-    conv_implicit_rounded(&buf[at..], &ig, w, epilogue, &mut y).then_some(y)
+    conv_implicit_rounded(&buf[at..], &ig, w, epilogue)
 }
 
 /// The input gradient `dx = Σ dz·Wᵀ` over the windows, summed in the accumulator type and
@@ -154,8 +153,7 @@ pub(super) fn input_grad<T: Element>(
         ig.slack(),
         buf,
     );
-    let mut dx = vec![T::default(); ig.rows() * c];
-    conv_implicit_rounded(&buf[at..], &ig, &w, &|_, _, _| {}, &mut dx).then_some(dx)
+    conv_implicit_rounded(&buf[at..], &ig, &w, &|_, _, _| {})
 }
 
 /// The kernel gradient `dW = Σ_windows xᵀ·dz` (`[kh, kw, c, filters]` into `dw`, in the

@@ -100,7 +100,7 @@ fn tiles(g: &WeightGradConv, x: &[bf16], dz: &[bf16]) -> Option<Vec<f32>> {
         return None;
     }
     let mut out = vec![f32::NAN; g.taps() * g.filters];
-    let mut work = vec![bf16::from_f32(7.0); 3]; // stale values must not matter
+    let mut work = vec![bf16::from_f32(7.0); 1 << 21]; // stale values must not matter
     assert!(conv_weight_grad(x, g, dz, &mut work, &mut out));
     Some(out)
 }
