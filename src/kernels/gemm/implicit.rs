@@ -208,4 +208,4 @@ unsafe fn run(
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

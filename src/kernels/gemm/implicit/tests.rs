@@ -11,8 +11,8 @@ use crate::kernels::KernelChoice;
 use crate::layers::ops::im2col::im2col;
 use crate::layers::ops::window::{Padding, Window2d};
 
-/// Deterministic values in [-2, 2), a few of them exact zeros.
-fn values(len: usize, seed: usize) -> Vec<bf16> {
+/// Deterministic values in [-2, 2), a few of them exact zeros (also the kernel-gradient tests').
+pub(in crate::kernels::gemm) fn values(len: usize, seed: usize) -> Vec<bf16> {
     (0..len)
         .map(|i| {
             let h = (i.wrapping_mul(2_654_435_761) ^ seed.wrapping_mul(40_503)) % 4093;

@@ -7,15 +7,7 @@ use half::bf16;
 
 use super::*;
 
-/// Deterministic values in [-2, 2), a few of them exact zeros.
-fn values(len: usize, seed: usize) -> Vec<bf16> {
-    (0..len)
-        .map(|i| {
-            let h = (i.wrapping_mul(2_654_435_761) ^ seed.wrapping_mul(40_503)) % 4093;
-            bf16::from_f32(h as f32 / 1023.25 - 2.0)
-        })
-        .collect()
-}
+use crate::kernels::gemm::implicit::tests::values;
 
 /// `(batch, in_h, in_w, channels, filters, (kh, kw), (sh, sw), (dh, dw), (ph, pw))`: the
 /// output size is Keras's for a window that may reach `pad` zeros past each side.
