@@ -214,32 +214,10 @@ unsafe fn tile_2x2(
     ldc: usize,
     load: bool,
 ) {
+    // SAFETY: the 32×32 block at c is readable with pitch ldc (caller's contract).
+    unsafe { load_or_zero(c, ldc, !load) };
     // SAFETY: c + 16 rows stays inside the 32-row block (caller's contract).
     let c1 = unsafe { c.byte_add(16 * ldc) };
-    if load {
-        // SAFETY: the 32×32 block at c is readable with pitch ldc (caller's contract).
-        unsafe {
-            asm!(
-                "tileloadd tmm0, [{c0} + {ldc}*1]",
-                "tileloadd tmm1, [{c0} + {ldc}*1 + 64]",
-                "tileloadd tmm2, [{c1} + {ldc}*1]",
-                "tileloadd tmm3, [{c1} + {ldc}*1 + 64]",
-                c0 = in(reg) c, c1 = in(reg) c1, ldc = in(reg) ldc,
-                options(nostack, readonly),
-            )
-        };
-    } else {
-        // SAFETY: tilezero only writes tile registers.
-        unsafe {
-            asm!(
-                "tilezero tmm0",
-                "tilezero tmm1",
-                "tilezero tmm2",
-                "tilezero tmm3",
-                options(nostack, nomem)
-            )
-        };
-    }
     // SAFETY: reads kc tiles from each operand pointer and writes the 32×32 block (contract).
     unsafe {
         asm!(
@@ -270,6 +248,63 @@ unsafe fn tile_2x2(
             s = in(reg) 64usize,
             c0 = in(reg) c,
             c1 = in(reg) c1,
+            ldc = in(reg) ldc,
+            options(nostack),
+        )
+    };
+}
+
+/// tmm0..tmm3 = the 32×32 f32 block at `c` (row pitch `ldc` bytes), or zeros when `zero`.
+///
+/// # Safety
+///
+/// Tiles configured with [`CONFIG`]; `c` is 32 readable rows of 32 f32.
+#[inline]
+pub(super) unsafe fn load_or_zero(c: *const f32, ldc: usize, zero: bool) {
+    if zero {
+        // SAFETY: tilezero only writes tile registers.
+        unsafe {
+            asm!(
+                "tilezero tmm0",
+                "tilezero tmm1",
+                "tilezero tmm2",
+                "tilezero tmm3",
+                options(nostack, nomem)
+            )
+        };
+        return;
+    }
+    // SAFETY: the contract.
+    unsafe {
+        asm!(
+            "tileloadd tmm0, [{c0} + {ldc}*1]",
+            "tileloadd tmm1, [{c0} + {ldc}*1 + 64]",
+            "tileloadd tmm2, [{c1} + {ldc}*1]",
+            "tileloadd tmm3, [{c1} + {ldc}*1 + 64]",
+            c0 = in(reg) c,
+            c1 = in(reg) c.byte_add(16 * ldc),
+            ldc = in(reg) ldc,
+            options(nostack, readonly),
+        )
+    };
+}
+
+/// The 32×32 f32 block at `c` (row pitch `ldc` bytes) = tmm0..tmm3.
+///
+/// # Safety
+///
+/// Tiles configured with [`CONFIG`]; `c` is 32 writable rows of 32 f32.
+#[inline]
+pub(super) unsafe fn store(c: *mut f32, ldc: usize) {
+    // SAFETY: the contract.
+    unsafe {
+        asm!(
+            "tilestored [{c0} + {ldc}*1], tmm0",
+            "tilestored [{c0} + {ldc}*1 + 64], tmm1",
+            "tilestored [{c1} + {ldc}*1], tmm2",
+            "tilestored [{c1} + {ldc}*1 + 64], tmm3",
+            c0 = in(reg) c,
+            c1 = in(reg) c.byte_add(16 * ldc),
             ldc = in(reg) ldc,
             options(nostack),
         )

@@ -25,7 +25,7 @@ use rayon::prelude::*;
 
 use half::bf16;
 
-use super::amx::{OutPtr, Scratch, TileConfig, CONFIG};
+use super::amx::{load_or_zero, store, OutPtr, Scratch, TileConfig, CONFIG};
 use super::implicit::{ImplicitConv, BLOCK_PITCH};
 use super::pack::{PackedVnni, B_CHUNK};
 
@@ -214,16 +214,8 @@ impl Job<'_> {
         c: *mut f32,
         ldc: usize,
     ) {
-        // SAFETY: tilezero only writes tile registers.
-        unsafe {
-            asm!(
-                "tilezero tmm0",
-                "tilezero tmm1",
-                "tilezero tmm2",
-                "tilezero tmm3",
-                options(nostack, nomem)
-            )
-        };
+        // SAFETY: tiles configured (caller's contract); nothing is read when zeroing.
+        unsafe { load_or_zero(c, ldc, true) };
         for (k, &off) in self.offsets.iter().enumerate() {
             // SAFETY: the A rows, B chunks and tiles are as the contract says.
             unsafe {
@@ -249,18 +241,6 @@ impl Job<'_> {
             }
         }
         // SAFETY: c is 32 writable rows of 32 f32, ldc bytes apart.
-        unsafe {
-            let c1 = c.byte_add(16 * ldc);
-            asm!(
-                "tilestored [{c0} + {ldc}*1], tmm0",
-                "tilestored [{c0} + {ldc}*1 + 64], tmm1",
-                "tilestored [{c1} + {ldc}*1], tmm2",
-                "tilestored [{c1} + {ldc}*1 + 64], tmm3",
-                c0 = in(reg) c,
-                c1 = in(reg) c1,
-                ldc = in(reg) ldc,
-                options(nostack),
-            )
-        };
+        unsafe { store(c, ldc) };
     }
 }

@@ -19,7 +19,7 @@ use std::arch::asm;
 
 use rayon::prelude::*;
 
-use super::amx::{TileConfig, CONFIG};
+use super::amx::{load_or_zero, store, TileConfig, CONFIG};
 use super::wgrad::WeightGradConv;
 
 /// `acc`'s `parts` partial sums (`filters_pad × taps_pad` each) of `dzᵀ·x`, from the input's
@@ -171,61 +171,4 @@ impl Job<'_> {
         // SAFETY: AMX is present; releasing returns the tile state to its initial value.
         unsafe { asm!("tilerelease", options(nostack, nomem)) };
     }
-}
-
-/// tmm0..tmm3 = the 32×32 f32 block at `c` (row pitch `ldc` bytes), or zeros when `zero`.
-///
-/// # Safety
-///
-/// Tiles configured with [`CONFIG`]; `c` is 32 readable rows of 32 f32.
-#[inline]
-unsafe fn load_or_zero(c: *const f32, ldc: usize, zero: bool) {
-    if zero {
-        // SAFETY: tilezero only writes tile registers.
-        unsafe {
-            asm!(
-                "tilezero tmm0",
-                "tilezero tmm1",
-                "tilezero tmm2",
-                "tilezero tmm3",
-                options(nostack, nomem)
-            )
-        };
-        return;
-    }
-    // SAFETY: the contract.
-    unsafe {
-        asm!(
-            "tileloadd tmm0, [{c0} + {ldc}*1]",
-            "tileloadd tmm1, [{c0} + {ldc}*1 + 64]",
-            "tileloadd tmm2, [{c1} + {ldc}*1]",
-            "tileloadd tmm3, [{c1} + {ldc}*1 + 64]",
-            c0 = in(reg) c,
-            c1 = in(reg) c.byte_add(16 * ldc),
-            ldc = in(reg) ldc,
-            options(nostack, readonly),
-        )
-    };
-}
-
-/// The 32×32 f32 block at `c` (row pitch `ldc` bytes) = tmm0..tmm3.
-///
-/// # Safety
-///
-/// Tiles configured with [`CONFIG`]; `c` is 32 writable rows of 32 f32.
-#[inline]
-unsafe fn store(c: *mut f32, ldc: usize) {
-    // SAFETY: the contract.
-    unsafe {
-        asm!(
-            "tilestored [{c0} + {ldc}*1], tmm0",
-            "tilestored [{c0} + {ldc}*1 + 64], tmm1",
-            "tilestored [{c1} + {ldc}*1], tmm2",
-            "tilestored [{c1} + {ldc}*1 + 64], tmm3",
-            c0 = in(reg) c,
-            c1 = in(reg) c.byte_add(16 * ldc),
-            ldc = in(reg) ldc,
-            options(nostack),
-        )
-    };
 }
