@@ -152,11 +152,11 @@ pub(crate) fn wgrad_ready<T: Element>(channels: usize) -> bool {
 
 /// `out (taps × filters) = Σ_windows xᵀ·dz`, the kernel gradient in Keras's `[kh, kw, c, f]`
 /// order, for the unpadded input `x` and the output gradient `dz`, products and sums in f32;
-/// `work` holds the two layouts (resized, its values overwritten). Returns `false`, leaving
-/// `out` untouched, when it does not apply: [`wgrad_ready`] is false; the layouts would be more
-/// than twice the window matrix (a narrow output under a wide stride); or a row of output pixels
-/// is not a multiple of 32 long and `x` holds an infinity or a NaN (the zero `dz` that pads the
-/// row would multiply it into a NaN the window matrix does not have).
+/// `work` holds the two layouts (grown when short, its values overwritten). Returns `false`,
+/// leaving `out` untouched, when it does not apply: [`wgrad_ready`] is false; the layouts would
+/// be more than twice the window matrix (a narrow output under a wide stride); or a row of
+/// output pixels is not a multiple of 32 long and `x` holds an infinity or a NaN (the zero `dz`
+/// that pads the row would multiply it into a NaN the window matrix does not have).
 ///
 /// # Panics
 ///
@@ -199,9 +199,13 @@ pub(crate) fn conv_weight_grad<T: Element>(
             .min((PARTS_BYTES / (4 * part)).max(1));
         // The two layouts and the partial sums (f32, two elements each) all start on a 64-byte
         // boundary (the layouts' lengths are multiples of 32 elements): a `tileloadd` whose
-        // rows straddle cache lines is several times slower. `work` is reused between calls, so
-        // nothing here is zeroed by the allocator.
-        work.resize(x_len + dz_len + 2 * parts * part + 64, T::default());
+        // rows straddle cache lines is several times slower. `work` is reused between calls and
+        // only grown (every element used is written), so it is neither zeroed by the allocator
+        // nor zero-filled again after a shorter use.
+        let need = x_len + dz_len + 2 * parts * part + 64;
+        if work.len() < need {
+            work.resize(need, T::default());
+        }
         let at = work.as_ptr().align_offset(64).min(64);
         let (xp, rest) = work[at..].split_at_mut(x_len);
         let (dzt, sums) = rest.split_at_mut(dz_len);

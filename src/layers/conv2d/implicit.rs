@@ -22,9 +22,9 @@ use crate::layers::ops::window::{Axis, Window2d};
 
 /// Copies `images` NHWC images of `h × w × c` into `out` at rows and columns `before..` of a
 /// zero `padded.0 × padded.1` frame each, followed by `slack` zeros (what `out` held before is
-/// overwritten), and returns where the frames start: the first element of `out` on a 64-byte
-/// boundary, so that the tiles' rows (whole multiples of 32 channels) do not straddle cache
-/// lines (a split `tileloadd` is several times slower).
+/// overwritten; `out` is grown when short, never shrunk), and returns where the frames start:
+/// the first element of `out` on a 64-byte boundary, so that the tiles' rows (whole multiples of
+/// 32 channels) do not straddle cache lines (a split `tileloadd` is several times slower).
 fn pad_into<T: Element>(
     x: &[T],
     (images, h, w, c): (usize, usize, usize, usize),
@@ -37,7 +37,11 @@ fn pad_into<T: Element>(
     debug_assert!(before.0 + h <= ph && before.1 + w <= pw);
     let row = pw * c;
     let len = images * ph * row + slack;
-    out.resize(len + 64, T::default());
+    // Grown only: every element used is written below, so a buffer left longer by another pass
+    // (the kernel gradient's layouts) is not zero-filled again on each call.
+    if out.len() < len + 64 {
+        out.resize(len + 64, T::default());
+    }
     let skip = out.as_ptr().align_offset(64).min(64);
     let (frames, tail) = out[skip..skip + len].split_at_mut(images * ph * row);
     tail.fill(T::default());
