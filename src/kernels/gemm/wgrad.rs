@@ -18,14 +18,12 @@
 //! not depend on the thread count; it is the same sum as the window-matrix product's in
 //! another order of f32 additions (tested against an f64 reference in `wgrad/tests.rs`).
 
-#[cfg(target_arch = "x86_64")]
-use half::slice::HalfFloatSliceExt;
-use rayon::prelude::*;
-
 use crate::dtype::{max_abs, DType, Element};
 #[cfg(target_arch = "x86_64")]
 use crate::dtype::{SliceMut, SliceRef};
 use crate::kernels::{selected, KernelChoice};
+#[cfg(target_arch = "x86_64")]
+use half::slice::HalfFloatSliceExt;
 
 /// A convolution seen from its kernel gradient: the unpadded NHWC input `[batch, in_h, in_w,
 /// channels]`, `dz` `[batch, out_h, out_w, filters]`, and the window (`pad` zeros before the
@@ -223,8 +221,9 @@ pub(crate) fn conv_weight_grad<T: Element>(
             T::view_mut(sums),
         ) {
             let (xp, dzt) = (xp.reinterpret_cast_mut(), dzt.reinterpret_cast_mut());
-            pairs(xs.reinterpret_cast(), g, xp);
-            filter_major(dzs.reinterpret_cast(), g, dzt);
+            let simd = layout::simd_available();
+            layout::pairs(xs.reinterpret_cast(), g, xp, simd);
+            layout::filter_major(dzs.reinterpret_cast(), g, dzt, simd);
             let sums: &mut [u16] = sums.reinterpret_cast_mut();
             // SAFETY: every bit pattern is an f32; the region starts on a 64-byte boundary, so
             // the prefix is empty (asserted).
@@ -255,78 +254,8 @@ pub(crate) fn conv_weight_grad<T: Element>(
     unreachable!("wgrad_ready holds only for bf16 tiles on x86_64")
 }
 
-/// Writes the pair copies of `x` ([`Pairs`]) into `out`, every element (zeros included), one
-/// padded row of one copy per parallel task.
-fn pairs(x: &[u16], g: &WeightGradConv, out: &mut [u16]) {
-    let l = g.layout();
-    let (c, sw) = (g.channels, g.stride.1);
-    let (ph, pw) = g.pad;
-    out.par_chunks_mut(l.pairs * 2 * c)
-        .enumerate()
-        .for_each(|(task, dst)| {
-            let (copy, yp) = (task / (g.batch * l.rows), task % l.rows);
-            let img = task / l.rows % g.batch;
-            let src_row = yp
-                .checked_sub(ph)
-                .filter(|&y| y < g.in_h)
-                .map(|y| &x[(img * g.in_h + y) * g.in_w * c..][..g.in_w * c]);
-            let phase = l.phases[copy];
-            let pixel = |col: usize| {
-                let col = col.checked_sub(pw).filter(|&i| i < g.in_w)?;
-                src_row.map(|row| &row[col * c..][..c])
-            };
-            for (j, d) in dst.chunks_exact_mut(2 * c).enumerate() {
-                let first = 2 * sw * j + phase;
-                match (pixel(first), pixel(first + sw)) {
-                    (Some(a), Some(b)) => {
-                        for ((v, &p), &q) in d.chunks_exact_mut(2).zip(a).zip(b) {
-                            v[0] = p;
-                            v[1] = q;
-                        }
-                    }
-                    (a, b) => {
-                        for (i, v) in d.chunks_exact_mut(2).enumerate() {
-                            v[0] = a.map_or(0, |a| a[i]);
-                            v[1] = b.map_or(0, |b| b[i]);
-                        }
-                    }
-                }
-            }
-        });
-}
-
-/// Writes `dz` filter-major into `out`: `[img][f][oy][ox]` with the rows padded to
-/// [`WeightGradConv::out_w_pad`] pixels, the filters to [`WeightGradConv::filters_pad`] and
-/// each filter's pixels to [`WeightGradConv::plane`] by zeros; 32 filters of one image per
-/// parallel task, through 32 × 32 blocks in cache.
-fn filter_major(dz: &[u16], g: &WeightGradConv, out: &mut [u16]) {
-    let (n, fp, wo, wp) = (g.filters, g.filters_pad(), g.out_w, g.out_w_pad());
-    let plane = g.plane();
-    out.par_chunks_mut(32 * plane)
-        .enumerate()
-        .for_each(|(task, dst)| {
-            let (img, f0) = (task / (fp / 32), task % (fp / 32) * 32);
-            let nf = n.saturating_sub(f0).min(32);
-            for oy in 0..g.out_h {
-                let src = &dz[(img * g.out_h + oy) * wo * n..][..wo * n];
-                for ox0 in (0..wp).step_by(32) {
-                    let mut block = [[0u16; 32]; 32]; // [filter][pixel]
-                    for (p, ox) in (ox0..(ox0 + 32).min(wo)).enumerate() {
-                        let px = &src[ox * n + f0..][..nf];
-                        for (f, &v) in px.iter().enumerate() {
-                            block[f][p] = v;
-                        }
-                    }
-                    for (f, row) in block.iter().enumerate() {
-                        dst[f * plane + oy * wp + ox0..][..32].copy_from_slice(row);
-                    }
-                }
-            }
-            for f in 0..32 {
-                dst[f * plane + g.out_h * wp..][..32].fill(0);
-            }
-        });
-}
-
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+mod layout;
 #[cfg(test)]
 mod tests;

@@ -204,3 +204,36 @@ fn it_declines_what_it_does_not_run() {
     let mut out = vec![0f32; wide.taps() * 16];
     assert!(!conv_weight_grad(&x, &wide, &dz, &mut Vec::new(), &mut out));
 }
+
+/// The AVX-512 layouts equal the portable loops' bit for bit, stale contents overwritten, for
+/// channel counts of one and several registers, row tails, filter tails and strides.
+#[test]
+fn the_avx512_layouts_equal_the_portable_ones() {
+    if !layout::simd_available() {
+        eprintln!("no AVX-512 here: the register layouts do not run");
+        return;
+    }
+    let cases: [Case; 5] = [
+        (2, 16, 32, 64, 64, (3, 3), (1, 1), (1, 1), (1, 1)),
+        (2, 12, 41, 16, 48, (3, 2), (1, 1), (1, 1), (1, 0)),
+        (1, 11, 40, 96, 70, (3, 3), (2, 2), (1, 1), (1, 1)),
+        (1, 9, 70, 48, 40, (5, 4), (2, 3), (1, 2), (2, 3)),
+        (3, 5, 5, 16, 33, (1, 1), (1, 1), (1, 1), (0, 0)),
+    ];
+    for case in cases {
+        let g = geometry(case);
+        let (x, dz) = inputs(&g);
+        let (x, dz): (&[u16], &[u16]) = (x.reinterpret_cast(), dz.reinterpret_cast());
+        let (x_len, dz_len) = g.work_lens();
+        let run = |simd: bool, stale: u16| {
+            let (mut xp, mut dzt) = (vec![stale; x_len], vec![stale; dz_len]);
+            layout::pairs(x, &g, &mut xp, simd);
+            layout::filter_major(dz, &g, &mut dzt, simd);
+            (xp, dzt)
+        };
+        let want = run(false, 0);
+        let got = run(true, 0x7fc0);
+        assert!(want.0 == got.0, "{case:?}: pair copies differ");
+        assert!(want.1 == got.1, "{case:?}: filter-major dz differs");
+    }
+}
