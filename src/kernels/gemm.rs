@@ -6,7 +6,8 @@
 //!   all.
 //! - bf16 runs on the AMX tiles (`gemm/amx.rs`) when the selection point picks them for bf16:
 //!   both operands are packed into the tile layouts (`gemm/pack.rs`), converting strided or
-//!   transposed views while packing. f16 (and a pre-packed f32 weight) runs on the AVX-512 FMA
+//!   transposed views while packing. Without AMX but with AVX512-BF16 it runs on `vdpbf16ps`
+//!   (`gemm/dpbf16.rs`) over k-pair panels (`gemm/pairs.rs`). f16 (and a pre-packed f32 weight) runs on the AVX-512 FMA
 //!   panels (`gemm/panels.rs`, `gemm/fma.rs`) when it picks them.
 //! - Otherwise the 16-bit types are widened to f32 once per call (exact), then `sgemm`.
 
@@ -16,6 +17,9 @@ mod amx;
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)] // `asm!` tile instructions reading a padded input
 mod conv_amx;
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)] // the AVX512-BF16 `vdpbf16ps` microkernel
+mod dpbf16;
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)] // the AVX-512 FMA microkernel
 mod fma;
@@ -28,6 +32,8 @@ mod mm;
 mod pack;
 #[allow(unsafe_code)] // calls of the AMX and FMA kernels
 mod packed;
+#[cfg(target_arch = "x86_64")]
+mod pairs;
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)] // a call of the AVX-512 transpose
 mod panels;
@@ -129,7 +135,8 @@ fn gemm_for<T: Element>(
                 accumulate,
             )
         }
-        // A 16-bit type with a packed fast path (AMX tiles for bf16, FMA panels for f16).
+        // A 16-bit type with a packed fast path (AMX tiles or `vdpbf16ps` pairs for bf16, FMA
+        // panels for f16).
         _ => gemm_packed(a, &pack_b_for(kernels, b), c, accumulate),
     }
 }

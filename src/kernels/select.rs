@@ -70,7 +70,8 @@ fn kernel_choice() -> KernelChoice {
 /// process. Each answer is [`KernelChoice::Portable`] or the one fast family that operation has.
 ///
 /// A `Kernels` is built only by this module, from the detected CPU features capped by a ceiling,
-/// so an answer of [`KernelChoice::Avx512`] proves the CPU has AVX-512 F, BW, VL and DQ, and an
+/// so an answer of [`KernelChoice::Avx512`] proves the CPU has AVX-512 F, BW, VL and DQ (and for
+/// the bf16 product AVX512-BF16 too), and an
 /// answer of [`KernelChoice::Amx`] proves AMX-TILE and AMX-BF16 with the OS's permission (and
 /// AVX-512 as well). The kernels' `SAFETY` comments rely on exactly that.
 ///
@@ -104,8 +105,10 @@ impl Kernels {
     /// The matrix kernel of a product in compute type `compute` (the [`PackedB`] layout and the
     /// kernel that reads it):
     ///
-    /// - bf16: [`KernelChoice::Amx`] (AMX-BF16 tiles) or portable (each operand widened to f32
-    ///   once per call, then matrixmultiply's `sgemm`);
+    /// - bf16: [`KernelChoice::Amx`] (AMX-BF16 tiles), [`KernelChoice::Avx512`] (AVX512-BF16's
+    ///   `vdpbf16ps` on k-pair panels, when the CPU has it but no AMX, or under an AVX-512
+    ///   ceiling) or portable (each operand widened to f32 once per call, then matrixmultiply's
+    ///   `sgemm`);
     /// - f16: [`KernelChoice::Avx512`] (AVX-512 FMA panels holding the f16 values widened) or
     ///   portable (widened, `sgemm`);
     /// - f32: [`KernelChoice::Avx512`] when a pre-packed weight feeds the AVX-512 FMA panels
@@ -183,8 +186,13 @@ fn decide(isa: isa::Isa, ceiling: KernelChoice) -> Kernels {
     let avx512 = isa.avx512 && cfg!(target_arch = "x86_64");
     Kernels {
         ceiling,
-        // Detection sets AMX only together with AVX-512 (the AMX path packs with it).
-        gemm_bf16: level(isa.amx_bf16 && avx512, KernelChoice::Amx),
+        // Detection sets AMX only together with AVX-512 (the AMX path packs with it). Without
+        // AMX, `vdpbf16ps` (AVX512-BF16) where the CPU has it.
+        gemm_bf16: if isa.amx_bf16 && avx512 {
+            KernelChoice::Amx
+        } else {
+            level(isa.avx512_bf16 && avx512, KernelChoice::Avx512)
+        },
         gemm_f16: level(avx512, KernelChoice::Avx512),
         gemm_f32_packed: level(avx512, KernelChoice::Avx512),
         pack: level(avx512, KernelChoice::Avx512),
@@ -199,7 +207,10 @@ fn decide(isa: isa::Isa, ceiling: KernelChoice) -> Kernels {
 pub fn kernel_name(dtype: DType) -> &'static str {
     let fast = selected().gemm(dtype) != KernelChoice::Portable;
     match dtype {
-        DType::BFloat16 if fast => "AMX-BF16 tiles (tdpbf16ps), f32 accumulation",
+        DType::BFloat16 if selected().gemm(dtype) == KernelChoice::Amx => {
+            "AMX-BF16 tiles (tdpbf16ps), f32 accumulation"
+        }
+        DType::BFloat16 if fast => "AVX512-BF16 vdpbf16ps panels, f32 accumulation",
         DType::BFloat16 => "widened to f32 once per call, matrixmultiply sgemm",
         DType::Float16 if fast => {
             "AVX-512 FMA panels (weights rounded to f16, kept widened), f32 accumulation"
@@ -273,6 +284,8 @@ mod tests {
             assert_eq!(k.pack_bf16_native(), cpu.avx512_bf16, "{ceiling:?}");
             let amx = cpu.amx_bf16 && ceiling.allows_amx();
             assert_eq!(k.gemm(DType::BFloat16) == KernelChoice::Amx, amx);
+            let dp = !amx && cpu.avx512_bf16 && cfg!(target_arch = "x86_64");
+            assert_eq!(k.gemm(DType::BFloat16) == KernelChoice::Avx512, dp);
             assert_eq!(k.gemm(DType::Float64), KernelChoice::Portable);
         }
     }
@@ -301,7 +314,9 @@ mod tests {
                 let tiles = amx_bf16 && x86 && ceiling.allows_amx();
                 let want = |on: bool, fast| if on { fast } else { Portable };
                 let case = format!("{cpu:?} under {ceiling:?}");
-                assert_eq!(k.gemm(DType::BFloat16), want(tiles, Amx), "{case}");
+                let dp = want(simd && avx512_bf16, Avx512);
+                let bf = if tiles && simd { Amx } else { dp };
+                assert_eq!(k.gemm(DType::BFloat16), bf, "{case}");
                 assert_eq!(k.gemm(DType::Float16), want(simd, Avx512), "{case}");
                 assert_eq!(k.gemm(DType::Float32), want(simd, Avx512), "{case}");
                 assert_eq!(k.gemm(DType::Float64), Portable, "{case}");

@@ -65,7 +65,7 @@ impl PanelElem for f16 {
 
 /// C's base pointer, shared by blocks that write disjoint parts of it.
 #[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
+pub(super) struct OutPtr(pub(super) *mut f32);
 // SAFETY: only dereferenced by blocks writing disjoint ranges of one `&mut [f32]` that outlives
 // the parallel loop.
 unsafe impl Send for OutPtr {}
@@ -79,7 +79,7 @@ impl OutPtr {
     /// # Safety
     ///
     /// `offset` must lie inside the output slice.
-    unsafe fn add(self, offset: usize) -> *mut f32 {
+    pub(super) unsafe fn add(self, offset: usize) -> *mut f32 {
         // SAFETY: forwarded contract.
         unsafe { self.0.add(offset) }
     }
@@ -132,7 +132,11 @@ pub(super) unsafe fn gemm_f32_avx512<E: PanelElem>(
                     // SAFETY: AVX-512F (contract); ap/bp hold kn k-steps of MR/NR (sliced
                     // above); the C block rows r0..r0+mr, columns c0..c0+nr are in bounds and
                     // belong to this parallel block only.
-                    unsafe { block(kn, ap, bp, out.add(r0 * n + c0), n, mr, nr, load) };
+                    unsafe {
+                        edge_block(out.add(r0 * n + c0), n, mr, nr, load, |c, ldc| {
+                            dispatch(mr, kn, ap, bp, c, ldc, load)
+                        })
+                    };
                 }
             }
         }
@@ -144,26 +148,25 @@ pub(super) unsafe fn gemm_f32_avx512<E: PanelElem>(
     }
 }
 
-/// One `mr × nr` block of C (`mr <= MR`, `nr <= NR`), through a scratch block when `nr < NR`.
+/// One `mr × nr` block of C (`mr <= MR`, `nr <= NR`) written by `kernel` (given a C pointer
+/// and its pitch, it writes `mr` full rows of [`NR`] columns, reading them first when `load`),
+/// through a scratch block when `nr < NR`. Shared by the FMA and `vdpbf16ps` kernels.
 ///
 /// # Safety
 ///
-/// AVX-512F; `a`, `b` valid for `kn` steps; `c` addresses `mr` rows of `nr` f32 with pitch `ldc`.
-#[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)] // a microkernel call: operands, C block and its edges
-unsafe fn block(
-    kn: usize,
-    a: *const f32,
-    b: *const f32,
+/// `c` addresses `mr` rows of `nr` f32 with pitch `ldc`; `kernel` must be safe to call on any
+/// `mr × NR` block it is given.
+#[inline]
+pub(super) unsafe fn edge_block(
     c: *mut f32,
     ldc: usize,
     mr: usize,
     nr: usize,
     load: bool,
+    kernel: impl FnOnce(*mut f32, usize),
 ) {
     if nr == NR {
-        // SAFETY: forwarded contract; full-width rows.
-        return unsafe { dispatch(mr, kn, a, b, c, ldc, load) };
+        return kernel(c, ldc);
     }
     let mut s = [0f32; MR * NR];
     // SAFETY: c holds mr rows of nr valid f32 with pitch ldc (contract); s is MR × NR.
@@ -173,7 +176,7 @@ unsafe fn block(
                 std::ptr::copy_nonoverlapping(c.add(r * ldc), s.as_mut_ptr().add(r * NR), nr);
             }
         }
-        dispatch(mr, kn, a, b, s.as_mut_ptr(), NR, load);
+        kernel(s.as_mut_ptr(), NR);
         for r in 0..mr {
             std::ptr::copy_nonoverlapping(s.as_ptr().add(r * NR), c.add(r * ldc), nr);
         }

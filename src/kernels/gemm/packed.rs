@@ -5,7 +5,7 @@
 use std::marker::PhantomData;
 
 #[cfg(target_arch = "x86_64")]
-use super::{amx, fma, panels};
+use super::{amx, dpbf16, fma, pairs, panels};
 use super::{mm::mm_checked, pack, with_data, MatRef};
 use crate::dtype::{DType, Element, SliceMut, SliceRef};
 #[cfg(any(test, target_arch = "x86_64"))]
@@ -22,7 +22,8 @@ pub(crate) use repack::{repack_blocks, RepackBlock, REPACK_ROWS};
 ///
 /// What it holds is what the selection point chose for `T` ([`Kernels::gemm`]): the AMX
 /// pairwise-VNNI bf16 tiles for bf16 on AMX CPUs ([`PackedB::kernel`] is [`KernelChoice::Amx`]),
-/// AVX-512 FMA panels for f16 and f32 on AVX-512 CPUs ([`KernelChoice::Avx512`]), otherwise a
+/// k-pair `vdpbf16ps` panels for bf16 on AVX512-BF16 CPUs without AMX and AVX-512 FMA panels
+/// for f16 and f32 on AVX-512 CPUs (both [`KernelChoice::Avx512`]), otherwise a
 /// contiguous row-major copy in the accumulator type (f32, or f64 for f64), which `sgemm`/`dgemm`
 /// read directly.
 #[derive(Debug, Clone)]
@@ -40,6 +41,9 @@ enum Repr {
     /// AVX-512 FMA panels in f32 (f32, and f16 values widened exactly).
     #[cfg(target_arch = "x86_64")]
     Panels32(fma::Panels<f32>),
+    /// `vdpbf16ps` k-pair panels (bf16 only, without AMX).
+    #[cfg(target_arch = "x86_64")]
+    Pairs(pairs::PairPanels),
     /// Row-major `k × n`, already rounded to `T` and widened (exact) to f32.
     F32(Vec<f32>),
     /// Row-major `k × n` (f64 only).
@@ -58,12 +62,13 @@ impl<T: Element> PackedB<T> {
     }
 
     /// The kernel family this packing feeds: [`KernelChoice::Amx`] (bf16 tiles),
-    /// [`KernelChoice::Avx512`] (f32 FMA panels, for f32 and f16) or [`KernelChoice::Portable`].
+    /// [`KernelChoice::Avx512`] (f32 FMA panels for f32 and f16, `vdpbf16ps` pairs for bf16) or
+    /// [`KernelChoice::Portable`].
     pub fn kernel(&self) -> KernelChoice {
         match self.repr {
             Repr::Vnni(_) => KernelChoice::Amx,
             #[cfg(target_arch = "x86_64")]
-            Repr::Panels32(_) => KernelChoice::Avx512,
+            Repr::Panels32(_) | Repr::Pairs(_) => KernelChoice::Avx512,
             _ => KernelChoice::Portable,
         }
     }
@@ -173,6 +178,10 @@ pub(super) fn pack_b_for<T: Element>(kernels: Kernels, b: MatRef<'_, T>) -> Pack
     let repr = match (T::view(b.data), kernels.gemm(T::DTYPE)) {
         (SliceRef::Bf16(d), KernelChoice::Amx) => Repr::Vnni(pack::pack_b_vnni(with_data(b, d))),
         #[cfg(target_arch = "x86_64")]
+        (SliceRef::Bf16(d), KernelChoice::Avx512) => {
+            Repr::Pairs(pairs::pack_b_pairs(with_data(b, d)))
+        }
+        #[cfg(target_arch = "x86_64")]
         (SliceRef::F16(d), KernelChoice::Avx512) => {
             Repr::Panels32(panels::pack_b_panels(with_data(b, d)))
         }
@@ -194,6 +203,8 @@ fn pack_b_from_f32_for<T: Element>(kernels: Kernels, b: MatRef<'_, f32>) -> Pack
     );
     let repr = match (T::DTYPE, kernels.gemm(T::DTYPE)) {
         (DType::BFloat16, KernelChoice::Amx) => Repr::Vnni(pack::pack_b_vnni(b)),
+        #[cfg(target_arch = "x86_64")]
+        (DType::BFloat16, KernelChoice::Avx512) => Repr::Pairs(pairs::pack_b_pairs(b)),
         #[cfg(target_arch = "x86_64")]
         // f16 values kept in f32 panels: the FMA kernel runs faster on f32 panels at every
         // measured shape (see `docs/PERFORMANCE.md`: 299/304/258 against 293/303/163 GFLOP/s),
@@ -254,6 +265,20 @@ pub fn gemm_packed<T: Element>(
                 // ceiling (checked just above) only when it detected AVX-512F; shapes are
                 // checked inside.
                 unsafe { fma::gemm_f32_avx512(pa, m, k, pb, n, c, accumulate) }
+            })
+        }
+        #[cfg(target_arch = "x86_64")]
+        (Repr::Pairs(pb), SliceRef::Bf16(ad), SliceMut::F32(c)) => {
+            assert_eq!(
+                kernels_for(KernelChoice::Avx512).gemm(T::DTYPE),
+                KernelChoice::Avx512,
+                "vdpbf16ps panels without AVX512-BF16"
+            );
+            pairs::with_a_pairs(with_data(a, ad), |pa| {
+                // SAFETY: the selection point picks the k-pair panels for bf16 under an AVX-512
+                // ceiling (checked just above) only when it detected AVX-512F and AVX512-BF16;
+                // shapes are checked inside.
+                unsafe { dpbf16::gemm_bf16_dp(pa, m, k, pb, n, c, accumulate) }
             })
         }
         #[cfg(target_arch = "x86_64")]

@@ -17,7 +17,11 @@ const PAR_MIN: usize = 1 << 16;
 /// Fewest B panels per packing task.
 const GROUP: usize = 4;
 
-fn for_each_chunk<E: Send>(data: &mut [E], len: usize, f: impl Fn(usize, &mut [E]) + Sync) {
+pub(super) fn for_each_chunk<E: Send>(
+    data: &mut [E],
+    len: usize,
+    f: impl Fn(usize, &mut [E]) + Sync,
+) {
     if len == 0 {
         return;
     }

@@ -247,20 +247,119 @@ fn gemm_packed_equals_gemm_and_pack_from_f32_rounds_once() {
     }
 }
 
-#[test]
-fn amx_flushes_only_subnormal_inputs_within_the_absolute_term() {
-    if kernels_for(KernelChoice::Auto).gemm(DType::BFloat16) != KernelChoice::Amx {
-        eprintln!("skip: CPU lacks AMX-BF16");
-        return;
+/// The bf16 paths that run a hardware dot product (AMX tiles, `vdpbf16ps` pairs) on this CPU.
+fn bf16_dot_product_paths() -> Vec<KernelChoice> {
+    let paths: Vec<KernelChoice> = [KernelChoice::Avx512, KernelChoice::Amx]
+        .into_iter()
+        .filter(|&c| kernels_for(c).gemm(DType::BFloat16) == c)
+        .collect();
+    if paths.is_empty() {
+        eprintln!("skip: CPU lacks AVX512-BF16 and AMX-BF16");
     }
-    // A subnormal bf16 times 1 gives 0 on AMX (DAZ) and the subnormal on the portable path.
+    paths
+}
+
+#[test]
+fn bf16_avx512_path_is_vdpbf16ps_exactly_when_the_cpu_has_avx512_bf16() {
+    let has = std::arch::is_x86_feature_detected!("avx512bf16")
+        && kernels_for(KernelChoice::Avx512).gemm(DType::Float32) == KernelChoice::Avx512;
+    let w = values::<bf16>(6 * 5, 1);
+    let p = pack_b_with(KernelChoice::Avx512, MatRef::row_major(&w, 6, 5));
+    let want = if has {
+        KernelChoice::Avx512
+    } else {
+        KernelChoice::Portable
+    };
+    assert_eq!(p.kernel(), want);
+    assert_eq!(
+        kernels_for(KernelChoice::Avx512).gemm(DType::BFloat16),
+        want
+    );
+}
+
+#[test]
+fn dot_product_paths_flush_only_subnormal_inputs_within_the_absolute_term() {
+    // A subnormal bf16 times 1 gives 0 on AMX and vdpbf16ps (DAZ) and the subnormal on the
+    // portable path; a subnormal partial sum is flushed too (FTZ).
     let sub = bf16::from_bits(0x0001);
-    let a = [sub, bf16::ONE];
-    let b = [bf16::ONE, bf16::ONE];
-    let (av, bv) = (MatRef::row_major(&a, 1, 2), MatRef::row_major(&b, 2, 1));
-    let amx = run(KernelChoice::Amx, av, bv, &[0.0], false);
-    assert_eq!(amx[0], 1.0);
-    check_bound(av, bv, &[0.0], &amx).unwrap();
+    let a = [
+        sub,
+        bf16::ONE,
+        bf16::from_bits(0x0080),
+        bf16::ZERO,
+        bf16::ONE,
+    ];
+    let b = [
+        bf16::ONE,
+        bf16::ONE,
+        bf16::from_bits(0x3f00),
+        bf16::ONE,
+        bf16::ZERO,
+    ];
+    for path in bf16_dot_product_paths() {
+        let (av, bv) = (
+            MatRef::row_major(&a[..2], 1, 2),
+            MatRef::row_major(&b[..2], 2, 1),
+        );
+        let got = run(path, av, bv, &[0.0], false);
+        assert_eq!(got[0], 1.0, "{path:?}");
+        check_bound(av, bv, &[0.0], &got).unwrap();
+        // 2^-126 · 0.5 is a subnormal product: flushed to zero, within the absolute term.
+        let (av, bv) = (
+            MatRef::row_major(&a[2..], 1, 3),
+            MatRef::row_major(&b[2..], 3, 1),
+        );
+        let got = run(path, av, bv, &[0.0], false);
+        assert!(
+            got[0] == 0.0 || got[0] == 2f32.powi(-127),
+            "{path:?}: {}",
+            got[0]
+        );
+        check_bound(av, bv, &[0.0], &got).unwrap();
+    }
+}
+
+/// A plausible bug of a k-pair layout: the halves of B's pairs swapped, so each pair adds
+/// `a[2q]·b[2q+1] + a[2q+1]·b[2q]` (exact in f64).
+fn gemm_with_swapped_pairs(a: MatRef<'_, bf16>, b: MatRef<'_, bf16>) -> Vec<f32> {
+    let (m, k, n) = (a.rows(), a.cols(), b.cols());
+    let mut c = vec![0f32; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let mut s = 0f64;
+            for p in 0..k {
+                let q = if p + 1 < k { p ^ 1 } else { p };
+                s += a.at(i, p).as_f64() * b.at(q, j).as_f64();
+            }
+            c[i * n + j] = s as f32;
+        }
+    }
+    c
+}
+
+#[test]
+fn bound_catches_swapped_pair_halves_and_a_dropped_odd_k() {
+    let (m, k, n) = (13, 301, 33);
+    let a = values::<bf16>(m * k, 21);
+    let b = values::<bf16>(k * n, 22);
+    let (av, bv) = (MatRef::row_major(&a, m, k), MatRef::row_major(&b, k, n));
+    let zero = vec![0.0; m * n];
+    assert!(check_bound(av, bv, &zero, &gemm_with_swapped_pairs(av, bv)).is_err());
+    // The unpaired last k (301 is odd) dropped: the first 300 only.
+    let a2: Vec<bf16> = (0..m * (k - 1))
+        .map(|i| a[(i / (k - 1)) * k + i % (k - 1)])
+        .collect();
+    let dropped = run(
+        KernelChoice::Portable,
+        MatRef::row_major(&a2, m, k - 1),
+        MatRef::row_major(&b[..(k - 1) * n], k - 1, n),
+        &zero,
+        false,
+    );
+    assert!(check_bound(av, bv, &zero, &dropped).is_err());
+    for path in kernel_paths() {
+        check_bound(av, bv, &zero, &run(path, av, bv, &zero, false)).unwrap();
+    }
 }
 
 /// A plausible bug: the same product, but every partial sum rounded to bf16.

@@ -4,7 +4,7 @@
 use std::marker::PhantomData;
 
 #[cfg(target_arch = "x86_64")]
-use super::super::{fma, panels};
+use super::super::{fma, pairs, panels};
 use super::super::{pack, MatRef};
 use super::{PackedB, Repr};
 #[cfg(target_arch = "x86_64")]
@@ -25,6 +25,12 @@ enum Dst<'a> {
     VnniT { strips: &'a mut [u32], kc: usize },
     /// `Wᵀ` in FMA panels: the block's panels, contiguous.
     PanelsT { panels: &'a mut [f32] },
+    /// `W` in `vdpbf16ps` k-pair panels: the block's pair-rows within each panel.
+    #[cfg(target_arch = "x86_64")]
+    Pairs { pieces: Vec<&'a mut [u32]> },
+    /// `Wᵀ` in k-pair panels: the block's panels, contiguous.
+    #[cfg(target_arch = "x86_64")]
+    PairsT { panels: &'a mut [u32] },
 }
 
 /// Rows `rows` of a row-major f32 matrix `W` (`k × n`) together with the parts of its cached
@@ -62,6 +68,14 @@ impl<T: Element> RepackBlock<'_, T> {
                     }
                 }
                 Dst::PanelsT { panels } => fill_panels_as::<T>(w.t(), 0, panels),
+                #[cfg(target_arch = "x86_64")]
+                Dst::Pairs { pieces } => {
+                    for (s, piece) in pieces.into_iter().enumerate() {
+                        pairs::fill_pairs(w, s, piece);
+                    }
+                }
+                #[cfg(target_arch = "x86_64")]
+                Dst::PairsT { panels } => pairs::fill_pairs(w.t(), 0, panels),
             }
         }
         self.done.fetch_add(r, std::sync::atomic::Ordering::Relaxed);
@@ -134,6 +148,20 @@ pub(crate) fn repack_blocks<'a, T: Element>(
                     d.push(Dst::Panels { pieces });
                 }
             }
+            #[cfg(target_arch = "x86_64")]
+            Repr::Pairs(p) => {
+                // A block of rows of W is block_rows / 2 pair-rows of each panel.
+                let mut pieces: Vec<Vec<&'a mut [u32]>> =
+                    (0..nblocks).map(|_| Vec::new()).collect();
+                for panel in p.data.chunks_mut(p.kq * fma::NR) {
+                    for (b, piece) in panel.chunks_mut(block_rows / 2 * fma::NR).enumerate() {
+                        pieces[b].push(piece);
+                    }
+                }
+                for (d, pieces) in per_block.iter_mut().zip(pieces) {
+                    d.push(Dst::Pairs { pieces });
+                }
+            }
             _ => return None,
         }
     }
@@ -154,6 +182,13 @@ pub(crate) fn repack_blocks<'a, T: Element>(
                 let block_len = block_rows / fma::NR * n * fma::NR;
                 for (d, panels) in per_block.iter_mut().zip(p.data.chunks_mut(block_len)) {
                     d.push(Dst::PanelsT { panels });
+                }
+            }
+            #[cfg(target_arch = "x86_64")]
+            Repr::Pairs(p) => {
+                let block_len = block_rows / fma::NR * p.kq * fma::NR;
+                for (d, panels) in per_block.iter_mut().zip(p.data.chunks_mut(block_len)) {
+                    d.push(Dst::PairsT { panels });
                 }
             }
             _ => return None,
