@@ -15,6 +15,9 @@
 #[allow(unsafe_code)] // `asm!` tile instructions
 mod amx;
 #[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)] // the register blocks shared by the FMA and `vdpbf16ps` kernels
+mod blocked;
+#[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)] // `asm!` tile instructions reading a padded input
 mod conv_amx;
 #[cfg(target_arch = "x86_64")]

@@ -26,6 +26,7 @@ use std::arch::x86_64::{_mm_prefetch, _MM_HINT_ET0};
 
 use rayon::prelude::*;
 
+use super::blocked::OutPtr;
 use super::pack::{PackedA, PackedVnni, A_CHUNK, B_CHUNK, STRIP};
 
 /// Row-pairs of strips (32 rows each) per parallel block.
@@ -56,20 +57,6 @@ pub(super) static CONFIG: TileConfig = TileConfig {
 /// A 32×32 f32 block, for the edges.
 #[repr(C, align(64))]
 pub(super) struct Scratch(pub(super) [f32; 1024]);
-
-/// C's base pointer, shared by blocks that write disjoint parts of it.
-pub(super) struct OutPtr<T = f32>(pub(super) *mut T);
-impl<T> Clone for OutPtr<T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<T> Copy for OutPtr<T> {}
-// SAFETY: the pointer is only dereferenced by blocks that write disjoint index ranges of one
-// `&mut [T]` that outlives the parallel loop.
-unsafe impl<T> Send for OutPtr<T> {}
-// SAFETY: as for Send; the blocks never read each other's ranges.
-unsafe impl<T> Sync for OutPtr<T> {}
 
 /// `C (m × n, row-major) = A·B`, or `+= A·B` when `accumulate`, from packed operands.
 ///

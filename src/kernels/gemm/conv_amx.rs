@@ -25,7 +25,8 @@ use rayon::prelude::*;
 
 use half::bf16;
 
-use super::amx::{load_or_zero, store, OutPtr, Scratch, TileConfig, CONFIG};
+use super::amx::{load_or_zero, store, Scratch, TileConfig, CONFIG};
+use super::blocked::OutPtr;
 use super::implicit::{ImplicitConv, BLOCK_PITCH};
 use super::pack::{PackedVnni, B_CHUNK};
 

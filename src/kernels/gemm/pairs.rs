@@ -14,7 +14,7 @@
 
 use half::bf16;
 
-use super::fma::{MR, NR};
+use super::blocked::{MR, NR};
 use super::panels::for_each_chunk;
 use super::MatRef;
 use crate::dtype::{cast_slice, Element};

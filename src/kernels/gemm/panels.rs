@@ -7,7 +7,8 @@
 
 use rayon::prelude::*;
 
-use super::fma::{Panels, MR, NR};
+use super::blocked::{MR, NR};
+use super::fma::Panels;
 use super::MatRef;
 use crate::dtype::{cast_slice, Element};
 use crate::kernels::aligned::AlignedVec;

@@ -4,7 +4,7 @@
 use std::marker::PhantomData;
 
 #[cfg(target_arch = "x86_64")]
-use super::super::{fma, pairs, panels};
+use super::super::{blocked, pairs, panels};
 use super::super::{pack, MatRef};
 use super::{PackedB, Repr};
 #[cfg(target_arch = "x86_64")]
@@ -139,8 +139,8 @@ pub(crate) fn repack_blocks<'a, T: Element>(
             Repr::Panels32(p) => {
                 let mut pieces: Vec<Vec<&'a mut [f32]>> =
                     (0..nblocks).map(|_| Vec::new()).collect();
-                for panel in p.data.chunks_mut(k * fma::NR) {
-                    for (b, piece) in panel.chunks_mut(block_rows * fma::NR).enumerate() {
+                for panel in p.data.chunks_mut(k * blocked::NR) {
+                    for (b, piece) in panel.chunks_mut(block_rows * blocked::NR).enumerate() {
                         pieces[b].push(piece);
                     }
                 }
@@ -153,8 +153,8 @@ pub(crate) fn repack_blocks<'a, T: Element>(
                 // A block of rows of W is block_rows / 2 pair-rows of each panel.
                 let mut pieces: Vec<Vec<&'a mut [u32]>> =
                     (0..nblocks).map(|_| Vec::new()).collect();
-                for panel in p.data.chunks_mut(p.kq * fma::NR) {
-                    for (b, piece) in panel.chunks_mut(block_rows / 2 * fma::NR).enumerate() {
+                for panel in p.data.chunks_mut(p.kq * blocked::NR) {
+                    for (b, piece) in panel.chunks_mut(block_rows / 2 * blocked::NR).enumerate() {
                         pieces[b].push(piece);
                     }
                 }
@@ -179,14 +179,14 @@ pub(crate) fn repack_blocks<'a, T: Element>(
             }
             #[cfg(target_arch = "x86_64")]
             Repr::Panels32(p) => {
-                let block_len = block_rows / fma::NR * n * fma::NR;
+                let block_len = block_rows / blocked::NR * n * blocked::NR;
                 for (d, panels) in per_block.iter_mut().zip(p.data.chunks_mut(block_len)) {
                     d.push(Dst::PanelsT { panels });
                 }
             }
             #[cfg(target_arch = "x86_64")]
             Repr::Pairs(p) => {
-                let block_len = block_rows / fma::NR * p.kq * fma::NR;
+                let block_len = block_rows / blocked::NR * p.kq * blocked::NR;
                 for (d, panels) in per_block.iter_mut().zip(p.data.chunks_mut(block_len)) {
                     d.push(Dst::PairsT { panels });
                 }
