@@ -21,6 +21,9 @@ mod blocked;
 #[allow(unsafe_code)] // `asm!` tile instructions reading a padded input
 mod conv_amx;
 #[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)] // the `vdpbf16ps` convolution reading a padded input
+mod conv_dp;
+#[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)] // the AVX512-BF16 `vdpbf16ps` microkernel
 mod dpbf16;
 #[cfg(target_arch = "x86_64")]

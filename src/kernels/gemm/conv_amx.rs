@@ -46,11 +46,20 @@ pub(super) enum Sink<'a> {
     Rounded(*mut bf16, Epilogue<'a>),
 }
 
-/// What the tasks write through.
+/// What the tasks write through (here and in `gemm/conv_dp.rs`).
 #[derive(Clone, Copy)]
-enum Out<'a> {
+pub(super) enum Out<'a> {
     Sums(OutPtr),
     Rounded(OutPtr<bf16>, Epilogue<'a>),
+}
+
+impl<'a> From<Sink<'a>> for Out<'a> {
+    fn from(sink: Sink<'a>) -> Self {
+        match sink {
+            Sink::Sums(out) => Out::Sums(OutPtr(out.as_mut_ptr())),
+            Sink::Rounded(out, epilogue) => Out::Rounded(OutPtr(out), epilogue),
+        }
+    }
 }
 
 /// `out (rows × n) = conv(x, W)` for the padded input `x` and the packed kernel `b`.
@@ -81,10 +90,7 @@ pub(super) unsafe fn conv_bf16_amx(
         .collect();
     debug_assert_eq!(offsets.len(), b.kc);
     let lines = g.batch * g.out_h;
-    let out_ptr = match sink {
-        Sink::Sums(out) => Out::Sums(OutPtr(out.as_mut_ptr())),
-        Sink::Rounded(out, epilogue) => Out::Rounded(OutPtr(out), epilogue),
-    };
+    let out_ptr = Out::from(sink);
     let job = Job {
         x: x.as_ptr(),
         g,

@@ -1,8 +1,9 @@
 //! An implicit-GEMM convolution: the product of a convolution's window matrix with a packed
 //! kernel, read straight from a zero-padded NHWC input instead of a window matrix.
 //!
-//! [`conv_implicit`] runs the AMX tiles (`gemm/conv_amx.rs`) for bf16 when the kernel was packed
-//! for them and the channels are a multiple of 32, and says `false` otherwise, so the caller
+//! [`conv_implicit`] runs for bf16 on the AMX tiles (`gemm/conv_amx.rs`) when the kernel was
+//! packed for them and the channels are a multiple of 32, or on `vdpbf16ps` (`gemm/conv_dp.rs`)
+//! when it was packed in k-pairs and the channels are even, and says `false` otherwise, so the caller
 //! keeps its window-matrix path (`im2col` + [`gemm_packed`](super::gemm_packed)) for every other
 //! type, CPU and shape. Where it runs, its result has the same bits as that path.
 //! [`conv_implicit_rounded`] also runs the caller's epilogue and the rounding on each block.
@@ -82,13 +83,21 @@ impl ImplicitConv {
 }
 
 /// Whether [`conv_implicit`] runs for `T` with this packed kernel and `channels` input channels
-/// (bf16 on the AMX tiles, channels a multiple of 32): a caller asks before padding its input.
+/// (bf16 on the AMX tiles with channels a multiple of 32, or on `vdpbf16ps` k-pairs with an even
+/// channel count): a caller asks before padding its input.
 pub(crate) fn implicit_ready<T: Element>(w: &PackedB<T>, channels: usize) -> bool {
-    cfg!(target_arch = "x86_64")
-        && matches!(T::DTYPE, crate::dtype::DType::BFloat16)
-        && w.vnni().is_some()
-        && channels > 0
-        && channels.is_multiple_of(32)
+    #[cfg(target_arch = "x86_64")]
+    {
+        matches!(T::DTYPE, crate::dtype::DType::BFloat16)
+            && channels > 0
+            && ((w.vnni().is_some() && channels.is_multiple_of(32))
+                || (w.pairs().is_some() && channels.is_multiple_of(2)))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (w, channels);
+        false
+    }
 }
 
 /// `out (rows × filters) = windows(x) · W` for the padded input `x` (followed by at least
@@ -114,12 +123,10 @@ pub(crate) fn conv_implicit<T: Element>(
     }
     check(x, g, w, out.len());
     #[cfg(target_arch = "x86_64")]
-    if let (SliceRef::Bf16(xs), SliceMut::F32(out), Some(b)) =
-        (T::view(x), T::Acc::view_mut(out), w.vnni())
-    {
+    if let (SliceRef::Bf16(xs), SliceMut::F32(out)) = (T::view(x), T::Acc::view_mut(out)) {
         let sink = super::conv_amx::Sink::Sums(out);
         // SAFETY: as `run`'s contract, checked above.
-        unsafe { run(xs, g, b, w.cols(), sink) };
+        unsafe { run(xs, g, w, sink) };
         return true;
     }
     unreachable!("implicit_ready holds only for bf16 tiles on x86_64")
@@ -148,7 +155,7 @@ pub(crate) fn conv_implicit_rounded<T: Element>(
     let len = g.rows() * w.cols();
     check(x, g, w, len);
     #[cfg(target_arch = "x86_64")]
-    if let (SliceRef::Bf16(xs), Some(b)) = (T::view(x), w.vnni()) {
+    if let SliceRef::Bf16(xs) = T::view(x) {
         let f32_epilogue = |col: usize, block: &mut [f32], width: usize| {
             let block = T::Acc::from_view_mut(SliceMut::F32(block));
             epilogue(col, block.expect("bf16 accumulates in f32"), width);
@@ -158,7 +165,7 @@ pub(crate) fn conv_implicit_rounded<T: Element>(
         let ptr = out.spare_capacity_mut().as_mut_ptr().cast::<half::bf16>();
         let sink = super::conv_amx::Sink::Rounded(ptr, &f32_epilogue);
         // SAFETY: as `run`'s contract, checked above; the sink is `len` writable elements.
-        unsafe { run(xs, g, b, w.cols(), sink) };
+        unsafe { run(xs, g, w, sink) };
         // SAFETY: the kernel wrote all `len` elements (every row and column of the output is
         // in one of its blocks); a panic before this line drops `out` with length 0.
         unsafe { out.set_len(len) };
@@ -178,33 +185,43 @@ fn check<T: Element>(x: &[T], g: &ImplicitConv, w: &PackedB<T>, out_len: usize) 
     assert_eq!(out_len, g.rows() * w.cols(), "conv_implicit: output length");
 }
 
-/// The tile product into `sink`.
+/// The product into `sink`, on the tiles or on `vdpbf16ps`, as `w` was packed.
 ///
 /// # Safety
 ///
-/// `b` is the VNNI packing of a kernel whose shapes [`check`] accepted for `x` and `g`, with a
-/// sink of `g.rows() · n` elements.
+/// `w` is a bf16 kernel for which [`implicit_ready`] holds, with shapes [`check`] accepted for
+/// `x` and `g`, and a sink of `g.rows() · w.cols()` elements.
 #[cfg(target_arch = "x86_64")]
-unsafe fn run(
+unsafe fn run<T: Element>(
     x: &[half::bf16],
     g: &ImplicitConv,
-    b: &super::pack::PackedVnni,
-    n: usize,
+    w: &PackedB<T>,
     sink: super::conv_amx::Sink<'_>,
 ) {
-    assert_eq!(
-        b.kc * 32,
-        g.taps(),
-        "conv_implicit: chunks differ from taps"
-    );
+    let n = w.cols();
     if g.rows() == 0 || n == 0 {
         return;
     }
-    // SAFETY: a VNNI packing exists only when the selection point chose the AMX tiles for bf16,
-    // which it does only after detecting AMX-TILE, AMX-BF16 (with the OS's permission) and
-    // AVX-512 (F, BW, VL, DQ); the shapes, the slack and the 32-channel chunks are checked by
-    // the caller and above.
-    unsafe { super::conv_amx::conv_bf16_amx(x.reinterpret_cast(), g, b, n, sink) };
+    if let Some(b) = w.vnni() {
+        assert_eq!(
+            b.kc * 32,
+            g.taps(),
+            "conv_implicit: chunks differ from taps"
+        );
+        // SAFETY: a VNNI packing exists only when the selection point chose the AMX tiles for
+        // bf16, which it does only after detecting AMX-TILE, AMX-BF16 (with the OS's
+        // permission) and AVX-512 (F, BW, VL, DQ); the shapes, the slack and the 32-channel
+        // chunks are checked by the caller and above.
+        unsafe { super::conv_amx::conv_bf16_amx(x.reinterpret_cast(), g, b, n, sink) };
+    } else if let Some(b) = w.pairs() {
+        assert_eq!(b.kq * 2, g.taps(), "conv_implicit: pairs differ from taps");
+        // SAFETY: a k-pair packing exists only when the selection point chose `vdpbf16ps` for
+        // bf16, which it does only after detecting AVX512-BF16 and AVX-512 (F, BW, VL, DQ); the
+        // shapes and the even channel count are checked by the caller and above.
+        unsafe { super::conv_dp::conv_bf16_dp(x.reinterpret_cast(), g, b, n, sink) };
+    } else {
+        unreachable!("implicit_ready holds only for the tiles or k-pairs");
+    }
 }
 
 #[cfg(test)]

@@ -81,6 +81,15 @@ impl<T: Element> PackedB<T> {
         }
     }
 
+    /// The `vdpbf16ps` k-pair panels, when this packing holds them.
+    #[cfg(target_arch = "x86_64")]
+    pub(super) fn pairs(&self) -> Option<&pairs::PairPanels> {
+        match &self.repr {
+            Repr::Pairs(p) => Some(p),
+            _ => None,
+        }
+    }
+
     fn new(k: usize, n: usize, repr: Repr) -> Self {
         PackedB {
             k,

@@ -113,8 +113,18 @@ pub(super) fn input_grad<T: Element>(
     buf: &mut Vec<T>,
 ) -> Option<Vec<T>> {
     let (kh, kw, c) = (g.h.kernel, g.w.kernel, g.channels);
-    let tiles = selected().gemm(T::DTYPE) == KernelChoice::Amx && T::DTYPE == DType::BFloat16;
-    if !tiles || g.h.stride != 1 || g.w.stride != 1 || !filters.is_multiple_of(32) || c == 0 {
+    // The filters are the implicit product's channels: a multiple of 32 on the AMX tiles, even
+    // on `vdpbf16ps` k-pairs (what `implicit_ready` checks below, after the flip).
+    let step = match selected().gemm(T::DTYPE) {
+        KernelChoice::Amx => 32,
+        KernelChoice::Avx512 => 2,
+        _ => 0,
+    };
+    let bf16 = T::DTYPE == DType::BFloat16;
+    if !bf16 || step == 0 || g.h.stride != 1 || g.w.stride != 1 || c == 0 {
+        return None;
+    }
+    if !filters.is_multiple_of(step) {
         return None;
     }
     // W'[(ky', kx', f), c] = W[(kh-1-ky', kw-1-kx', c), f], packed for the selected kernels.

@@ -1,7 +1,8 @@
 //! The implicit convolution against the window-matrix path it replaces: `im2col` of the padded
-//! input under `"valid"` padding, then `gemm_packed` with the same packed kernel. The two read
-//! the same bf16 values into the same tiles in the same chunk order, so the bits must agree;
-//! that path is itself tested against an f64 reference (`kernels/tests`).
+//! input under `"valid"` padding, then `gemm_packed` with the same packed kernel, for both
+//! implicit kernels (the AMX tiles and `vdpbf16ps` k-pairs, each where the CPU has it). The two
+//! read the same bf16 values in the same k order, so the bits must agree; that path is itself
+//! tested against an f64 reference (`kernels/tests`).
 
 use half::bf16;
 
@@ -33,8 +34,13 @@ type Case = (
     usize,
 );
 
-/// The implicit product and the window-matrix product of one case, or `None` without AMX.
-fn both(case: Case, x: &[bf16]) -> Option<(Vec<f32>, Vec<f32>)> {
+/// The kernel choices whose bf16 packing has an implicit product: the AMX tiles, and under an
+/// AVX-512 ceiling the `vdpbf16ps` k-pairs (each capped by what the CPU has).
+const CHOICES: [KernelChoice; 2] = [KernelChoice::Amx, KernelChoice::Avx512];
+
+/// The implicit product and the window-matrix product of one case with the kernel packed for
+/// `choice`, or `None` where that packing has no implicit product on this CPU.
+fn both(choice: KernelChoice, case: Case, x: &[bf16]) -> Option<(Vec<f32>, Vec<f32>)> {
     let (batch, in_h, in_w, c, (kh, kw), (sh, sw), (dh, dw), n) = case;
     let shape = [batch, in_h, in_w, c];
     let win = Window2d::new(
@@ -57,7 +63,7 @@ fn both(case: Case, x: &[bf16]) -> Option<(Vec<f32>, Vec<f32>)> {
         dilation: (dh, dw),
     };
     let w = values(g.taps() * n, 7);
-    let packed = pack_b_with(KernelChoice::Amx, MatRef::row_major(&w, g.taps(), n));
+    let packed = pack_b_with(choice, MatRef::row_major(&w, g.taps(), n));
     if !implicit_ready(&packed, c) {
         return None;
     }
@@ -85,7 +91,7 @@ fn input(case: Case) -> Vec<bf16> {
 
 #[test]
 fn the_implicit_convolution_has_the_bits_of_the_window_matrix_product() {
-    let cases: [Case; 8] = [
+    let cases: [Case; 11] = [
         (2, 34, 34, 64, (3, 3), (1, 1), (1, 1), 64), // the bench's block, padded for "same"
         (1, 7, 9, 32, (3, 3), (1, 1), (1, 1), 16),   // a row shorter than one tile
         (2, 12, 41, 32, (3, 2), (1, 1), (1, 1), 48), // a row tail of 7 pixels, 1.5 strip pairs
@@ -94,17 +100,31 @@ fn the_implicit_convolution_has_the_bits_of_the_window_matrix_product() {
         (3, 5, 5, 32, (1, 1), (1, 1), (1, 1), 33),   // a 1×1 kernel
         (1, 9, 70, 64, (5, 4), (2, 3), (1, 2), 40),  // everything at once
         (1, 3, 3, 32, (3, 3), (1, 1), (1, 1), 16),   // one output pixel
+        // Even channel counts that only k-pairs take (a tap of 1 or 3 pairs, taps cut in blocks
+        // of 128 pairs at 256 channels, and a row of 13 pixels: one full strip and one of 1).
+        (2, 9, 15, 2, (3, 3), (1, 1), (1, 1), 8),
+        (1, 8, 10, 6, (3, 3), (1, 2), (2, 1), 40),
+        (1, 5, 15, 256, (3, 3), (1, 1), (1, 1), 36),
     ];
-    for case in cases {
-        let Some((got, want)) = both(case, &input(case)) else {
-            eprintln!("no AMX tiles here: the implicit convolution does not run");
-            return;
-        };
-        let same = got
-            .iter()
-            .zip(&want)
-            .all(|(a, b)| a.to_bits() == b.to_bits());
-        assert!(same, "{case:?}: implicit and window-matrix products differ");
+    let mut ran = 0;
+    for choice in CHOICES {
+        for case in cases {
+            let Some((got, want)) = both(choice, case, &input(case)) else {
+                continue;
+            };
+            ran += 1;
+            let same = got
+                .iter()
+                .zip(&want)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(
+                same,
+                "{choice:?} {case:?}: implicit and window-matrix products differ"
+            );
+        }
+    }
+    if ran == 0 {
+        eprintln!("neither AMX tiles nor AVX512-BF16 here: the implicit convolution does not run");
     }
 }
 
@@ -115,18 +135,20 @@ fn specials_reach_the_windows_that_read_them() {
     let mut x = input(case);
     x[(4 * 20 + 7) * 32 + 5] = bf16::INFINITY;
     x[(8 * 20 + 19) * 32] = bf16::NAN;
-    let Some((got, want)) = both(case, &x) else {
-        return;
-    };
-    let same = got
-        .iter()
-        .zip(&want)
-        .all(|(a, b)| a.to_bits() == b.to_bits());
-    assert!(
-        same,
-        "specials land elsewhere than in the window-matrix product"
-    );
-    assert!(got.iter().any(|v| v.is_nan()) && got.iter().any(|v| v.is_finite()));
+    for choice in CHOICES {
+        let Some((got, want)) = both(choice, case, &x) else {
+            continue;
+        };
+        let same = got
+            .iter()
+            .zip(&want)
+            .all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(
+            same,
+            "{choice:?}: specials land elsewhere than in the window-matrix product"
+        );
+        assert!(got.iter().any(|v| v.is_nan()) && got.iter().any(|v| v.is_finite()));
+    }
 }
 
 /// The comparison sees a dropped tap: the bug an offset table one chunk short would make.
@@ -134,47 +156,59 @@ fn specials_reach_the_windows_that_read_them() {
 fn a_dropped_tap_is_seen() {
     let case: Case = (1, 6, 6, 32, (3, 3), (1, 1), (1, 1), 16);
     let x = input(case);
-    let Some((got, _)) = both(case, &x) else {
-        return;
-    };
-    // The same case with the last tap's input channels zeroed in the window matrix.
-    let g = ImplicitConv {
-        batch: 1,
-        in_h: 6,
-        in_w: 6,
-        channels: 32,
-        out_h: 4,
-        out_w: 4,
-        kernel: (3, 3),
-        stride: (1, 1),
-        dilation: (1, 1),
-    };
-    let win = Window2d::new("t", &[1, 6, 6, 32], None, [(3, 1, 1); 2], Padding::Valid).unwrap();
-    let mut cols = vec![bf16::ZERO; g.rows() * g.taps()];
-    im2col(&x[..g.input_len()], &win, 0..g.rows(), &mut cols);
-    cols.chunks_exact_mut(g.taps())
-        .for_each(|r| r[8 * 32..].fill(bf16::ZERO));
-    let w = values(g.taps() * 16, 7);
-    let packed = pack_b_with(KernelChoice::Amx, MatRef::row_major(&w, g.taps(), 16));
-    let mut dropped = vec![0f32; g.rows() * 16];
-    gemm_packed(
-        MatRef::row_major(&cols, g.rows(), g.taps()),
-        &packed,
-        &mut dropped,
-        false,
-    );
-    assert!(got.iter().zip(&dropped).any(|(a, b)| a != b));
+    for choice in CHOICES {
+        let Some((got, _)) = both(choice, case, &x) else {
+            continue;
+        };
+        // The same case with the last tap's input channels zeroed in the window matrix.
+        let g = ImplicitConv {
+            batch: 1,
+            in_h: 6,
+            in_w: 6,
+            channels: 32,
+            out_h: 4,
+            out_w: 4,
+            kernel: (3, 3),
+            stride: (1, 1),
+            dilation: (1, 1),
+        };
+        let win = Window2d::new("t", &[1, 6, 6, 32], None, [(3, 1, 1); 2], Padding::Valid).unwrap();
+        let mut cols = vec![bf16::ZERO; g.rows() * g.taps()];
+        im2col(&x[..g.input_len()], &win, 0..g.rows(), &mut cols);
+        cols.chunks_exact_mut(g.taps())
+            .for_each(|r| r[8 * 32..].fill(bf16::ZERO));
+        let w = values(g.taps() * 16, 7);
+        let packed = pack_b_with(choice, MatRef::row_major(&w, g.taps(), 16));
+        let mut dropped = vec![0f32; g.rows() * 16];
+        gemm_packed(
+            MatRef::row_major(&cols, g.rows(), g.taps()),
+            &packed,
+            &mut dropped,
+            false,
+        );
+        assert!(got.iter().zip(&dropped).any(|(a, b)| a != b), "{choice:?}");
+    }
 }
 
-/// Other types, and channels that are not a multiple of 32, are left to the caller.
+/// Other types, channels that are not a multiple of 32 on the tiles, odd channel counts on
+/// k-pairs, and the portable packing are left to the caller.
 #[test]
 fn it_declines_what_it_does_not_run() {
     let w = vec![0f32; 9 * 32 * 8];
-    let packed = pack_b_with(KernelChoice::Amx, MatRef::row_major(&w, 9 * 32, 8));
-    assert!(!implicit_ready(&packed, 32));
+    for choice in CHOICES {
+        let packed = pack_b_with(choice, MatRef::row_major(&w, 9 * 32, 8));
+        assert!(!implicit_ready(&packed, 32));
+    }
     let wb = vec![bf16::ZERO; 9 * 16 * 8];
     let tiles = pack_b_with(KernelChoice::Amx, MatRef::row_major(&wb, 9 * 16, 8));
-    assert!(!implicit_ready(&tiles, 16));
+    if tiles.vnni().is_some() {
+        assert!(!implicit_ready(&tiles, 16));
+    }
+    let odd = vec![bf16::ZERO; 9 * 3 * 8];
+    for choice in CHOICES {
+        let packed = pack_b_with(choice, MatRef::row_major(&odd, 9 * 3, 8));
+        assert!(!implicit_ready(&packed, 3));
+    }
     let portable = pack_b_with(KernelChoice::Portable, MatRef::row_major(&wb, 9 * 16, 8));
     assert!(!implicit_ready(&portable, 32));
 }
