@@ -48,6 +48,9 @@ mod wgrad;
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)] // `asm!` tile instructions reading the kernel gradient's layouts
 mod wgrad_amx;
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)] // the `vdpbf16ps` kernel gradient reading the layouts
+mod wgrad_dp;
 
 #[cfg(test)]
 pub(crate) use implicit::conv_implicit;

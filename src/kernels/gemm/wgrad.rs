@@ -1,6 +1,7 @@
-//! A convolution's kernel gradient `dW = Σ_windows xᵀ·dz` on the AMX tiles without a window
-//! matrix: [`conv_weight_grad`] lays `dz` out filter-major and the input in VNNI pixel pairs,
-//! and the tiles (`gemm/wgrad_amx.rs`) read both in place, every tile row on a cache line.
+//! A convolution's kernel gradient `dW = Σ_windows xᵀ·dz` without a window matrix:
+//! [`conv_weight_grad`] lays `dz` out filter-major and the input in VNNI pixel pairs, and the
+//! AMX tiles (`gemm/wgrad_amx.rs`, every tile row on a cache line) or, on a CPU with
+//! AVX512-BF16 and no AMX, `vdpbf16ps` register blocks (`gemm/wgrad_dp.rs`) read both in place.
 //!
 //! `dWᵀ[f, (ky, kx, c)] = Σ_(img, oy, ox) dz[img, oy, ox, f] · x[img, oy·sh + ky·dh − ph,
 //! ox·sw + kx·dw − pw, c]` is a product with the output pixels as its long k axis:
@@ -139,11 +140,15 @@ const PARTS: usize = 8;
 const PARTS_BYTES: usize = 16 << 20;
 
 /// Whether [`conv_weight_grad`] runs for `T` and `channels` input channels: bf16 on the AMX
-/// tiles, channels a multiple of 16 (a B tile's 16 columns are 16 channels of one tap).
+/// tiles or on `vdpbf16ps` (the selection point's choice for bf16 products), channels a
+/// multiple of 16 (a block's 16 columns are 16 channels of one tap).
 pub(crate) fn wgrad_ready<T: Element>(channels: usize) -> bool {
     cfg!(target_arch = "x86_64")
         && T::DTYPE == DType::BFloat16
-        && selected().gemm(DType::BFloat16) == KernelChoice::Amx
+        && matches!(
+            selected().gemm(DType::BFloat16),
+            KernelChoice::Amx | KernelChoice::Avx512
+        )
         && channels > 0
         && channels.is_multiple_of(16)
 }
@@ -232,9 +237,17 @@ pub(crate) fn conv_weight_grad<T: Element>(
             let acc = &mut acc[..parts * part];
             // SAFETY: `wgrad_ready` holds only when the selection point chose the AMX tiles for
             // bf16, which it does only after detecting AMX-TILE, AMX-BF16 (with the OS's
-            // permission) and AVX-512F; the layouts were just written at the lengths `g`
-            // gives, and `acc` holds `parts` parts of `filters_pad` rows of `taps_pad` f32.
-            unsafe { super::wgrad_amx::wgrad_bf16_amx(xp, dzt, g, parts, acc) };
+            // permission) and AVX-512F, or `vdpbf16ps`, which it does only after detecting
+            // AVX-512 (F, BW, VL, DQ) and AVX512-BF16; the layouts were just written at the
+            // lengths `g` gives, and `acc` holds `parts` parts of `filters_pad` rows of
+            // `taps_pad` f32.
+            unsafe {
+                if selected().gemm(DType::BFloat16) == KernelChoice::Amx {
+                    super::wgrad_amx::wgrad_bf16_amx(xp, dzt, g, parts, acc)
+                } else {
+                    super::wgrad_dp::wgrad_bf16_dp(xp, dzt, g, parts, acc)
+                }
+            };
             let (first, rest) = acc.split_at_mut(part);
             for other in rest.chunks_exact(part) {
                 first.iter_mut().zip(other).for_each(|(a, &b)| *a += b);
@@ -251,7 +264,7 @@ pub(crate) fn conv_weight_grad<T: Element>(
         }
     }
     let _ = work;
-    unreachable!("wgrad_ready holds only for bf16 tiles on x86_64")
+    unreachable!("wgrad_ready holds only for bf16 products on x86_64")
 }
 
 #[cfg(target_arch = "x86_64")]

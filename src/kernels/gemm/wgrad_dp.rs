@@ -1,0 +1,213 @@
+//! The `vdpbf16ps` kernel gradient of a convolution, for CPUs with AVX512-BF16 and no AMX,
+//! read in place from the layouts of [`super::wgrad`] (the safe wrapper and the geometry are
+//! there, and the AMX version of the same loop is `gemm/wgrad_amx.rs`).
+//!
+//! `dWᵀ = dzᵀ · windows(x)` with the output pixels as k: a k-pair is two consecutive output
+//! pixels of one row. In the filter-major `dz` (`[img][f][oy][ox]`) the pair of a filter is
+//! one 32-bit word, broadcast to a register; in the input's pair copies
+//! (`[phase][img][row][pair][c][2]`) 16 channels of a tap for a pixel pair are 32 consecutive
+//! bf16, one `__m512bh` already in `vdpbf16ps`'s pair order. A register block is 12 filters ×
+//! 32 columns of `dWᵀ` (two groups of 16 channels of a tap, as the AMX blocks are) in 24
+//! accumulators: each step loads two B vectors, broadcasts 12 words and issues 24
+//! `vdpbf16ps`. For each image of a task's run of output rows, every block is loaded from the
+//! task's f32 partial sum (zeroed for its first row), accumulates all the image's rows, and is
+//! stored back, so one image's layouts (about 430 KiB at 32×32×64) stay in L2 across the blocks.
+//!
+//! Numerics as [`super::dpbf16`]: exact bf16 products, f32 sums rounded to nearest even,
+//! subnormal bf16 inputs read as zero and subnormal results flushed (AVX512-BF16's rule).
+
+use std::arch::x86_64::*;
+
+use rayon::prelude::*;
+
+use super::blocked::{load_acc, store_acc, MR, NR};
+use super::wgrad::WeightGradConv;
+
+/// `acc`'s `parts` partial sums (`filters_pad × taps_pad` each) of `dzᵀ·x`, from the input's
+/// pair copies `xp` and the filter-major `dzt`, in the layout and with the split into parts of
+/// [`super::wgrad_amx::wgrad_bf16_amx`]: part `p` sums the `p`-th of `parts` equal runs of
+/// output rows, so a part depends on `parts` but not on the thread count. Every element of
+/// `acc` is written (the rows of padding filters and a part with no rows are zeroed).
+///
+/// # Safety
+///
+/// AVX-512 (F, BW, VL) and AVX512-BF16 must be present; `xp` and `dzt` hold the layouts of `g`
+/// (`g.layout()`, `g.plane()`, `g.filters_pad()`), `g.channels % 16 == 0`, `1 <= parts`, and
+/// `acc` holds `parts · g.filters_pad()` rows of `g.taps_pad()` f32.
+pub(super) unsafe fn wgrad_bf16_dp(
+    xp: &[u16],
+    dzt: &[u16],
+    g: &WeightGradConv,
+    parts: usize,
+    acc: &mut [f32],
+) {
+    let l = g.layout();
+    let (kw, c) = (g.kernel.1, g.channels);
+    let pixel_row = l.pairs * 2 * c;
+    // Element offset in image 0 of each group of 16 columns (16 channels of a tap) at output
+    // pixel (0, 0); an odd count gets a phantom group (group 0 again) whose sums are dropped.
+    let groups = g.taps() / 16;
+    let mut offsets: Vec<usize> = (0..groups)
+        .map(|m| {
+            let (t, c0) = (m / (c / 16), m % (c / 16) * 16);
+            let (ky, kx) = (t / kw, t % kw);
+            let (copy, first) = g.tap_pairs(kx, &l);
+            ((copy * g.batch * l.rows + ky * g.dilation.0) * l.pairs + first) * 2 * c + 2 * c0
+        })
+        .collect();
+    if groups % 2 == 1 {
+        offsets.push(offsets[0]);
+    }
+    let part_len = g.filters_pad() * g.taps_pad();
+    debug_assert_eq!(offsets.len() * 16, g.taps_pad());
+    debug_assert_eq!(acc.len(), parts * part_len);
+    debug_assert!(xp.len() >= l.phases.len() * g.batch * l.rows * pixel_row);
+    debug_assert!(dzt.len() >= g.batch * g.filters_pad() * g.plane());
+    let job = Job {
+        xp: xp.as_ptr(),
+        dzt: dzt.as_ptr().cast(),
+        g,
+        offsets: &offsets,
+        x_image: l.rows * pixel_row,
+        x_line: g.stride.0 * pixel_row,
+    };
+    let lines = g.batch * g.out_h;
+    let per_part = lines.div_ceil(parts.max(1));
+    acc.par_chunks_mut(part_len)
+        .enumerate()
+        .for_each(|(p, part)| {
+            let first = (p * per_part).min(lines);
+            // SAFETY: the contract of this function; each task writes only its own part.
+            unsafe { job.lines(first..(first + per_part).min(lines), part) }
+        });
+}
+
+/// What every task reads.
+struct Job<'a> {
+    xp: *const u16,
+    /// The filter-major `dz` as 32-bit words (pixel pairs).
+    dzt: *const u32,
+    g: &'a WeightGradConv,
+    offsets: &'a [usize],
+    /// Elements of one image in one pair copy.
+    x_image: usize,
+    /// Elements between the first input rows of two consecutive output rows in a pair copy.
+    x_line: usize,
+}
+
+// SAFETY: the pointers point into slices borrowed for the whole parallel loop, only read.
+unsafe impl Sync for Job<'_> {}
+
+impl Job<'_> {
+    /// `part = Σ dzᵀ·x` over the output rows `lines` (image `line / out_h`, row `line % out_h`):
+    /// for each image's run of them, every block (12 filters × 32 columns) in turn.
+    ///
+    /// # Safety
+    ///
+    /// As [`wgrad_bf16_dp`]; `part` is one part of its `acc`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+    unsafe fn lines(&self, lines: std::ops::Range<usize>, part: &mut [f32]) {
+        let g = self.g;
+        let (fp, tp) = (g.filters_pad(), g.taps_pad());
+        if lines.is_empty() {
+            part.fill(0.0);
+            return;
+        }
+        part[g.filters * tp..].fill(0.0); // padding filters: never summed, never read
+        let mut line = lines.start;
+        while line < lines.end {
+            let img = line / g.out_h;
+            let rows = line % g.out_h..(lines.end - img * g.out_h).min(g.out_h);
+            for np in 0..tp / NR {
+                let xa = img * self.x_image;
+                let b = (xa + self.offsets[2 * np], xa + self.offsets[2 * np + 1]);
+                for f0 in (0..g.filters).step_by(MR) {
+                    let m = (g.filters - f0).min(MR);
+                    let cp = part[f0 * tp + NR * np..].as_mut_ptr();
+                    let a = (img * fp + f0) * g.plane() / 2;
+                    // SAFETY: `cp` is m rows of NR f32, tp apart, in `part`; the A words and B
+                    // pairs of these rows are inside the layouts (wrapper's lengths).
+                    unsafe { self.block(m, a, b, rows.clone(), cp, line == lines.start) };
+                }
+            }
+            line = (img + 1) * g.out_h;
+        }
+    }
+
+    /// Calls [`Job::rows`] specialised for `m` filters.
+    ///
+    /// # Safety
+    ///
+    /// As [`Job::rows`], with `1 <= m <= MR`.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    unsafe fn block(
+        &self,
+        m: usize,
+        a: usize,
+        b: (usize, usize),
+        rows: std::ops::Range<usize>,
+        c: *mut f32,
+        first: bool,
+    ) {
+        macro_rules! rows {
+            ($($r:literal)*) => {
+                match m {
+                    // SAFETY: forwarded contract, with M == m.
+                    $($r => unsafe { self.rows::<$r>(a, b, rows, c, first) },)*
+                    _ => unreachable!("m in 1..=MR"),
+                }
+            };
+        }
+        rows!(1 2 3 4 5 6 7 8 9 10 11 12)
+    }
+
+    /// `C[0..M][0..32] (+)= Σ` over the output rows `rows` of one image and all their padded
+    /// pixel pairs: A's row `r` is filter word `a + r·plane/2` (its image's first pair), B the
+    /// two 16-channel groups at element offsets `b` of the pair copies. `C` is zeroed first when
+    /// `first`, otherwise loaded.
+    ///
+    /// # Safety
+    ///
+    /// AVX-512F and AVX512-BF16; the M filters' words of these rows and the groups' pairs are
+    /// inside the layouts; `c` valid for M rows of NR f32, `taps_pad` apart.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    unsafe fn rows<const M: usize>(
+        &self,
+        a: usize,
+        b: (usize, usize),
+        rows: std::ops::Range<usize>,
+        c: *mut f32,
+        first: bool,
+    ) {
+        let g = self.g;
+        let (wp, ldc, plane_w) = (g.out_w_pad(), g.taps_pad(), g.plane() / 2);
+        let step = 2 * g.channels; // elements between pixel pairs in a copy
+                                   // SAFETY: forwarded contract (C's M rows).
+        let mut acc = unsafe { load_acc::<M>(c, ldc, !first) };
+        for oy in rows {
+            // SAFETY: as the contract: row oy's words and pairs are inside the layouts.
+            unsafe {
+                let mut ap = self.dzt.add(a + oy * wp / 2);
+                let mut q0 = self.xp.add(b.0 + oy * self.x_line);
+                let mut q1 = self.xp.add(b.1 + oy * self.x_line);
+                for _ in 0..wp / 2 {
+                    // A `__m512i` of 32 bf16 is a `__m512bh` in the same bits.
+                    let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(q0.cast()));
+                    let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(q1.cast()));
+                    for (r, row) in acc.iter_mut().enumerate() {
+                        let w = ap.add(r * plane_w).read_unaligned();
+                        let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(w as i32));
+                        row[0] = _mm512_dpbf16_ps(row[0], av, b0);
+                        row[1] = _mm512_dpbf16_ps(row[1], av, b1);
+                    }
+                    ap = ap.add(1);
+                    q0 = q0.add(step);
+                    q1 = q1.add(step);
+                }
+            }
+        }
+        // SAFETY: forwarded contract.
+        unsafe { store_acc::<M>(&acc, c, ldc) }
+    }
+}
