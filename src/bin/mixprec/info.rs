@@ -48,7 +48,7 @@ fn verdict(kernels: Kernels) -> &'static str {
          but not time (there is no f16 matrix unit), and needs loss scaling."
     } else if kernels.gemm(DType::BFloat16) == KernelChoice::Avx512 {
         "mixed_bfloat16 will speed things up here: without AMX tiles, bf16 matrix products run on \
-         AVX512-BF16 vdpbf16ps (about 1.5-1.9x float32 on a Conv2D layer) and halve the activation \
+         AVX512-BF16 vdpbf16ps (about 3x float32 on a Conv2D forward) and halve the activation \
          memory. mixed_float16 saves the memory but not time, and needs loss scaling."
     } else if kernels.gemm(DType::Float16) == KernelChoice::Avx512 {
         "mixed precision saves memory here (half the activation bytes) but will not make matrix \
