@@ -25,6 +25,7 @@ use crate::dtype::{SliceMut, SliceRef};
 use crate::kernels::{selected, KernelChoice};
 #[cfg(target_arch = "x86_64")]
 use half::slice::HalfFloatSliceExt;
+use rayon::prelude::*;
 
 /// A convolution seen from its kernel gradient: the unpadded NHWC input `[batch, in_h, in_w,
 /// channels]`, `dz` `[batch, out_h, out_w, filters]`, and the window (`pad` zeros before the
@@ -104,6 +105,49 @@ impl WeightGradConv {
         let (s, two_sw) = (kx * self.dilation.1, 2 * self.stride.1);
         let copy = l.phases.iter().position(|&p| p == s % two_sw);
         (copy.expect("every tap's phase has a copy"), s / two_sw)
+    }
+
+    /// Element offset in image 0 of each group of 16 columns of `dWᵀ` (16 channels of a tap) at
+    /// output pixel (0, 0) in the pair copies, [`Self::taps_pad`] / 16 of them: an odd count
+    /// gets a phantom group (group 0 again) whose columns are dropped.
+    pub(super) fn group_offsets(&self, l: &Pairs) -> Vec<usize> {
+        let (kw, c) = (self.kernel.1, self.channels);
+        let groups = self.taps() / 16;
+        let mut offsets: Vec<usize> = (0..groups)
+            .map(|m| {
+                let (t, c0) = (m / (c / 16), m % (c / 16) * 16);
+                let (ky, kx) = (t / kw, t % kw);
+                let (copy, first) = self.tap_pairs(kx, l);
+                ((copy * self.batch * l.rows + ky * self.dilation.0) * l.pairs + first) * 2 * c
+                    + 2 * c0
+            })
+            .collect();
+        if groups % 2 == 1 {
+            offsets.push(offsets[0]);
+        }
+        debug_assert_eq!(offsets.len() * 16, self.taps_pad());
+        offsets
+    }
+
+    /// Runs `task(rows, part)` in parallel on each of the `parts` partial sums in `acc`
+    /// (`filters_pad × taps_pad` each): part `p` gets the `p`-th of `parts` equal runs of
+    /// output rows `image · out_h + row`, so a part depends on `parts`, not on the threads.
+    pub(super) fn for_parts(
+        &self,
+        parts: usize,
+        acc: &mut [f32],
+        task: impl Fn(std::ops::Range<usize>, &mut [f32]) + Sync,
+    ) {
+        let part_len = self.filters_pad() * self.taps_pad();
+        debug_assert_eq!(acc.len(), parts * part_len);
+        let lines = self.batch * self.out_h;
+        let per_part = lines.div_ceil(parts.max(1));
+        acc.par_chunks_mut(part_len)
+            .enumerate()
+            .for_each(|(p, part)| {
+                let first = (p * per_part).min(lines);
+                task(first..(first + per_part).min(lines), part)
+            });
     }
 
     /// Elements of the pair copies of the input and of the filter-major `dz`.

@@ -17,8 +17,6 @@
 
 use std::arch::asm;
 
-use rayon::prelude::*;
-
 use super::amx::{load_or_zero, store, TileConfig, CONFIG};
 use super::wgrad::WeightGradConv;
 
@@ -42,25 +40,9 @@ pub(super) unsafe fn wgrad_bf16_amx(
     acc: &mut [f32],
 ) {
     let l = g.layout();
-    let (kw, c) = (g.kernel.1, g.channels);
+    let c = g.channels;
     let pixel_row = l.pairs * 2 * c; // elements of one padded row of one copy
-                                     // Element offset in image 0 of each B group (a tap's 16 channels) at output pixel (0, 0);
-                                     // an odd count gets a phantom group (group 0 again) whose columns are dropped.
-    let groups = g.taps() / 16;
-    let mut offsets: Vec<usize> = (0..groups)
-        .map(|m| {
-            let (t, c0) = (m / (c / 16), m % (c / 16) * 16);
-            let (ky, kx) = (t / kw, t % kw);
-            let (copy, first) = g.tap_pairs(kx, &l);
-            ((copy * g.batch * l.rows + ky * g.dilation.0) * l.pairs + first) * 2 * c + 2 * c0
-        })
-        .collect();
-    if groups % 2 == 1 {
-        offsets.push(offsets[0]);
-    }
-    let part_len = g.filters_pad() * g.taps_pad();
-    debug_assert_eq!(offsets.len() * 16, g.taps_pad());
-    debug_assert_eq!(acc.len(), parts * part_len);
+    let offsets = g.group_offsets(&l);
     let job = Job {
         xp: xp.as_ptr(),
         dzt: dzt.as_ptr(),
@@ -69,15 +51,8 @@ pub(super) unsafe fn wgrad_bf16_amx(
         x_image: l.rows * pixel_row,
         x_line: g.stride.0 * pixel_row,
     };
-    let lines = g.batch * g.out_h;
-    let per_part = lines.div_ceil(parts.max(1));
-    acc.par_chunks_mut(part_len)
-        .enumerate()
-        .for_each(|(p, part)| {
-            let first = (p * per_part).min(lines);
-            // SAFETY: the contract of this function; each task writes only its own part.
-            unsafe { job.lines(first..(first + per_part).min(lines), part) }
-        });
+    // SAFETY: the contract of this function; each task writes only its own part.
+    g.for_parts(parts, acc, |rows, part| unsafe { job.lines(rows, part) });
 }
 
 /// What every task reads.

@@ -18,8 +18,6 @@
 
 use std::arch::x86_64::*;
 
-use rayon::prelude::*;
-
 use super::blocked::{load_acc, store_acc, MR, NR};
 use super::wgrad::WeightGradConv;
 
@@ -42,25 +40,9 @@ pub(super) unsafe fn wgrad_bf16_dp(
     acc: &mut [f32],
 ) {
     let l = g.layout();
-    let (kw, c) = (g.kernel.1, g.channels);
-    let pixel_row = l.pairs * 2 * c;
-    // Element offset in image 0 of each group of 16 columns (16 channels of a tap) at output
-    // pixel (0, 0); an odd count gets a phantom group (group 0 again) whose sums are dropped.
-    let groups = g.taps() / 16;
-    let mut offsets: Vec<usize> = (0..groups)
-        .map(|m| {
-            let (t, c0) = (m / (c / 16), m % (c / 16) * 16);
-            let (ky, kx) = (t / kw, t % kw);
-            let (copy, first) = g.tap_pairs(kx, &l);
-            ((copy * g.batch * l.rows + ky * g.dilation.0) * l.pairs + first) * 2 * c + 2 * c0
-        })
-        .collect();
-    if groups % 2 == 1 {
-        offsets.push(offsets[0]);
-    }
-    let part_len = g.filters_pad() * g.taps_pad();
-    debug_assert_eq!(offsets.len() * 16, g.taps_pad());
-    debug_assert_eq!(acc.len(), parts * part_len);
+    let c = g.channels;
+    let pixel_row = l.pairs * 2 * c; // elements of one padded row of one copy
+    let offsets = g.group_offsets(&l);
     debug_assert!(xp.len() >= l.phases.len() * g.batch * l.rows * pixel_row);
     debug_assert!(dzt.len() >= g.batch * g.filters_pad() * g.plane());
     let job = Job {
@@ -71,15 +53,8 @@ pub(super) unsafe fn wgrad_bf16_dp(
         x_image: l.rows * pixel_row,
         x_line: g.stride.0 * pixel_row,
     };
-    let lines = g.batch * g.out_h;
-    let per_part = lines.div_ceil(parts.max(1));
-    acc.par_chunks_mut(part_len)
-        .enumerate()
-        .for_each(|(p, part)| {
-            let first = (p * per_part).min(lines);
-            // SAFETY: the contract of this function; each task writes only its own part.
-            unsafe { job.lines(first..(first + per_part).min(lines), part) }
-        });
+    // SAFETY: the contract of this function; each task writes only its own part.
+    g.for_parts(parts, acc, |rows, part| unsafe { job.lines(rows, part) });
 }
 
 /// What every task reads.
