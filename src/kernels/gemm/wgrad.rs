@@ -107,28 +107,6 @@ impl WeightGradConv {
         (copy.expect("every tap's phase has a copy"), s / two_sw)
     }
 
-    /// Element offset in image 0 of each group of 16 columns of `dWᵀ` (16 channels of a tap) at
-    /// output pixel (0, 0) in the pair copies, [`Self::taps_pad`] / 16 of them: an odd count
-    /// gets a phantom group (group 0 again) whose columns are dropped.
-    pub(super) fn group_offsets(&self, l: &Pairs) -> Vec<usize> {
-        let (kw, c) = (self.kernel.1, self.channels);
-        let groups = self.taps() / 16;
-        let mut offsets: Vec<usize> = (0..groups)
-            .map(|m| {
-                let (t, c0) = (m / (c / 16), m % (c / 16) * 16);
-                let (ky, kx) = (t / kw, t % kw);
-                let (copy, first) = self.tap_pairs(kx, l);
-                ((copy * self.batch * l.rows + ky * self.dilation.0) * l.pairs + first) * 2 * c
-                    + 2 * c0
-            })
-            .collect();
-        if groups % 2 == 1 {
-            offsets.push(offsets[0]);
-        }
-        debug_assert_eq!(offsets.len() * 16, self.taps_pad());
-        offsets
-    }
-
     /// Runs `task(rows, part)` in parallel on each of the `parts` partial sums in `acc`
     /// (`filters_pad × taps_pad` each): part `p` gets the `p`-th of `parts` equal runs of
     /// output rows `image · out_h + row`, so a part depends on `parts`, not on the threads.
@@ -173,6 +151,60 @@ impl WeightGradConv {
         let ok = |s: usize, d: usize, k: usize| s >= 1 && d >= 1 && k >= 1;
         ok(self.stride.0, self.dilation.0, self.kernel.0)
             && ok(self.stride.1, self.dilation.1, self.kernel.1)
+    }
+}
+
+/// What every task of a kernel-gradient kernel (`gemm/wgrad_amx.rs`, `gemm/wgrad_dp.rs`)
+/// reads: the two layouts of `g` and where in them each group of 16 columns of `dWᵀ` starts.
+pub(super) struct Layouts<'a> {
+    /// The input's pair copies ([`Pairs`]).
+    pub xp: *const u16,
+    /// The filter-major `dz`.
+    pub dzt: *const u16,
+    pub g: &'a WeightGradConv,
+    /// Element offset in image 0 of each group of 16 columns (16 channels of a tap) at output
+    /// pixel (0, 0), [`WeightGradConv::taps_pad`] / 16 of them: an odd count gets a phantom
+    /// group (group 0 again) whose columns are dropped.
+    pub offsets: Vec<usize>,
+    /// Elements of one image in one pair copy.
+    pub x_image: usize,
+    /// Elements between the first input rows of two consecutive output rows in a pair copy.
+    pub x_line: usize,
+}
+
+// SAFETY: the pointers point into slices borrowed (by `Layouts::new`'s caller) for the whole
+// parallel loop, and are only read.
+unsafe impl Sync for Layouts<'_> {}
+
+impl<'a> Layouts<'a> {
+    /// The layouts `xp` and `dzt` of `g`, which the caller keeps borrowed while this is used.
+    pub(super) fn new(xp: &[u16], dzt: &[u16], g: &'a WeightGradConv) -> Self {
+        let l = g.layout();
+        let (kw, c) = (g.kernel.1, g.channels);
+        let pixel_row = l.pairs * 2 * c; // elements of one padded row of one copy
+        debug_assert!(xp.len() >= l.phases.len() * g.batch * l.rows * pixel_row);
+        debug_assert!(dzt.len() >= g.batch * g.filters_pad() * g.plane());
+        let groups = g.taps() / 16;
+        let mut offsets: Vec<usize> = (0..groups)
+            .map(|m| {
+                let (t, c0) = (m / (c / 16), m % (c / 16) * 16);
+                let (ky, kx) = (t / kw, t % kw);
+                let (copy, first) = g.tap_pairs(kx, &l);
+                ((copy * g.batch * l.rows + ky * g.dilation.0) * l.pairs + first) * 2 * c + 2 * c0
+            })
+            .collect();
+        if groups % 2 == 1 {
+            offsets.push(offsets[0]);
+        }
+        debug_assert_eq!(offsets.len() * 16, g.taps_pad());
+        Layouts {
+            xp: xp.as_ptr(),
+            dzt: dzt.as_ptr(),
+            g,
+            offsets,
+            x_image: l.rows * pixel_row,
+            x_line: g.stride.0 * pixel_row,
+        }
     }
 }
 

@@ -18,7 +18,7 @@
 use std::arch::asm;
 
 use super::amx::{load_or_zero, store, TileConfig, CONFIG};
-use super::wgrad::WeightGradConv;
+use super::wgrad::{Layouts, WeightGradConv};
 
 /// `acc`'s `parts` partial sums (`filters_pad × taps_pad` each) of `dzᵀ·x`, from the input's
 /// pair copies `xp` and the filter-major `dzt`: part `p` sums the `p`-th of `parts` equal runs
@@ -39,38 +39,14 @@ pub(super) unsafe fn wgrad_bf16_amx(
     parts: usize,
     acc: &mut [f32],
 ) {
-    let l = g.layout();
-    let c = g.channels;
-    let pixel_row = l.pairs * 2 * c; // elements of one padded row of one copy
-    let offsets = g.group_offsets(&l);
-    let job = Job {
-        xp: xp.as_ptr(),
-        dzt: dzt.as_ptr(),
-        g,
-        offsets: &offsets,
-        x_image: l.rows * pixel_row,
-        x_line: g.stride.0 * pixel_row,
-    };
+    let job = Layouts::new(xp, dzt, g);
     // SAFETY: the contract of this function; each task writes only its own part.
-    g.for_parts(parts, acc, |rows, part| unsafe { job.lines(rows, part) });
+    g.for_parts(parts, acc, |rows, part| unsafe {
+        job.amx_lines(rows, part)
+    });
 }
 
-/// What every task reads.
-struct Job<'a> {
-    xp: *const u16,
-    dzt: *const u16,
-    g: &'a WeightGradConv,
-    offsets: &'a [usize],
-    /// Elements of one image in one pair copy.
-    x_image: usize,
-    /// Elements between the first input rows of two consecutive output rows in a pair copy.
-    x_line: usize,
-}
-
-// SAFETY: the pointers point into slices borrowed for the whole parallel loop, only read.
-unsafe impl Sync for Job<'_> {}
-
-impl Job<'_> {
+impl Layouts<'_> {
     /// `part = Σ dzᵀ·x` over the output rows `lines` (image `line / out_h`, row `line % out_h`):
     /// for each image's run of them, every block (32 filters × 32 columns) in turn.
     ///
@@ -78,7 +54,7 @@ impl Job<'_> {
     ///
     /// As [`wgrad_bf16_amx`]; `part` is one part of its `acc`.
     #[target_feature(enable = "avx512f")]
-    unsafe fn lines(&self, lines: std::ops::Range<usize>, part: &mut [f32]) {
+    unsafe fn amx_lines(&self, lines: std::ops::Range<usize>, part: &mut [f32]) {
         let g = self.g;
         let c = g.channels;
         let (fp, wp, tp) = (g.filters_pad(), g.out_w_pad(), g.taps_pad());

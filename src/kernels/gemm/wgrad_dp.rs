@@ -19,7 +19,7 @@
 use std::arch::x86_64::*;
 
 use super::blocked::{load_acc, store_acc, MR, NR};
-use super::wgrad::WeightGradConv;
+use super::wgrad::{Layouts, WeightGradConv};
 
 /// `acc`'s `parts` partial sums (`filters_pad × taps_pad` each) of `dzᵀ·x`, from the input's
 /// pair copies `xp` and the filter-major `dzt`, in the layout and with the split into parts of
@@ -39,41 +39,12 @@ pub(super) unsafe fn wgrad_bf16_dp(
     parts: usize,
     acc: &mut [f32],
 ) {
-    let l = g.layout();
-    let c = g.channels;
-    let pixel_row = l.pairs * 2 * c; // elements of one padded row of one copy
-    let offsets = g.group_offsets(&l);
-    debug_assert!(xp.len() >= l.phases.len() * g.batch * l.rows * pixel_row);
-    debug_assert!(dzt.len() >= g.batch * g.filters_pad() * g.plane());
-    let job = Job {
-        xp: xp.as_ptr(),
-        dzt: dzt.as_ptr().cast(),
-        g,
-        offsets: &offsets,
-        x_image: l.rows * pixel_row,
-        x_line: g.stride.0 * pixel_row,
-    };
+    let job = Layouts::new(xp, dzt, g);
     // SAFETY: the contract of this function; each task writes only its own part.
-    g.for_parts(parts, acc, |rows, part| unsafe { job.lines(rows, part) });
+    g.for_parts(parts, acc, |rows, part| unsafe { job.dp_lines(rows, part) });
 }
 
-/// What every task reads.
-struct Job<'a> {
-    xp: *const u16,
-    /// The filter-major `dz` as 32-bit words (pixel pairs).
-    dzt: *const u32,
-    g: &'a WeightGradConv,
-    offsets: &'a [usize],
-    /// Elements of one image in one pair copy.
-    x_image: usize,
-    /// Elements between the first input rows of two consecutive output rows in a pair copy.
-    x_line: usize,
-}
-
-// SAFETY: the pointers point into slices borrowed for the whole parallel loop, only read.
-unsafe impl Sync for Job<'_> {}
-
-impl Job<'_> {
+impl Layouts<'_> {
     /// `part = Σ dzᵀ·x` over the output rows `lines` (image `line / out_h`, row `line % out_h`):
     /// for each image's run of them, every block (12 filters × 32 columns) in turn.
     ///
@@ -81,7 +52,7 @@ impl Job<'_> {
     ///
     /// As [`wgrad_bf16_dp`]; `part` is one part of its `acc`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
-    unsafe fn lines(&self, lines: std::ops::Range<usize>, part: &mut [f32]) {
+    unsafe fn dp_lines(&self, lines: std::ops::Range<usize>, part: &mut [f32]) {
         let g = self.g;
         let (fp, tp) = (g.filters_pad(), g.taps_pad());
         if lines.is_empty() {
@@ -102,20 +73,20 @@ impl Job<'_> {
                     let a = (img * fp + f0) * g.plane() / 2;
                     // SAFETY: `cp` is m rows of NR f32, tp apart, in `part`; the A words and B
                     // pairs of these rows are inside the layouts (wrapper's lengths).
-                    unsafe { self.block(m, a, b, rows.clone(), cp, line == lines.start) };
+                    unsafe { self.dp_block(m, a, b, rows.clone(), cp, line == lines.start) };
                 }
             }
             line = (img + 1) * g.out_h;
         }
     }
 
-    /// Calls [`Job::rows`] specialised for `m` filters.
+    /// Calls [`Layouts::dp_rows`] specialised for `m` filters.
     ///
     /// # Safety
     ///
-    /// As [`Job::rows`], with `1 <= m <= MR`.
+    /// As [`Layouts::dp_rows`], with `1 <= m <= MR`.
     #[target_feature(enable = "avx512f,avx512bf16")]
-    unsafe fn block(
+    unsafe fn dp_block(
         &self,
         m: usize,
         a: usize,
@@ -128,7 +99,7 @@ impl Job<'_> {
             ($($r:literal)*) => {
                 match m {
                     // SAFETY: forwarded contract, with M == m.
-                    $($r => unsafe { self.rows::<$r>(a, b, rows, c, first) },)*
+                    $($r => unsafe { self.dp_rows::<$r>(a, b, rows, c, first) },)*
                     _ => unreachable!("m in 1..=MR"),
                 }
             };
@@ -147,7 +118,7 @@ impl Job<'_> {
     /// inside the layouts; `c` valid for M rows of NR f32, `taps_pad` apart.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bf16")]
-    unsafe fn rows<const M: usize>(
+    unsafe fn dp_rows<const M: usize>(
         &self,
         a: usize,
         b: (usize, usize),
@@ -163,7 +134,7 @@ impl Job<'_> {
         for oy in rows {
             // SAFETY: as the contract: row oy's words and pairs are inside the layouts.
             unsafe {
-                let mut ap = self.dzt.add(a + oy * wp / 2);
+                let mut ap = self.dzt.cast::<u32>().add(a + oy * wp / 2);
                 let mut q0 = self.xp.add(b.0 + oy * self.x_line);
                 let mut q1 = self.xp.add(b.1 + oy * self.x_line);
                 for _ in 0..wp / 2 {
