@@ -3,10 +3,11 @@
 //! [`LayeredMlp`] with each layer in the policy a [`DTypePolicyMap`] gives its path;
 //! [`CnnSpec`] (`models/cnn.rs`) builds a typed [`Cnn`] (Conv2D, MaxPooling2D, Flatten, Dense).
 
+mod carried;
 mod cnn;
 mod layered;
 
-pub use cnn::{Cnn, CnnSpec};
+pub use cnn::{Cnn, CnnSpec, LayeredCnn};
 pub use layered::LayeredMlp;
 
 use crate::error::{Error, Result};
@@ -120,18 +121,12 @@ impl MlpSpec {
     /// layer.
     pub fn layer_policies(&self, map: &DTypePolicyMap) -> Result<Vec<DTypePolicy>> {
         let paths: Vec<String> = (0..self.layer_count()).map(|i| i.to_string()).collect();
-        if let Some(key) = map.keys_matching_none(&paths).next() {
-            return Err(Error::InvalidArgument {
-                what: "policy map",
-                found: format!(
-                    "key {key:?} matches no layer of the mlp {} (layers 0 to {})",
-                    self.describe(),
-                    paths.len() - 1
-                ),
-                expected: "a layer path (0 for the first layer, the last for the output layer) or a regex matching one",
-            });
-        }
-        paths.iter().map(|path| map.get(path)).collect()
+        let model = || {
+            let last = paths.len() - 1;
+            format!("the mlp {} (layers 0 to {last})", self.describe())
+        };
+        let expected = "a layer path (0 for the first layer, the last for the output layer) or a regex matching one";
+        policies_at(map, &paths, model, expected)
     }
 
     /// The one policy every layer gets under `map`, or `None` when they differ.
@@ -140,9 +135,7 @@ impl MlpSpec {
     ///
     /// As [`layer_policies`](Self::layer_policies).
     pub fn uniform_policy(&self, map: &DTypePolicyMap) -> Result<Option<DTypePolicy>> {
-        let policies = self.layer_policies(map)?;
-        let first = policies[0];
-        Ok(policies.iter().all(|&p| p == first).then_some(first))
+        Ok(uniform(&self.layer_policies(map)?))
     }
 
     /// Number of layers: the hidden ones and the output layer.
@@ -256,4 +249,33 @@ impl FamilyBuilder<DenseFamily> for InitLayer {
     fn build<P: Policy>(self) -> Result<Dense<P>> {
         self.config.init::<P>(self.input_dim)
     }
+}
+
+/// The policy of each layer path of `paths` under `map`, for a model's `layer_policies`.
+///
+/// # Errors
+///
+/// [`Error::PolicyMapAmbiguous`] naming the path when two regex keys match it;
+/// [`Error::InvalidArgument`] naming the key and `model()` (the model and its paths) when a key
+/// matches no path, with `expected` saying what a path is.
+pub(crate) fn policies_at(
+    map: &DTypePolicyMap,
+    paths: &[String],
+    model: impl FnOnce() -> String,
+    expected: &'static str,
+) -> Result<Vec<DTypePolicy>> {
+    if let Some(key) = map.keys_matching_none(paths).next() {
+        return Err(Error::InvalidArgument {
+            what: "policy map",
+            found: format!("key {key:?} matches no layer of {}", model()),
+            expected,
+        });
+    }
+    paths.iter().map(|path| map.get(path)).collect()
+}
+
+/// The one policy of `policies` when they are all the same.
+pub(crate) fn uniform(policies: &[DTypePolicy]) -> Option<DTypePolicy> {
+    let first = *policies.first()?;
+    policies.iter().all(|&p| p == first).then_some(first)
 }

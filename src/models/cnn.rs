@@ -2,10 +2,12 @@
 //! MaxPooling2D → Flatten → Dense`, for the CLI and checkpoints; [`build`](CnnSpec::build)
 //! gives the typed [`Cnn`] in any policy.
 
+mod layered;
 mod model;
 #[cfg(test)]
 mod tests;
 
+pub use layered::LayeredCnn;
 pub use model::Cnn;
 
 use crate::error::{Error, Result};
@@ -169,18 +171,28 @@ impl CnnSpec {
     /// kernel would need more than [`MAX_ALLOCATION_BYTES`](crate::tensor::MAX_ALLOCATION_BYTES).
     pub fn build<P: Policy>(&self, seed: u64) -> Result<Cnn<P>> {
         let flat = self.flat_features()?;
-        let conv = Conv2DConfig::new(self.filters, self.kernel_size)
+        let conv = self.conv_config(seed).init::<P>(self.input[2])?;
+        let pool = self.pool_config().max_pooling()?;
+        let dense = self.dense_config(seed).init::<P>(flat)?;
+        Ok(Cnn::from_layers(conv, pool, dense, self.input))
+    }
+
+    /// The convolution's configuration, initialised from `seed`.
+    fn conv_config(&self, seed: u64) -> Conv2DConfig {
+        Conv2DConfig::new(self.filters, self.kernel_size)
             .padding(self.padding)
             .activation(self.activation)
             .seed(seed)
-            .init::<P>(self.input[2])?;
-        let pool = Pool2DConfig::new()
-            .pool_size(self.pool_size)
-            .max_pooling()?;
-        let dense = DenseConfig::new(self.outputs)
-            .seed(seed.wrapping_add(1))
-            .init::<P>(flat)?;
-        Ok(Cnn::from_layers(conv, pool, dense, self.input))
+    }
+
+    /// The pooling's configuration.
+    fn pool_config(&self) -> Pool2DConfig {
+        Pool2DConfig::new().pool_size(self.pool_size)
+    }
+
+    /// The output layer's configuration, initialised from `seed + 1`.
+    fn dense_config(&self, seed: u64) -> DenseConfig {
+        DenseConfig::new(self.outputs).seed(seed.wrapping_add(1))
     }
 
     fn check_positive(&self) -> Result<()> {

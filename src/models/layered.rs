@@ -8,10 +8,9 @@
 //! layer before casts it to its own, which is the producer's type, as in a typed tuple: the
 //! passes are bit for bit those of `(Dense<A>, Dense<B>, …)` with the same weights.
 
-use half::{bf16, f16};
 use typenum::B1;
 
-use crate::dtype::{DType, Element};
+use super::carried::{each_layer, Carried};
 use crate::error::Result;
 use crate::layers::{AnyDense, ByPolicy, Dense, Layer};
 use crate::module::{join_name, Module, ParamVisitor, ParamVisitorMut};
@@ -52,51 +51,6 @@ use crate::DTypePolicy;
 #[derive(Debug, Clone)]
 pub struct LayeredMlp {
     layers: Vec<AnyDense>,
-}
-
-/// Runs `$body` on the typed `Dense<P>` inside an [`AnyDense`], for whichever `P` it holds.
-macro_rules! each_layer {
-    ($layer:expr, $d:ident => $body:expr) => {
-        match $layer {
-            ByPolicy::Float32($d) => $body,
-            ByPolicy::Float64($d) => $body,
-            ByPolicy::Float16($d) => $body,
-            ByPolicy::BFloat16($d) => $body,
-            ByPolicy::MixedFloat16($d) => $body,
-            ByPolicy::MixedBFloat16($d) => $body,
-        }
-    };
-}
-
-/// A tensor between two layers, in the type its producer emitted.
-enum Carried {
-    F16(Tensor<f16>),
-    Bf16(Tensor<bf16>),
-    F32(Tensor<f32>),
-    F64(Tensor<f64>),
-}
-
-impl Carried {
-    /// Wraps `t` as it is (a move: `into_cast` to its own type keeps the allocation).
-    fn new<T: Element>(t: Tensor<T>) -> Self {
-        match T::DTYPE {
-            DType::Float16 => Carried::F16(t.into_cast()),
-            DType::BFloat16 => Carried::Bf16(t.into_cast()),
-            DType::Float32 => Carried::F32(t.into_cast()),
-            DType::Float64 => Carried::F64(t.into_cast()),
-        }
-    }
-
-    /// The tensor in the consumer's type `U`: moved when it already is, converted once (rounded
-    /// to nearest-even) otherwise.
-    fn into_type<U: Element>(self) -> Tensor<U> {
-        match self {
-            Carried::F16(t) => t.into_cast(),
-            Carried::Bf16(t) => t.into_cast(),
-            Carried::F32(t) => t.into_cast(),
-            Carried::F64(t) => t.into_cast(),
-        }
-    }
 }
 
 impl LayeredMlp {

@@ -79,18 +79,22 @@ impl<P: Policy> Cnn<P> {
 
     /// `[batch, height, width, channels]` for an input of `shape` `[batch, features]`.
     fn nhwc(&self, shape: &[usize]) -> Result<Vec<usize>> {
-        let [h, w, c] = self.image;
-        match *shape {
-            [batch, f] if f == self.features() => Ok(vec![batch, h, w, c]),
-            _ => Err(Error::shape(
-                "cnn input",
-                format!(
-                    "[batch, {}] ({h}x{w}x{c} images, one per row)",
-                    self.features()
-                ),
-                shape,
-            )),
-        }
+        nhwc(self.image, shape)
+    }
+}
+
+/// `[batch, height, width, channels]` for an input of `shape` `[batch, h·w·c]` of `image`
+/// `[h, w, c]` images, one per row.
+pub(super) fn nhwc(image: [usize; 3], shape: &[usize]) -> Result<Vec<usize>> {
+    let [h, w, c] = image;
+    let features = h * w * c;
+    match *shape {
+        [batch, f] if f == features => Ok(vec![batch, h, w, c]),
+        _ => Err(Error::shape(
+            "cnn input",
+            format!("[batch, {features}] ({h}x{w}x{c} images, one per row)"),
+            shape,
+        )),
     }
 }
 
