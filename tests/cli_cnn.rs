@@ -1,7 +1,8 @@
 //! `mixprec train|compare|predict|inspect --model cnn` end to end: the CNN reaches 96% on the
 //! digits with the default epochs, seed and learning rate in float32, mixed_bfloat16 and
 //! mixed_float16; its checkpoint records the CNN, predicts with it and resumes exactly; compare
-//! prints one row per policy; and the MLP-only flags are usage errors (exit status 2).
+//! prints one row per policy; and the MLP-only flags are usage errors (exit status 2). Per-layer
+//! policies for the CNN: `cli_cnn_layers.rs`.
 
 use std::process::Output;
 
@@ -127,16 +128,6 @@ fn mlp_only_flags_with_the_cnn_are_usage_errors() {
         &hidden,
         "--hidden sets the widths of an MLP's hidden layers",
     );
-    let layer = mixprec(&["train", "--model", "cnn", "--layer-policy", "head=float32"]);
-    assert_usage_error(&layer, "--layer-policy is MLP-only for now");
-    let head = [
-        "compare",
-        "--model",
-        "cnn",
-        "--policies",
-        "mixed_bfloat16+float32_head",
-    ];
-    assert_usage_error(&mixprec(&head), "+float32_head is MLP-only for now");
     let kind = mixprec(&["train", "--model", "rnn"]);
     assert_usage_error(&kind, "invalid value 'rnn' for '--model <MODEL>'");
 }

@@ -4,8 +4,35 @@
 use mixprec::data::Dataset;
 use mixprec::models::{CnnSpec, MlpSpec};
 use mixprec::prelude::*;
+use mixprec::DTypePolicyMap;
 
 use crate::cli::{ModelKind, TrainingArgs};
+
+/// The layer paths a `--layer-policy` key names, in order, the output layer last: `0` to `N`
+/// for an MLP with `hidden` hidden layers, `conv`, `pool`, `dense` for the CNN.
+pub fn layer_paths(kind: ModelKind, hidden: usize) -> Vec<String> {
+    match kind {
+        ModelKind::Mlp => (0..=hidden).map(|i| i.to_string()).collect(),
+        ModelKind::Cnn => CnnSpec::LAYERS.map(String::from).to_vec(),
+    }
+}
+
+/// What `paths` (of [`layer_paths`]) are, for messages: `this MLP has layers 0 to 2 (0 the
+/// first, 2 or head the output layer)`.
+pub fn layers_text(kind: ModelKind, paths: &[String]) -> String {
+    let head = paths.last().map_or("", String::as_str);
+    match kind {
+        ModelKind::Mlp => {
+            format!(
+                "this MLP has layers 0 to {head} (0 the first, {head} or head the output layer)"
+            )
+        }
+        ModelKind::Cnn => format!(
+            "this CNN has layers {} ({head} or head the output layer)",
+            paths.join(", ")
+        ),
+    }
+}
 
 /// One of the CLI's models, as data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +93,28 @@ impl Arch {
         match self {
             Arch::Mlp(s) => s.to_json(),
             Arch::Cnn(s) => s.to_json(),
+        }
+    }
+
+    /// The layer paths a `--layer-policy` key names ([`layer_paths`]).
+    pub fn layer_paths(&self) -> Vec<String> {
+        let hidden = self.mlp().map_or(0, |s| s.hidden.len());
+        layer_paths(self.kind(), hidden)
+    }
+
+    /// The policy of each layer under `map`, in the order of [`layer_paths`](Self::layer_paths).
+    pub fn layer_policies(&self, map: &DTypePolicyMap) -> Result<Vec<DTypePolicy>> {
+        match self {
+            Arch::Mlp(s) => s.layer_policies(map),
+            Arch::Cnn(s) => s.layer_policies(map),
+        }
+    }
+
+    /// The one policy of every layer under `map`, or `None` when they differ.
+    pub fn uniform_policy(&self, map: &DTypePolicyMap) -> Result<Option<DTypePolicy>> {
+        match self {
+            Arch::Mlp(s) => s.uniform_policy(map),
+            Arch::Cnn(s) => s.uniform_policy(map),
         }
     }
 

@@ -85,7 +85,7 @@ pub const CNN_LR: f32 = 3e-3;
 #[derive(Debug, Clone, Args)]
 pub struct TrainingArgs {
     /// The architecture: `mlp` (widths from --hidden) or `cnn` (Conv2D-ReLU-MaxPooling2D-
-    /// Flatten-Dense on square images; no --hidden or --layer-policy).
+    /// Flatten-Dense on square images; no --hidden; its --layer-policy paths are conv and dense).
     #[arg(long, value_enum, default_value_t = ModelKind::Mlp)]
     pub model: ModelKind,
     /// Passes over the training data (1 to 1000000).
@@ -118,8 +118,9 @@ pub struct TrainingArgs {
     #[arg(long, default_value_t = 0.2, value_parser = unit_fraction, allow_negative_numbers = true)]
     pub test_split: f32,
     /// A layer's own policy, PATH=POLICY (repeatable, or comma-separated). PATH is a layer
-    /// path, 0 for the first layer to N for the output layer (N = the number of hidden layers),
-    /// `head` for the output layer, or a regex that must match whole paths (`[0-9]+`); an exact
+    /// path, 0 for the first layer to N for the output layer (N = the number of hidden layers;
+    /// conv and dense for --model cnn, whose pooling runs in conv's policy), `head` for the
+    /// output layer, or a regex that must match whole paths (`[0-9]+`); an exact
     /// path wins over regexes, and a path two regexes match is an error. Layers no key
     /// matches get --policy (or the global policy), and a key that matches no layer is an
     /// error. E.g. `--policy mixed_bfloat16 --layer-policy head=float32`.

@@ -59,17 +59,7 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
                 layer_policy: flags,
                 ..t.clone()
             };
-            let Arch::Mlp(mlp) = &spec else {
-                if choice.f32_head {
-                    return Err(Error::InvalidArgument {
-                        what: "--policies",
-                        found: format!("{choice} with --model cnn"),
-                        expected: "plain policies: +float32_head is MLP-only for now",
-                    });
-                }
-                return Ok((choice.policy, None));
-            };
-            layer_plan(&flags, choice.policy, mlp).map_err(|e| match e {
+            layer_plan(&flags, choice.policy, &spec).map_err(|e| match e {
                 Error::InvalidArgument { found, .. } if choice.f32_head => Error::InvalidArgument {
                     what: "--policies",
                     found: format!("{choice} with --layer-policy: {found}"),

@@ -1,25 +1,26 @@
 //! Per-layer policies on the command line: `--layer-policy PATH=POLICY` (parsing, and the checks
-//! against the layers `--hidden` gives), `compare --policies NAME+float32_head`, and the plan of
-//! a run (one policy for every layer, run typed, or a map, run as a `LayeredMlp`).
+//! against the model's layers: `0` to `N` as `--hidden` gives them, or the CNN's `conv`, `pool`,
+//! `dense`), `compare --policies NAME+float32_head`, and the plan of a run (one policy for every
+//! layer, run typed, or a map, run as a `LayeredMlp` or `LayeredCnn`).
 
 use mixprec::io::CheckpointMeta;
-use mixprec::models::MlpSpec;
 use mixprec::prelude::*;
 use mixprec::DTypePolicyMap;
 
 use clap::parser::ValueSource;
 use clap::ArgMatches;
 
+use crate::arch::{layer_paths, layers_text, Arch};
 use crate::cli::{Cli, Command, ModelKind, TrainingArgs};
 
-/// What clap cannot check alone: `--layer-policy` against the layers `--hidden` gives
-/// (duplicates across flags, `head` beside the output layer's number, keys that match no
-/// layer, ambiguous regexes), for `train` and `compare` (whose `+float32_head` runs are checked
-/// when they start). The message becomes a usage error (exit status 2).
+/// What clap cannot check alone: `--layer-policy` against the model's layers (`--hidden`'s, or
+/// the CNN's; duplicates across flags, `head` beside the output layer's path, keys that match
+/// no layer, ambiguous regexes), for `train` and `compare` (whose `+float32_head` runs are
+/// checked when they start). The message becomes a usage error (exit status 2).
 ///
-/// For `--model cnn` it also refuses `--hidden` and `--layer-policy` (MLP-only), and sets
-/// `--lr` to the CNN's default unless it was given; `--model` with `--resume` is refused (the
-/// checkpoint says which model it is).
+/// For `--model cnn` it also refuses `--hidden` (MLP-only), and sets `--lr` to the CNN's
+/// default unless it was given; `--model` with `--resume` is refused (the checkpoint says which
+/// model it is).
 pub fn check(cli: &mut Cli, matches: &ArgMatches) -> Result<(), (&'static str, String)> {
     if let Command::Train(a) = &cli.command {
         let given = matches
@@ -30,41 +31,30 @@ pub fn check(cli: &mut Cli, matches: &ArgMatches) -> Result<(), (&'static str, S
             return Err(("train", why.into()));
         }
     }
-    let (name, training, f32_head) = match &mut cli.command {
-        Command::Train(a) if a.resume.is_none() => ("train", &mut a.training, false),
-        Command::Compare(a) => {
-            let head = a.policies.iter().any(|c| c.f32_head);
-            ("compare", &mut a.training, head)
-        }
+    let (name, training) = match &mut cli.command {
+        Command::Train(a) if a.resume.is_none() => ("train", &mut a.training),
+        Command::Compare(a) => ("compare", &mut a.training),
         _ => return Ok(()),
     };
-    if training.model == ModelKind::Cnn {
-        let given = |flag: &str| {
-            matches
-                .subcommand_matches(name)
-                .and_then(|m| m.value_source(flag))
-                == Some(ValueSource::CommandLine)
-        };
-        if given("hidden") {
+    let kind = training.model;
+    if kind == ModelKind::Cnn {
+        let given = matches
+            .subcommand_matches(name)
+            .and_then(|m| m.value_source("hidden"))
+            == Some(ValueSource::CommandLine);
+        if given {
             let why = "--hidden sets the widths of an MLP's hidden layers; --model cnn has none (use --model mlp)";
             return Err((name, why.into()));
         }
-        if !training.layer_policy.is_empty() {
-            let why =
-                "--layer-policy is MLP-only for now; --model cnn runs every layer in --policy";
-            return Err((name, why.into()));
-        }
-        if f32_head {
-            let why = format!("--policies NAME{F32_HEAD_SUFFIX} is MLP-only for now; --model cnn runs every layer in the policy");
-            return Err((name, why));
-        }
-        if !given("lr") {
+        let lr = matches
+            .subcommand_matches(name)
+            .and_then(|m| m.value_source("lr"));
+        if lr != Some(ValueSource::CommandLine) {
             training.lr = crate::cli::CNN_LR;
         }
-        return Ok(());
     }
-    let layers = training.hidden.0.len() + 1;
-    layer_map(&training.layer_policy, DTypePolicy::Float32, layers)
+    let paths = layer_paths(kind, training.hidden.0.len());
+    layer_map(&training.layer_policy, DTypePolicy::Float32, kind, &paths)
         .map(drop)
         .map_err(|e| (name, e))
 }
@@ -77,35 +67,37 @@ pub struct LayerPolicies(pub Vec<(String, DTypePolicy)>);
 pub const HEAD: &str = "head";
 
 /// The pairs of every `--layer-policy`, in order, with `head` replaced by the output layer's
-/// path (`layers - 1`), as a map whose default is `default`.
+/// path (the last of `paths`, the layers of a `kind` model), as a map whose default is
+/// `default`.
 ///
 /// # Errors
 ///
-/// A message naming the key for a duplicate (also `head` and the output layer's number), a
-/// key that matches no layer path `0..layers`, or a path two regex keys match.
+/// A message naming the key for a duplicate (also `head` and the output layer's path), a
+/// key that matches no layer of `paths`, or a path two regex keys match.
 pub fn layer_map(
     flags: &[LayerPolicies],
     default: DTypePolicy,
-    layers: usize,
+    kind: ModelKind,
+    paths: &[String],
 ) -> Result<mixprec::DTypePolicyMap, String> {
     let mut map = mixprec::DTypePolicyMap::with_default(default);
-    let head = (layers - 1).to_string();
+    let head = paths.last().map_or("", String::as_str);
     for (key, policy) in flags.iter().flat_map(|f| &f.0) {
-        let path = if key == HEAD { &head } else { key };
-        map.insert(path.as_str(), *policy).map_err(|e| match e {
-            mixprec::Error::PolicyMapDuplicateKey { .. } if key == HEAD || *path == head => {
+        let path = if key == HEAD { head } else { key };
+        map.insert(path, *policy).map_err(|e| match e {
+            mixprec::Error::PolicyMapDuplicateKey { .. } if key == HEAD || path == head => {
                 format!("--layer-policy sets the output layer ({head}, also called head) twice")
             }
             e => format!("--layer-policy: {e}"),
         })?;
     }
-    let paths: Vec<String> = (0..layers).map(|i| i.to_string()).collect();
-    if let Some(key) = map.keys_matching_none(&paths).next() {
+    if let Some(key) = map.keys_matching_none(paths).next() {
         return Err(format!(
-            "--layer-policy {key:?} matches no layer: this MLP has layers 0 to {head} (0 the first, {head} or head the output layer)"
+            "--layer-policy {key:?} matches no layer: {}",
+            layers_text(kind, paths)
         ));
     }
-    for path in &paths {
+    for path in paths {
         map.get(path).map_err(|e| format!("--layer-policy: {e}"))?;
     }
     Ok(map)
@@ -187,14 +179,15 @@ pub fn policy_choice(s: &str) -> Result<PolicyChoice, String> {
 pub fn layer_plan(
     t: &TrainingArgs,
     default: DTypePolicy,
-    spec: &MlpSpec,
+    spec: &Arch,
 ) -> Result<(DTypePolicy, Option<DTypePolicyMap>)> {
-    let map = layer_map(&t.layer_policy, default, spec.layer_count()).map_err(|found| {
+    let paths = spec.layer_paths();
+    let map = layer_map(&t.layer_policy, default, spec.kind(), &paths).map_err(|found| {
         Error::InvalidArgument {
             what: "--layer-policy",
             found,
             expected:
-                "PATH=POLICY pairs, each PATH a layer (0 to N, or head) or a regex matching one",
+                "PATH=POLICY pairs, each PATH a layer (0 to N for an MLP, conv or dense for the CNN; or head) or a regex matching one",
         }
     })?;
     Ok(match spec.uniform_policy(&map)? {
@@ -207,7 +200,7 @@ pub fn layer_plan(
 /// one policy of a uniform model, or the map and the checkpoint's default.
 pub fn stored_plan(
     meta: &CheckpointMeta,
-    spec: &MlpSpec,
+    spec: &Arch,
 ) -> Result<(DTypePolicy, Option<DTypePolicyMap>)> {
     let map = &meta.layer_policies;
     Ok(match spec.uniform_policy(map)? {
@@ -216,16 +209,17 @@ pub fn stored_plan(
     })
 }
 
-/// `0-1 mixed_bfloat16, 2 float32`: each run of layers with one policy.
-pub fn describe_layers(policies: &[DTypePolicy]) -> String {
+/// `0-1 mixed_bfloat16, 2 float32` (or `conv-pool mixed_bfloat16, dense float32`): each run of
+/// `paths` with one policy.
+pub fn describe_layers(paths: &[String], policies: &[DTypePolicy]) -> String {
     let mut parts = Vec::new();
     let mut start = 0;
     for i in 1..=policies.len() {
         if i == policies.len() || policies[i] != policies[start] {
             let span = if i - 1 == start {
-                start.to_string()
+                paths[start].clone()
             } else {
-                format!("{start}-{}", i - 1)
+                format!("{}-{}", paths[start], paths[i - 1])
             };
             parts.push(format!("{span} {}", policies[start]));
             start = i;

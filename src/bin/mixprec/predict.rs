@@ -18,7 +18,7 @@ struct Predict<'a> {
     ckpt: &'a Checkpoint,
     /// Cast the variables to `P` (`--policy`); otherwise every layer must have its stored policy.
     convert: bool,
-    /// The stored per-layer policies, when they are not uniform (MLP only).
+    /// The stored per-layer policies, when they are not uniform.
     layers: Option<&'a DTypePolicyMap>,
     spec: &'a Arch,
     x: &'a Tensor<f32>,
@@ -28,20 +28,13 @@ impl PolicyVisitor for Predict<'_> {
     type Output = Result<Tensor<f32>>;
 
     fn visit<P: Policy>(self) -> Result<Tensor<f32>> {
-        let spec = match self.spec {
-            Arch::Mlp(spec) => spec,
-            Arch::Cnn(spec) => {
-                let model = spec.build::<P>(0)?;
-                return self.run(model);
-            }
-        };
-        if let (Some(map), false) = (self.layers, self.convert) {
+        match (self.spec, self.layers, self.convert) {
             // Each layer in its stored policy.
-            let mut model = spec.build_layered(map, 0)?;
-            checkpoint::load_into(&mut model, self.ckpt)?;
-            return predict_rows(&model, self.x, 256);
+            (Arch::Mlp(spec), Some(map), false) => self.run(spec.build_layered(map, 0)?),
+            (Arch::Cnn(spec), Some(map), false) => self.run(spec.build_layered(map, 0)?),
+            (Arch::Mlp(spec), ..) => self.run(spec.build::<P>(0)?),
+            (Arch::Cnn(spec), ..) => self.run(spec.build::<P>(0)?),
         }
-        self.run(spec.build::<P>(0)?)
     }
 }
 
@@ -91,14 +84,13 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
         });
     }
     check_labels(&data, &name, spec.outputs(), &model.to_string())?;
-    let (stored, layers) = match &spec {
-        Arch::Mlp(mlp) => crate::layers::stored_plan(ckpt.meta(), mlp)?,
-        Arch::Cnn(_) => (ckpt.meta().policy, None),
-    };
+    let (stored, layers) = crate::layers::stored_plan(ckpt.meta(), &spec)?;
     let policy = args.policy.unwrap_or(stored);
-    let stored_as = match (&layers, spec.mlp()) {
-        (Some(map), Some(mlp)) => crate::layers::describe_layers(&mlp.layer_policies(map)?),
-        _ => stored.to_string(),
+    let stored_as = match &layers {
+        Some(map) => {
+            crate::layers::describe_layers(&spec.layer_paths(), &spec.layer_policies(map)?)
+        }
+        None => stored.to_string(),
     };
     let run_as = match (&layers, args.policy) {
         (Some(_), None) => "its layers' policies".to_string(),

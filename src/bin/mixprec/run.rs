@@ -43,14 +43,14 @@ pub struct Report {
 }
 
 /// A training run for a policy chosen at run time: every layer in the visited policy `P`
-/// (a typed `Vec<Dense<P>>`), or, with `layers`, each layer in its own policy (a
-/// [`LayeredMlp`], `P` then being the map's default).
+/// (a typed `Vec<Dense<P>>` or `Cnn<P>`), or, with `layers`, each layer in its own policy (a
+/// `LayeredMlp` or `LayeredCnn`, `P` then being the map's default).
 pub struct Run<'a> {
     pub save: Option<&'a std::path::Path>,
     /// A checkpoint to continue from, and the epochs it had done.
     pub resume: Option<(&'a Checkpoint, usize)>,
     pub spec: &'a Arch,
-    /// Per-layer policies, when they are not uniform (MLP only).
+    /// Per-layer policies, when they are not uniform.
     pub layers: Option<&'a DTypePolicyMap>,
     /// The name of the run in the progress bar and the report.
     pub label: String,
@@ -84,8 +84,12 @@ impl Run<'_> {
                 let model = spec.build_layered(map, seed)?;
                 self.train_model(model, optimizer, P::RUNTIME)
             }
-            (Arch::Cnn(spec), _) => {
+            (Arch::Cnn(spec), None) => {
                 let model = spec.build::<P>(seed)?;
+                self.train_model(model, optimizer, P::RUNTIME)
+            }
+            (Arch::Cnn(spec), Some(map)) => {
+                let model = spec.build_layered(map, seed)?;
                 self.train_model(model, optimizer, P::RUNTIME)
             }
         }
@@ -157,9 +161,9 @@ impl Run<'_> {
             .iter()
             .map(|e| e.samples_per_sec * e.seconds)
             .sum::<f64>() as usize;
-        let layer_policies = match (self.layers, self.spec.mlp()) {
-            (Some(map), Some(spec)) => Some(spec.layer_policies(map)?),
-            _ => None,
+        let layer_policies = match self.layers {
+            Some(map) => Some(self.spec.layer_policies(map)?),
+            None => None,
         };
         Ok(Report {
             policy,

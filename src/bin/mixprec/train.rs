@@ -79,15 +79,14 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             r.done
         );
     }
-    let (policy, layers) = match (&resume, &spec) {
-        (Some(r), Arch::Mlp(mlp)) => stored_plan(r.ckpt.meta(), mlp)?,
-        (None, Arch::Mlp(mlp)) => layer_plan(t, policy, mlp)?,
-        (_, Arch::Cnn(_)) => (policy, None),
+    let (policy, layers) = match &resume {
+        Some(r) => stored_plan(r.ckpt.meta(), &spec)?,
+        None => layer_plan(t, policy, &spec)?,
     };
-    let layout = match (&layers, spec.mlp()) {
-        (Some(map), Some(mlp)) => format!(
+    let layout = match &layers {
+        Some(map) => format!(
             "per-layer policies {} (default {policy})",
-            describe_layers(&mlp.layer_policies(map)?)
+            describe_layers(&spec.layer_paths(), &spec.layer_policies(map)?)
         ),
         _ => format!(
             "policy {policy} (compute {}, variables {})",

@@ -1,6 +1,6 @@
 //! [`LayeredCnn`]: the CNN of a [`CnnSpec`] with each layer in the policy a [`DTypePolicyMap`]
-//! gives its path ([`CnnSpec::LAYERS`]: `conv`, `pool`, `dense`), chosen at run time: a
-//! bfloat16 body with a float32 head, as Keras advises for mixed precision.
+//! gives its path ([`CnnSpec::LAYERS`]: `conv`, `dense`), chosen at run time: a bfloat16 body
+//! with a float32 head, as Keras advises for mixed precision.
 //!
 //! Between layers it carries a tensor of whichever type the producer emitted and each layer
 //! casts it to its own compute type, as [`LayeredMlp`](crate::models::LayeredMlp) does; with one
@@ -66,9 +66,11 @@ impl FamilyBuilder<DenseFamily> for Build<'_> {
 }
 
 impl CnnSpec {
-    /// The layer paths a [`DTypePolicyMap`] key names, in order (`dense` is the output layer;
-    /// `Flatten` only reshapes, so it has no policy of its own).
-    pub const LAYERS: [&'static str; 3] = ["conv", "pool", "dense"];
+    /// The layer paths a [`DTypePolicyMap`] key names, in order (`dense` is the output layer):
+    /// the layers with variables, whose policies a checkpoint records. The `MaxPooling2D` runs
+    /// in the convolution's policy (exactly what a pooling of its output in its own type gives),
+    /// and `Flatten` only reshapes.
+    pub const LAYERS: [&'static str; 2] = ["conv", "dense"];
 
     /// The policy of each of [`LAYERS`](Self::LAYERS) under `map`. As for
     /// [`MlpSpec::layer_policies`](crate::models::MlpSpec::layer_policies), a key that matches
@@ -79,7 +81,7 @@ impl CnnSpec {
     /// let spec = CnnSpec::new([8, 8, 1], 10);
     /// let mut map = DTypePolicyMap::with_default(DTypePolicy::MixedBFloat16);
     /// map.insert("dense", "float32")?;
-    /// assert_eq!(spec.layer_policies(&map)?[2], DTypePolicy::Float32);
+    /// assert_eq!(spec.layer_policies(&map)?[1], DTypePolicy::Float32);
     /// assert_eq!(spec.uniform_policy(&map)?, None);
     /// map.insert("head", "float32")?;
     /// let err = spec.layer_policies(&map).unwrap_err().to_string();
@@ -93,9 +95,8 @@ impl CnnSpec {
     /// [`Error::InvalidArgument`] naming the key and the layers when a key matches none.
     pub fn layer_policies(&self, map: &DTypePolicyMap) -> Result<Vec<DTypePolicy>> {
         let paths = Self::LAYERS.map(String::from);
-        let model = || format!("the cnn {} (layers conv, pool, dense)", self.describe());
-        let expected =
-            "a layer path (conv, pool, or dense the output layer) or a regex matching one";
+        let model = || format!("the cnn {} (layers conv, dense)", self.describe());
+        let expected = "a layer path (conv, or dense the output layer) or a regex matching one";
         policies_at(map, &paths, model, expected)
     }
 
@@ -124,8 +125,8 @@ impl CnnSpec {
         };
         Ok(LayeredCnn {
             conv: ByPolicy::build(policies[0], b)?,
-            pool: ByPolicy::build(policies[1], b)?,
-            dense: ByPolicy::build(policies[2], b)?,
+            pool: ByPolicy::build(policies[0], b)?,
+            dense: ByPolicy::build(policies[1], b)?,
             image: self.input,
             pooled: self.pool_output()?,
         })
@@ -147,7 +148,7 @@ impl CnnSpec {
 /// let model = CnnSpec::new([8, 8, 1], 10).build_layered(&map, 0)?;
 /// assert_eq!(
 ///     model.policies(),
-///     [DTypePolicy::MixedBFloat16, DTypePolicy::MixedBFloat16, DTypePolicy::Float32]
+///     [DTypePolicy::MixedBFloat16, DTypePolicy::Float32]
 /// );
 /// assert_eq!(model.param_names(), ["conv.kernel", "conv.bias", "dense.kernel", "dense.bias"]);
 /// assert!(!model.needs_loss_scale());
@@ -167,9 +168,9 @@ pub struct LayeredCnn {
 }
 
 impl LayeredCnn {
-    /// The policies of `conv`, `pool` and `dense`, in that order.
-    pub fn policies(&self) -> [DTypePolicy; 3] {
-        [self.conv.policy(), self.pool.policy(), self.dense.policy()]
+    /// The policies of `conv` (and its pooling) and `dense`, in that order.
+    pub fn policies(&self) -> [DTypePolicy; 2] {
+        [self.conv.policy(), self.dense.policy()]
     }
 
     /// `[height, width, channels]` of one input image.
