@@ -16,6 +16,10 @@
 //!   adds. The exponential is within 2 ulp of exact in both (tested over the whole f32 range),
 //!   so the two paths agree within a few f32 ulp before the one rounding to the compute type.
 //!
+//! bf16 rows are rounded by AVX512-BF16's `vcvtne2ps2bf16` where the CPU has it, two vectors per
+//! instruction, with the integer rounding for a pair holding a subnormal (which that instruction
+//! reads as zero): the same bits as the casts either way (tested against each other).
+//!
 //! Each function returns `false`, having done nothing, when `kernels` did not pick the AVX-512
 //! element-wise path or the types are not one of bf16, f16, f32 (in and out the same); the
 //! caller then runs its portable code.
@@ -60,11 +64,16 @@ pub(crate) fn softmax_row(
     #[cfg(target_arch = "x86_64")]
     {
         buf.resize(slice_len(x), 0.0);
-        // SAFETY: `avx512` says the selection point proved AVX-512 F/BW/VL/DQ; each arm checks
-        // that the output is as long as the input, and `buf` was just resized to it.
+        // SAFETY: `avx512` says the selection point proved AVX-512 F/BW/VL/DQ, and
+        // `pack_bf16_native` AVX512-BF16; each arm checks that the output is as long as the
+        // input, and `buf` was just resized to it.
         match (x, out) {
             (SliceRef::Bf16(x), SliceMut::Bf16(o)) if o.len() == x.len() => unsafe {
-                avx512::softmax_row(x, o, buf)
+                if kernels.pack_bf16_native() {
+                    avx512::softmax_row_bf16ne(x, o, buf)
+                } else {
+                    avx512::softmax_row(x, o, buf)
+                }
             },
             (SliceRef::F16(x), SliceMut::F16(o)) if o.len() == x.len() => unsafe {
                 avx512::softmax_row(x, o, buf)
@@ -102,11 +111,16 @@ pub(crate) fn layer_norm_row(
     #[cfg(target_arch = "x86_64")]
     {
         buf.resize(n, 0.0);
-        // SAFETY: `avx512` says the selection point proved AVX-512 F/BW/VL/DQ; each arm checks
-        // the output's length, `buf` was resized and `γ`, `β` checked against the row above.
+        // SAFETY: `avx512` says the selection point proved AVX-512 F/BW/VL/DQ, and
+        // `pack_bf16_native` AVX512-BF16; each arm checks the output's length, `buf` was
+        // resized and `γ`, `β` checked against the row above.
         return match (x, out) {
             (SliceRef::Bf16(x), SliceMut::Bf16(o)) if o.len() == n => unsafe {
-                Some(avx512::layer_norm_row(x, o, buf, norm))
+                Some(if kernels.pack_bf16_native() {
+                    avx512::layer_norm_row_bf16ne(x, o, buf, norm)
+                } else {
+                    avx512::layer_norm_row(x, o, buf, norm)
+                })
             },
             (SliceRef::F16(x), SliceMut::F16(o)) if o.len() == n => unsafe {
                 Some(avx512::layer_norm_row(x, o, buf, norm))

@@ -144,9 +144,11 @@ impl Kernels {
         self.pack
     }
 
-    /// True when f32 packed into AMX tiles is rounded to bf16 by AVX512-BF16's `vcvtne2ps2bf16`
-    /// (then [`pack`](Self::pack) is [`KernelChoice::Avx512`] too, and the CPU has AVX512-BF16);
-    /// false for the integer rounding of the casts.
+    /// True when f32 packed into AMX tiles, and the bf16 rows of the row-wise layers'
+    /// [`rowwise`](super::rowwise) kernels, are rounded to bf16 by AVX512-BF16's
+    /// `vcvtne2ps2bf16` (then [`pack`](Self::pack) and [`elementwise`](Self::elementwise) are
+    /// [`KernelChoice::Avx512`] too, and the CPU has AVX512-BF16); false for the integer
+    /// rounding of the casts.
     pub(crate) fn pack_bf16_native(&self) -> bool {
         self.pack_bf16_native
     }

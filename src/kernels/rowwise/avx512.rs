@@ -84,6 +84,32 @@ unsafe fn store<T: Lane>(p: *mut T, k: __mmask16, v: __m512) {
     }
 }
 
+/// Stores 32 lanes at `p`, `a` then `b`, each rounded once to `T` as [`store`] rounds them. For
+/// bf16 with `NE`, by AVX512-BF16's `vcvtne2ps2bf16` (one instruction for both vectors instead
+/// of the integer rounding's eight per vector), which gives the same bits for every f32 but
+/// subnormals (it reads them as zero): a pair holding one takes the integer rounding.
+///
+/// # Safety
+///
+/// AVX-512 F/BW/VL/DQ, AVX512-BF16 when `NE`, and 32 elements writable at `p`.
+#[inline(always)]
+unsafe fn store2<T: Lane, const NE: bool>(p: *mut T, a: __m512, b: __m512) {
+    // SAFETY: the caller promises the features and 32 writable elements.
+    unsafe {
+        if NE && T::KIND == Kind::Bf16 {
+            const DENORMAL: i32 = 0x20;
+            let sub = _mm512_fpclass_ps_mask::<DENORMAL>(a) | _mm512_fpclass_ps_mask::<DENORMAL>(b);
+            if sub == 0 {
+                let bits: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(b, a));
+                _mm512_storeu_si512(p.cast(), bits);
+                return;
+            }
+        }
+        store(p, ALL, a);
+        store(p.add(16), ALL, b);
+    }
+}
+
 /// The mask of the first `n` (< 16) lanes.
 #[inline]
 fn tail(n: usize) -> __mmask16 {
@@ -177,108 +203,142 @@ unsafe fn widen_into<T: Lane>(
     acc
 }
 
-/// One row's softmax (see [`super::softmax_row`]); `buf` holds the widened row between passes.
-///
-/// # Safety
-///
-/// AVX-512 F/BW/VL/DQ; `out.len() == x.len() <= buf.len()`.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq")]
-pub(super) unsafe fn softmax_row<T: Lane>(x: &[T], out: &mut [T], buf: &mut [f32]) {
-    let n = x.len();
-    let (full, k) = (n / 16 * 16, tail(n % 16));
-    // SAFETY: every access below is a full vector at `i + 16 <= full <= n` or the masked tail
-    // at `full` with the lanes `0..n − full`, inside `x`, `out` and `buf` (all at least `n`).
-    unsafe {
-        // Widen into `buf` and find the maximum: lane-wise `x > m ? x : m` (NaN skipped).
-        let m = widen_into(x, buf, f32::NEG_INFINITY, |m, k, v| {
-            _mm512_mask_max_ps(m, k, v, m)
-        });
-        let (op, bp) = (out.as_mut_ptr(), buf.as_mut_ptr());
-        let m = fold(m, f32::NEG_INFINITY, |a, b| if b > a { b } else { a });
-        // A row of only -inf: subtract nothing, so each exp is 0.
-        let m = _mm512_set1_ps(if m == f32::NEG_INFINITY { 0.0 } else { m });
-        // e^{x − m} into `buf`, and its sum.
-        let mut s = _mm512_setzero_ps();
-        for i in (0..full).step_by(16) {
-            let e = exp_lanes(_mm512_sub_ps(_mm512_loadu_ps(bp.add(i)), m));
-            _mm512_storeu_ps(bp.add(i), e);
-            s = _mm512_add_ps(s, e);
+/// Writes a row kernel twice from one body: `$name`, whose bf16 output takes the integer
+/// rounding, and `$ne` (for bf16 on CPUs with AVX512-BF16), whose pairs of vectors are rounded by
+/// `vcvtne2ps2bf16` ([`store2`]). Each is its own `#[target_feature]` function, so the body's
+/// closures are compiled with the features too (an `#[inline(always)]` body shared by two such
+/// functions would leave its closures without them: every intrinsic a call, 10x slower).
+macro_rules! row_kernels {
+    (
+        $(#[$doc:meta])*
+        $name:ident, $ne:ident, <$T:ident, $NE:ident>
+        ($($arg:ident: $ty:ty),*) -> $ret:ty $body:block
+    ) => {
+        $(#[$doc])*
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq")]
+        pub(super) unsafe fn $name<$T: Lane>($($arg: $ty),*) -> $ret {
+            const $NE: bool = false;
+            $body
         }
-        if k != 0 {
-            let e = exp_lanes(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, bp.add(full)), m));
-            _mm512_mask_storeu_ps(bp.add(full), k, e);
-            s = _mm512_mask_add_ps(s, k, s, e);
+
+        $(#[$doc])*
+        ///
+        /// This one rounds bf16 by `vcvtne2ps2bf16`: the caller also promises AVX512-BF16.
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")]
+        pub(super) unsafe fn $ne<$T: Lane>($($arg: $ty),*) -> $ret {
+            const $NE: bool = true;
+            $body
         }
-        let s = fold(s, 0.0, |a, b| a + b);
-        let inv = _mm512_set1_ps(if s == 0.0 { 0.0 } else { 1.0 / s });
-        for i in (0..full).step_by(16) {
-            store(
-                op.add(i),
-                ALL,
-                _mm512_mul_ps(_mm512_loadu_ps(bp.add(i)), inv),
-            );
-        }
-        if k != 0 {
-            store(
-                op.add(full),
-                k,
-                _mm512_mul_ps(_mm512_maskz_loadu_ps(k, bp.add(full)), inv),
-            );
+    };
+}
+
+row_kernels! {
+    /// One row's softmax (see [`super::softmax_row`]); `buf` holds the widened row between
+    /// passes.
+    ///
+    /// # Safety
+    ///
+    /// AVX-512 F/BW/VL/DQ; `out.len() == x.len() <= buf.len()`.
+    softmax_row, softmax_row_bf16ne, <T, NE> (x: &[T], out: &mut [T], buf: &mut [f32]) -> () {
+        let n = x.len();
+        let (full, k) = (n / 16 * 16, tail(n % 16));
+        // SAFETY: every access below is a full vector at `i + 16 <= full <= n` or the masked tail
+        // at `full` with the lanes `0..n − full`, inside `x`, `out` and `buf` (all at least `n`).
+        unsafe {
+            // Widen into `buf` and find the maximum: lane-wise `x > m ? x : m` (NaN skipped).
+            let m = widen_into(x, buf, f32::NEG_INFINITY, |m, k, v| {
+                _mm512_mask_max_ps(m, k, v, m)
+            });
+            let (op, bp) = (out.as_mut_ptr(), buf.as_mut_ptr());
+            let m = fold(m, f32::NEG_INFINITY, |a, b| if b > a { b } else { a });
+            // A row of only -inf: subtract nothing, so each exp is 0.
+            let m = _mm512_set1_ps(if m == f32::NEG_INFINITY { 0.0 } else { m });
+            // e^{x − m} into `buf`, and its sum.
+            let mut s = _mm512_setzero_ps();
+            for i in (0..full).step_by(16) {
+                let e = exp_lanes(_mm512_sub_ps(_mm512_loadu_ps(bp.add(i)), m));
+                _mm512_storeu_ps(bp.add(i), e);
+                s = _mm512_add_ps(s, e);
+            }
+            if k != 0 {
+                let e = exp_lanes(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, bp.add(full)), m));
+                _mm512_mask_storeu_ps(bp.add(full), k, e);
+                s = _mm512_mask_add_ps(s, k, s, e);
+            }
+            let s = fold(s, 0.0, |a, b| a + b);
+            let inv = _mm512_set1_ps(if s == 0.0 { 0.0 } else { 1.0 / s });
+            let scaled = |i: usize| _mm512_mul_ps(_mm512_loadu_ps(bp.add(i)), inv);
+            let pairs = n / 32 * 32;
+            for i in (0..pairs).step_by(32) {
+                store2::<T, NE>(op.add(i), scaled(i), scaled(i + 16));
+            }
+            if pairs < full {
+                store(op.add(pairs), ALL, scaled(pairs));
+            }
+            if k != 0 {
+                store(
+                    op.add(full),
+                    k,
+                    _mm512_mul_ps(_mm512_maskz_loadu_ps(k, bp.add(full)), inv),
+                );
+            }
         }
     }
 }
 
-/// One row's layer normalisation (see [`super::layer_norm_row`]), returning `(μ, 1/√(σ²+ε))`.
-///
-/// # Safety
-///
-/// AVX-512 F/BW/VL/DQ; `0 < out.len() == x.len() <= buf.len()`, and `γ`, `β` (when given) as
-/// long as `x`.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq")]
-pub(super) unsafe fn layer_norm_row<T: Lane>(
-    x: &[T],
-    out: &mut [T],
-    buf: &mut [f32],
-    norm: NormRow<'_>,
-) -> (f32, f32) {
-    let n = x.len();
-    let (full, k) = (n / 16 * 16, tail(n % 16));
-    // SAFETY: as in `softmax_row`; `γ` and `β` are as long as the row.
-    unsafe {
-        let s = widen_into(x, buf, 0.0, |s, k, v| _mm512_mask_add_ps(s, k, s, v));
-        let (op, bp) = (out.as_mut_ptr(), buf.as_mut_ptr());
-        let count = n as f32; // exact: rows are far shorter than 2^24
-        let mean = fold(s, 0.0, |a, b| a + b) / count;
-        let mv = _mm512_set1_ps(mean);
-        let mut q = _mm512_setzero_ps();
-        for i in (0..full).step_by(16) {
-            let d = _mm512_sub_ps(_mm512_loadu_ps(bp.add(i)), mv);
-            q = _mm512_add_ps(q, _mm512_mul_ps(d, d));
-        }
-        if k != 0 {
-            let d = _mm512_sub_ps(_mm512_maskz_loadu_ps(k, bp.add(full)), mv);
-            q = _mm512_mask_add_ps(q, k, q, _mm512_mul_ps(d, d));
-        }
-        let var = fold(q, 0.0, |a, b| a + b) / count;
-        let rstd = 1.0 / (var + norm.epsilon).sqrt();
-        let rv = _mm512_set1_ps(rstd);
-        // y = (x − μ)·rstd·γ + β, each a separate IEEE operation as in the portable row.
-        let affine = |i: usize, k: __mmask16| {
-            let mut y = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, bp.add(i)), mv), rv);
-            if let Some(g) = norm.gamma {
-                y = _mm512_mul_ps(y, _mm512_maskz_loadu_ps(k, g.as_ptr().add(i)));
+row_kernels! {
+    /// One row's layer normalisation (see [`super::layer_norm_row`]), returning
+    /// `(μ, 1/√(σ²+ε))`.
+    ///
+    /// # Safety
+    ///
+    /// AVX-512 F/BW/VL/DQ; `0 < out.len() == x.len() <= buf.len()`, and `γ`, `β` (when given)
+    /// as long as `x`.
+    layer_norm_row, layer_norm_row_bf16ne, <T, NE>
+    (x: &[T], out: &mut [T], buf: &mut [f32], norm: NormRow<'_>) -> (f32, f32) {
+        let n = x.len();
+        let (full, k) = (n / 16 * 16, tail(n % 16));
+        // SAFETY: as in `softmax_row`; `γ` and `β` are as long as the row.
+        unsafe {
+            let s = widen_into(x, buf, 0.0, |s, k, v| _mm512_mask_add_ps(s, k, s, v));
+            let (op, bp) = (out.as_mut_ptr(), buf.as_mut_ptr());
+            let count = n as f32; // exact: rows are far shorter than 2^24
+            let mean = fold(s, 0.0, |a, b| a + b) / count;
+            let mv = _mm512_set1_ps(mean);
+            let mut q = _mm512_setzero_ps();
+            for i in (0..full).step_by(16) {
+                let d = _mm512_sub_ps(_mm512_loadu_ps(bp.add(i)), mv);
+                q = _mm512_add_ps(q, _mm512_mul_ps(d, d));
             }
-            if let Some(b) = norm.beta {
-                y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(k, b.as_ptr().add(i)));
+            if k != 0 {
+                let d = _mm512_sub_ps(_mm512_maskz_loadu_ps(k, bp.add(full)), mv);
+                q = _mm512_mask_add_ps(q, k, q, _mm512_mul_ps(d, d));
             }
-            store(op.add(i), k, y);
-        };
-        for i in (0..full).step_by(16) {
-            affine(i, ALL);
+            let var = fold(q, 0.0, |a, b| a + b) / count;
+            let rstd = 1.0 / (var + norm.epsilon).sqrt();
+            let rv = _mm512_set1_ps(rstd);
+            // y = (x − μ)·rstd·γ + β, each a separate IEEE operation as in the portable row.
+            let affine = |i: usize, k: __mmask16| {
+                let mut y = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, bp.add(i)), mv), rv);
+                if let Some(g) = norm.gamma {
+                    y = _mm512_mul_ps(y, _mm512_maskz_loadu_ps(k, g.as_ptr().add(i)));
+                }
+                if let Some(b) = norm.beta {
+                    y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(k, b.as_ptr().add(i)));
+                }
+                y
+            };
+            let pairs = n / 32 * 32;
+            for i in (0..pairs).step_by(32) {
+                store2::<T, NE>(op.add(i), affine(i, ALL), affine(i + 16, ALL));
+            }
+            if pairs < full {
+                store(op.add(pairs), ALL, affine(pairs, ALL));
+            }
+            if k != 0 {
+                store(op.add(full), k, affine(full, k));
+            }
+            (mean, rstd)
         }
-        if k != 0 {
-            affine(full, k);
-        }
-        (mean, rstd)
     }
 }

@@ -139,3 +139,58 @@ fn the_wrappers_refuse_what_they_have_no_kernel_for() {
         have_avx512()
     );
 }
+
+/// Rows whose softmax and scaled normalisation have subnormal outputs (`e^{-88}` and a `γ` of
+/// `1e-39`), a NaN row, and lengths that leave a single vector and a masked tail after the pairs.
+#[test]
+fn the_bf16_instruction_rounding_gives_the_integer_bits_subnormals_included() {
+    let auto = kernels_for(KernelChoice::Auto);
+    if !have_avx512() || !auto.pack_bf16_native() {
+        return;
+    }
+    let mut subnormal = 0;
+    for (n, salt) in [(1000usize, 0usize), (64, 1), (48, 2), (7, 3)] {
+        let mut x: Vec<bf16> = (0..n)
+            .map(|j| bf16::from_f32(-(((j * 7 + salt) % 100) as f32) * 0.95))
+            .collect();
+        if salt == 2 {
+            x[5] = bf16::NAN;
+        }
+        let gamma: Vec<f32> = (0..n)
+            .map(|j| if j % 2 == 0 { 1e-39 } else { 1.5 })
+            .collect();
+        let norm = NormRow {
+            gamma: Some(&gamma),
+            beta: None,
+            epsilon: 1e-3,
+        };
+        let (mut a, mut b, mut buf) = (vec![bf16::ZERO; n], vec![bf16::ZERO; n], vec![0f32; n]);
+        // SAFETY: AVX-512 and AVX512-BF16 checked above; every slice is `n` long.
+        unsafe {
+            super::avx512::softmax_row(&x, &mut a, &mut buf);
+            super::avx512::softmax_row_bf16ne(&x, &mut b, &mut buf);
+        }
+        // The first element whose bits differ, if any.
+        let differ = |a: &[bf16], b: &[bf16]| {
+            let i = a
+                .iter()
+                .zip(b)
+                .position(|(x, y)| x.to_bits() != y.to_bits());
+            i.map(|i| (i, a[i], b[i]))
+        };
+        assert_eq!(differ(&a, &b), None, "softmax, n = {n}");
+        subnormal += b.iter().filter(|e| e.to_f32().is_subnormal()).count();
+        // SAFETY: as above; γ is as long as the row.
+        let (sa, sb) = unsafe {
+            (
+                super::avx512::layer_norm_row(&x, &mut a, &mut buf, norm),
+                super::avx512::layer_norm_row_bf16ne(&x, &mut b, &mut buf, norm),
+            )
+        };
+        assert_eq!(differ(&a, &b), None, "layer norm, n = {n}");
+        assert_eq!(format!("{sa:?}"), format!("{sb:?}"));
+        subnormal += b.iter().filter(|e| e.to_f32().is_subnormal()).count();
+    }
+    // The instruction alone would have flushed these to zero: the fallback ran.
+    assert!(subnormal > 100, "{subnormal} subnormal outputs");
+}
