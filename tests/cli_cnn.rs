@@ -7,22 +7,10 @@
 use std::process::Output;
 
 mod cli_common;
-use cli_common::{mixprec, stderr, stdout};
+use cli_common::{compare_cnn, mixprec, percent_after, stderr, stdout, table_rows};
 
 fn tmp(name: &str) -> String {
     cli_common::tmp_in("cli_cnn", name).display().to_string()
-}
-
-/// The percentage after `label` in `out` (`test accuracy   98.61%`).
-fn percent_after(out: &str, label: &str) -> f64 {
-    let line = out
-        .lines()
-        .find(|l| l.starts_with(label))
-        .unwrap_or_else(|| panic!("no {label:?} line in {out}"));
-    let value = line[label.len()..].trim_start();
-    value[..value.find('%').expect("a percentage")]
-        .parse()
-        .unwrap()
 }
 
 fn assert_usage_error(o: &Output, needle: &str) {
@@ -95,23 +83,10 @@ fn cnn_reaches_96_percent_and_its_checkpoint_predicts_in_three_policies() {
 
 #[test]
 fn compare_prints_a_row_per_policy() {
-    let o = mixprec(&[
-        "compare",
-        "--model",
-        "cnn",
-        "--epochs",
-        "2",
-        "--policies",
-        "float32,mixed_bfloat16,mixed_float16",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let out = stdout(&o);
+    let out = compare_cnn("float32,mixed_bfloat16,mixed_float16");
     assert!(out.starts_with("mixprec compare: CNN 8x8x1"), "{out}");
     assert!(out.contains("lr 0.003"), "{out}");
-    let rows: Vec<&str> = out
-        .lines()
-        .filter(|l| l.ends_with("KiB") && l.contains('%'))
-        .collect();
+    let rows = table_rows(&out);
     assert_eq!(rows.len(), 3, "{out}");
     for (row, policy) in rows
         .iter()

@@ -4,24 +4,12 @@
 //! `+float32_head` beside the plain policy; a key that names no CNN layer is a usage error.
 
 mod cli_common;
-use cli_common::{mixprec, stderr, stdout};
+use cli_common::{compare_cnn, mixprec, percent_after, stderr, stdout, table_rows};
 
 fn tmp(name: &str) -> String {
     cli_common::tmp_in("cli_cnn_layers", name)
         .display()
         .to_string()
-}
-
-/// The percentage after `label` in `out` (`test accuracy   98.61%`).
-fn percent_after(out: &str, label: &str) -> f64 {
-    let line = out
-        .lines()
-        .find(|l| l.starts_with(label))
-        .unwrap_or_else(|| panic!("no {label:?} line in {out}"));
-    let value = line[label.len()..].trim_start();
-    value[..value.find('%').expect("a percentage")]
-        .parse()
-        .unwrap()
 }
 
 #[test]
@@ -75,21 +63,8 @@ fn a_bf16_body_with_an_f32_head_trains_saves_predicts_and_resumes() {
 
 #[test]
 fn compare_runs_float32_head_beside_the_plain_policy() {
-    let o = mixprec(&[
-        "compare",
-        "--model",
-        "cnn",
-        "--epochs",
-        "2",
-        "--policies",
-        "mixed_float16,mixed_float16+float32_head",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let out = stdout(&o);
-    let rows: Vec<&str> = out
-        .lines()
-        .filter(|l| l.ends_with("KiB") && l.contains('%'))
-        .collect();
+    let out = compare_cnn("mixed_float16,mixed_float16+float32_head");
+    let rows = table_rows(&out);
     assert_eq!(rows.len(), 2, "{out}");
     assert!(rows[0].starts_with("mixed_float16 "), "{}", rows[0]);
     assert!(

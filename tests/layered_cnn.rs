@@ -6,24 +6,14 @@
 
 use mixprec::layers::{Conv2D, MaxPooling2D};
 use mixprec::models::{Cnn, CnnSpec, LayeredCnn};
-use mixprec::optimizers::{AutoOptimizer, Optimizer, StepOutcome};
+use mixprec::optimizers::{Optimizer, StepOutcome};
 mod common;
 
-use common::grads;
+use common::{
+    assert_scales_exactly_when, assert_trains_alike, grads, policy_map as map,
+    ramp_values as values,
+};
 use mixprec::prelude::*;
-use mixprec::DTypePolicyMap;
-
-fn values(n: usize, salt: usize) -> Vec<f32> {
-    (0..n)
-        .map(|i| ((i * 37 + salt * 11) % 128) as f32 / 50.0 - 1.2)
-        .collect()
-}
-
-fn map(default: &str, pairs: &[(&str, &str)]) -> DTypePolicyMap {
-    let mut m = DTypePolicyMap::with_default(default.parse().unwrap());
-    m.try_extend(pairs.iter().copied()).unwrap();
-    m
-}
 
 /// The typed layers of a bf16 body with an f32 head, as `CnnSpec::build` seeds them.
 #[derive(Debug, Clone, Module)]
@@ -93,25 +83,10 @@ fn a_bf16_body_with_an_f32_head_matches_its_typed_layers_bit_for_bit() {
 
 #[test]
 fn a_uniform_map_trains_exactly_as_the_typed_cnn() {
-    let (train, _) = mixprec::io::digits()
-        .unwrap()
-        .shuffle_split(0.7, 3)
-        .unwrap();
     let spec = CnnSpec::new([8, 8, 1], 10);
-    let options = FitOptions {
-        epochs: 1,
-        seed: 3,
-        ..FitOptions::default()
-    };
     let mut layered = spec.build_layered(&map("mixed_bfloat16", &[]), 3).unwrap();
     let mut typed = spec.build::<MixedBf16>(3).unwrap();
-    let mut auto = AutoOptimizer::for_model(&layered, Adam::new(3e-3));
-    assert!(!auto.scales_loss());
-    let h1 = fit(&mut layered, &mut auto, &train, &options).unwrap();
-    let h2 = fit(&mut typed, &mut Adam::new(3e-3), &train, &options).unwrap();
-    let losses = |h: &mixprec::train::History| h.epochs.iter().map(|e| e.loss).collect::<Vec<_>>();
-    assert_eq!(losses(&h1), losses(&h2));
-    assert_eq!(layered.get_weights(), typed.get_weights());
+    assert_trains_alike(&mut layered, &mut typed, 3e-3, 1, 0.7);
     let uniform: Cnn<F32> = layered.to_policy();
     assert_eq!(uniform.param_names(), layered.param_names());
     assert!(uniform
@@ -129,12 +104,9 @@ fn loss_scaling_is_asked_for_exactly_when_a_layer_computes_in_float16() {
         (map("float32", &[("conv", "float16")]), true),
         (map("float64", &[("conv|dense", "bfloat16")]), false),
     ];
-    for (m, scaled) in cases {
-        let model: LayeredCnn = spec.build_layered(&m, 0).unwrap();
-        assert_eq!(model.needs_loss_scale(), scaled, "{m}");
-        let opt = AutoOptimizer::for_model(&model, Adam::new(1e-3));
-        assert_eq!(opt.scales_loss(), scaled, "{m}");
-    }
+    assert_scales_exactly_when(&cases, |m| -> LayeredCnn {
+        spec.build_layered(m, 0).unwrap()
+    });
 }
 
 #[test]

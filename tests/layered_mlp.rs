@@ -7,21 +7,11 @@ use mixprec::models::{LayeredMlp, MlpSpec};
 use mixprec::optimizers::{AutoOptimizer, Optimizer};
 mod common;
 
-use common::grads;
+use common::{
+    assert_scales_exactly_when, assert_trains_alike, grads, policy_map as map,
+    ramp_values as values,
+};
 use mixprec::prelude::*;
-use mixprec::DTypePolicyMap;
-
-fn values(n: usize, salt: usize) -> Vec<f32> {
-    (0..n)
-        .map(|i| ((i * 37 + salt * 11) % 128) as f32 / 50.0 - 1.2)
-        .collect()
-}
-
-fn map(default: &str, pairs: &[(&str, &str)]) -> DTypePolicyMap {
-    let mut m = DTypePolicyMap::with_default(default.parse().unwrap());
-    m.try_extend(pairs.iter().copied()).unwrap();
-    m
-}
 
 #[test]
 fn matches_the_typed_tuple_bit_for_bit_forward_backward_and_adam() {
@@ -81,14 +71,11 @@ fn auto_optimizer_scales_exactly_when_a_layer_computes_in_float16() {
         (map("bfloat16", &[("[01]", "float16")]), true),
         (map("float64", &[("0", "float32")]), false),
     ];
-    for (m, scaled) in cases {
-        let model: LayeredMlp = spec.build_layered(&m, 0).unwrap();
-        assert_eq!(model.needs_loss_scale(), scaled, "{m}");
-        let opt = AutoOptimizer::for_model(&model, Adam::new(1e-3));
-        assert_eq!(opt.scales_loss(), scaled, "{m}");
-        // The type alone cannot tell: it may hold a float16 layer.
-        assert!(AutoOptimizer::new::<LayeredMlp>(Adam::new(1e-3)).scales_loss());
-    }
+    assert_scales_exactly_when(&cases, |m| -> LayeredMlp {
+        spec.build_layered(m, 0).unwrap()
+    });
+    // The type alone cannot tell: it may hold a float16 layer.
+    assert!(AutoOptimizer::new::<LayeredMlp>(Adam::new(1e-3)).scales_loss());
     // A stack ORs its parts' run-time answers.
     let bf16_pair = spec
         .build_layered(&map("mixed_bfloat16", &[("2", "float32")]), 0)
@@ -102,26 +89,11 @@ fn auto_optimizer_scales_exactly_when_a_layer_computes_in_float16() {
 
 #[test]
 fn a_uniform_map_trains_exactly_as_the_uniform_vec() {
-    let (train, _) = mixprec::io::digits()
-        .unwrap()
-        .shuffle_split(0.5, 3)
-        .unwrap();
     let spec = MlpSpec::new(64, vec![16], 10);
-    let options = FitOptions {
-        epochs: 2,
-        seed: 3,
-        ..FitOptions::default()
-    };
     let mut layered = spec.build_layered(&map("mixed_bfloat16", &[]), 3).unwrap();
     let mut typed = spec.build::<MixedBf16>(3).unwrap();
     // The run-time answer: no float16 layer, so the optimizer is plain Adam, as for the Vec.
-    let mut auto = AutoOptimizer::for_model(&layered, Adam::new(1e-3));
-    assert!(!auto.scales_loss());
-    let h1 = fit(&mut layered, &mut auto, &train, &options).unwrap();
-    let h2 = fit(&mut typed, &mut Adam::new(1e-3), &train, &options).unwrap();
-    let losses = |h: &mixprec::train::History| h.epochs.iter().map(|e| e.loss).collect::<Vec<_>>();
-    assert_eq!(losses(&h1), losses(&h2));
-    assert_eq!(layered.get_weights(), typed.get_weights());
+    assert_trains_alike(&mut layered, &mut typed, 1e-3, 2, 0.5);
 }
 
 #[test]

@@ -29,3 +29,38 @@ pub fn tmp_in(folder: &str, name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(name)
 }
+
+/// The percentage after `label` at the start of a line of `out` (`test accuracy   98.61%`).
+pub fn percent_after(out: &str, label: &str) -> f64 {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(label))
+        .unwrap_or_else(|| panic!("no {label:?} line in {out}"));
+    let value = line[label.len()..].trim_start();
+    value[..value.find('%').expect("a percentage")]
+        .parse()
+        .unwrap()
+}
+
+/// The rows of `compare`'s table in `out` (each ends with the variables' size in KiB).
+pub fn table_rows(out: &str) -> Vec<&str> {
+    out.lines()
+        .filter(|l| l.ends_with("KiB") && l.contains('%'))
+        .collect()
+}
+
+/// `mixprec compare --model cnn --epochs 2 --policies <policies>`, which must succeed: its
+/// standard output.
+pub fn compare_cnn(policies: &str) -> String {
+    let o = mixprec(&[
+        "compare",
+        "--model",
+        "cnn",
+        "--epochs",
+        "2",
+        "--policies",
+        policies,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    stdout(&o)
+}

@@ -597,3 +597,72 @@ pub fn grads<M: mixprec::Module>(m: &M) -> Vec<Vec<f64>> {
     m.visit_params("", &mut g);
     g.0
 }
+
+/// `n` values in about [-1.2, 1.3], varied by `salt`: inputs and gradients for the per-layer
+/// model tests.
+pub fn ramp_values(n: usize, salt: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| ((i * 37 + salt * 11) % 128) as f32 / 50.0 - 1.2)
+        .collect()
+}
+
+/// A `DTypePolicyMap` with `default` and the `(key, policy)` pairs.
+pub fn policy_map(default: &str, pairs: &[(&str, &str)]) -> mixprec::DTypePolicyMap {
+    let mut m = mixprec::DTypePolicyMap::with_default(default.parse().unwrap());
+    m.try_extend(pairs.iter().copied()).unwrap();
+    m
+}
+
+/// Trains the run-time model `layered` (under `AutoOptimizer::for_model`, which must find no
+/// float16 layer) and the typed `typed` (plain Adam) at learning rate `lr` for `epochs` on the
+/// training part of the digits split at `test_split` with seed 3, and asserts that every epoch's
+/// loss and the final weights are the same.
+pub fn assert_trains_alike<A, B>(
+    layered: &mut A,
+    typed: &mut B,
+    lr: f32,
+    epochs: usize,
+    test_split: f32,
+) where
+    A: mixprec::layers::Layer + mixprec::Module + Send,
+    B: mixprec::layers::Layer + mixprec::Module + Send,
+    mixprec::optimizers::AutoOptimizer<mixprec::optimizers::Adam>:
+        mixprec::optimizers::OptimizerFor<A>,
+    mixprec::optimizers::Adam: mixprec::optimizers::OptimizerFor<B>,
+{
+    use mixprec::optimizers::{Adam, AutoOptimizer, Optimizer};
+    let (train, _) = mixprec::io::digits()
+        .unwrap()
+        .shuffle_split(test_split, 3)
+        .unwrap();
+    let (train, options) = (
+        &train,
+        &mixprec::train::FitOptions {
+            epochs,
+            seed: 3,
+            ..Default::default()
+        },
+    );
+    let mut auto = AutoOptimizer::for_model(layered, Adam::new(lr));
+    assert!(!auto.scales_loss(), "no float16 layer: a plain optimizer");
+    let h1 = mixprec::train::fit(layered, &mut auto, train, options).unwrap();
+    let h2 = mixprec::train::fit(typed, &mut Adam::new(lr), train, options).unwrap();
+    let losses = |h: &mixprec::train::History| h.epochs.iter().map(|e| e.loss).collect::<Vec<_>>();
+    assert_eq!(losses(&h1), losses(&h2));
+    assert_eq!(layered.get_weights(), typed.get_weights());
+}
+
+/// For each `(map, scaled)`: the model `build(map)` says it needs loss scaling exactly when
+/// `scaled` (some layer computes in float16), and `AutoOptimizer::for_model` follows it.
+pub fn assert_scales_exactly_when<M: mixprec::Module>(
+    cases: &[(mixprec::DTypePolicyMap, bool)],
+    build: impl Fn(&mixprec::DTypePolicyMap) -> M,
+) {
+    use mixprec::optimizers::{Adam, AutoOptimizer, Optimizer};
+    for (m, scaled) in cases {
+        let model = build(m);
+        assert_eq!(model.needs_loss_scale(), *scaled, "{m}");
+        let opt = AutoOptimizer::for_model(&model, Adam::new(1e-3));
+        assert_eq!(opt.scales_loss(), *scaled, "{m}");
+    }
+}
