@@ -275,14 +275,15 @@ impl<P: Policy> Layer for LayerNormalization<P> {
             ));
         }
         let gamma = Self::widened(&self.gamma);
-        let grads = backward::grads(&saved.x, &saved.stats, &dy, gamma.as_deref(), self.dim);
+        let shape = dy.shape().to_vec();
+        let grads = backward::grads(&saved.x, &saved.stats, dy, gamma.as_deref(), self.dim);
         if let Some(g) = &mut self.gamma {
             g.write_grad::<AccOf<P>>(f64::INFINITY, |d| d.copy_from_slice(&grads.dgamma));
         }
         if let Some(b) = &mut self.beta {
             b.write_grad::<AccOf<P>>(f64::INFINITY, |d| d.copy_from_slice(&grads.dbeta));
         }
-        Ok(need_input_grad.then(|| Tensor::from_parts(dy.shape().to_vec(), grads.dx)))
+        Ok(need_input_grad.then(|| Tensor::from_parts(shape, grads.dx)))
     }
 
     saved_slot!();

@@ -5,7 +5,7 @@ use crate::dtype::{Element, SliceMut, SliceRef};
 use crate::error::{fmt_shape, Error, Result};
 use crate::kernels::{rowwise, Kernels};
 use crate::layers::ops::math::{exp_in_place, row_dot, row_max, row_sum};
-use crate::layers::ops::rows::{map_rows, RowOp};
+use crate::layers::ops::rows::{map_rows, map_rows_in_place, RowOp};
 use crate::layers::ops::saved::Saved;
 use crate::layers::ops::saved::{compute_io, saved_slot};
 use crate::layers::Layer;
@@ -269,8 +269,11 @@ impl<P: Policy> Layer for Softmax<P> {
             return Ok(Some(dy));
         }
         let n = last_dim("softmax output gradient", y.shape())?;
-        let (dx, _) = map_rows(dy.as_slice(), Some(y.as_slice()), n, &Backward);
-        Ok(Some(Tensor::from_parts(dy.shape().to_vec(), dx)))
+        // dx is written over dy, row by row: no new vector.
+        let shape = dy.shape().to_vec();
+        let mut dx = dy.into_vec();
+        map_rows_in_place(&mut dx, y.as_slice(), n, &Backward);
+        Ok(Some(Tensor::from_parts(shape, dx)))
     }
 
     saved_slot!();

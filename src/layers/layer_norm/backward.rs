@@ -3,7 +3,7 @@
 
 use crate::dtype::Element;
 use crate::layers::ops::math::{row_dot, row_sum};
-use crate::layers::ops::rows::{map_rows, RowOp};
+use crate::layers::ops::rows::{map_rows_in_place, RowOp};
 use crate::tensor::Tensor;
 
 /// The gradients of one backward pass.
@@ -21,7 +21,7 @@ pub(super) struct Grads<C: Element> {
 pub(super) fn grads<C: Element>(
     x: &Tensor<C>,
     stats: &[(C::Acc, C::Acc)],
-    dy: &Tensor<C>,
+    dy: Tensor<C>,
     gamma: Option<&[C::Acc]>,
     n: usize,
 ) -> Grads<C> {
@@ -34,12 +34,9 @@ pub(super) fn grads<C: Element>(
             dbeta,
         };
     }
-    let (dx, blocks) = map_rows(
-        dy.as_slice(),
-        Some(x.as_slice()),
-        n,
-        &Backward { gamma, stats, n },
-    );
+    // dx is written over dy, row by row: no new vector.
+    let mut dx = dy.into_vec();
+    let blocks = map_rows_in_place(&mut dx, x.as_slice(), n, &Backward { gamma, stats, n });
     let (mut dgamma, mut dbeta) = (vec![zero; n], vec![zero; n]);
     for b in &blocks {
         dgamma

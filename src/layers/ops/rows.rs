@@ -7,6 +7,7 @@
 use crate::dtype::{cast_slice, Element, SliceMut, SliceRef};
 use crate::kernels::{par_collect_blocks, selected, Kernels, WideOp};
 use crate::layers::ops::fused::rows_per_task;
+use rayon::prelude::*;
 
 /// The work on one row, in the accumulator type `A`. Implementations mark
 /// [`row`](Self::row) `#[inline(always)]`, so it is compiled inside the AVX-512 trampoline.
@@ -63,10 +64,7 @@ pub(crate) fn map_rows_on<C: Element, O: RowOp<C::Acc>>(
     debug_assert!(b.is_none_or(|b| b.len() == a.len()));
     let block_rows = rows_per_task(n);
     par_collect_blocks(a.len(), block_rows * n, |range, out| {
-        let zero = C::Acc::default();
-        let widen_b = b.is_some() && C::DTYPE != C::Acc::DTYPE;
-        let (mut ra, mut rb) = (vec![zero; n], vec![zero; if widen_b { n } else { 0 }]);
-        let mut rounded = vec![C::default(); if C::DTYPE == C::Acc::DTYPE { 0 } else { n }];
+        let mut rows = Scratch::new(n, b.is_some());
         let (mut direct, mut buf) = (vec![C::default(); n], Vec::new());
         let first = range.start / n;
         let mut state = op.state(range.len() / n);
@@ -76,37 +74,99 @@ pub(crate) fn map_rows_on<C: Element, O: RowOp<C::Acc>>(
                 out.push(&direct);
                 continue;
             }
-            cast_slice(row, &mut ra);
-            // The second input is only read: borrowed when it is already in the accumulator
-            // type (F32, F64), widened into `rb` otherwise.
-            let b_row: &[C::Acc] = match b.map(|b| &b[range.start + i * n..][..n]) {
-                Some(row) => match C::Acc::from_view(C::view(row)) {
-                    Some(same) => same,
-                    None => {
-                        cast_slice(row, &mut rb);
-                        &rb
-                    }
-                },
-                None => &rb,
-            };
-            crate::kernels::wide(Row {
-                op,
-                state: &mut state,
-                row: first + i,
-                a: &mut ra,
-                b: b_row,
-            });
-            match C::from_view(C::Acc::view(&ra)) {
-                // The accumulator type is the output type (F32, F64): no conversion.
-                Some(same) => out.push(same),
-                None => {
-                    cast_slice(&ra, &mut rounded);
-                    out.push(&rounded);
-                }
-            }
+            let b_row = b.map(|b| &b[range.start + i * n..][..n]);
+            out.push(rows.run(op, &mut state, first + i, row, b_row));
         }
         state
     })
+}
+
+/// [`map_rows`] with a second input, writing each output row over its row of `a` (a backward
+/// pass's `dx` into the buffer of its `dy`): no new vector, so no new pages to fault in. Each
+/// row is widened before it is overwritten. The portable rows only ([`RowOp::direct`] is for
+/// one input).
+pub(crate) fn map_rows_in_place<C: Element, O: RowOp<C::Acc>>(
+    a: &mut [C],
+    b: &[C],
+    n: usize,
+    op: &O,
+) -> Vec<O::State> {
+    debug_assert!(n > 0 && a.len().is_multiple_of(n) && b.len() == a.len());
+    let block = rows_per_task(n) * n;
+    a.par_chunks_mut(block)
+        .zip(b.par_chunks(block))
+        .enumerate()
+        .map(|(t, (a, b))| {
+            let mut rows = Scratch::new(n, true);
+            let first = t * block / n;
+            let mut state = op.state(a.len() / n);
+            for (i, (row, b_row)) in a.chunks_exact_mut(n).zip(b.chunks_exact(n)).enumerate() {
+                let y = rows.run(op, &mut state, first + i, row, Some(b_row));
+                row.copy_from_slice(y);
+            }
+            state
+        })
+        .collect()
+}
+
+/// One block's buffers for the portable rows: the first input widened to the accumulator
+/// type, the second widened when it is not already in it, and the rounded output.
+struct Scratch<C: Element> {
+    ra: Vec<C::Acc>,
+    rb: Vec<C::Acc>,
+    rounded: Vec<C>,
+}
+
+impl<C: Element> Scratch<C> {
+    fn new(n: usize, has_b: bool) -> Self {
+        let zero = C::Acc::default();
+        let same = C::DTYPE == C::Acc::DTYPE;
+        Scratch {
+            ra: vec![zero; n],
+            rb: vec![zero; if has_b && !same { n } else { 0 }],
+            rounded: vec![C::default(); if same { 0 } else { n }],
+        }
+    }
+
+    /// `op`'s row `index` from `row` (and `b_row`), in the accumulator type: the output row,
+    /// each element rounded once to `C`.
+    fn run<O: RowOp<C::Acc>>(
+        &mut self,
+        op: &O,
+        state: &mut O::State,
+        index: usize,
+        row: &[C],
+        b_row: Option<&[C]>,
+    ) -> &[C] {
+        cast_slice(row, &mut self.ra);
+        // The second input is only read: borrowed when it is already in the accumulator type
+        // (F32, F64), widened into `rb` otherwise.
+        let b_row: &[C::Acc] = match b_row {
+            Some(row) => match C::Acc::from_view(C::view(row)) {
+                Some(same) => same,
+                None => {
+                    cast_slice(row, &mut self.rb);
+                    &self.rb
+                }
+            },
+            None => &self.rb,
+        };
+        crate::kernels::wide(Row {
+            op,
+            state,
+            row: index,
+            a: &mut self.ra,
+            b: b_row,
+        });
+        match C::from_view(C::Acc::view(&self.ra)) {
+            // The accumulator type is the output type (F32, F64): no conversion.
+            Some(same) => same,
+            None => {
+                cast_slice(&self.ra, &mut self.rounded);
+                &self.rounded
+            }
+        }
+    }
 }
 
 /// One [`RowOp::row`] call inside the trampoline.
@@ -159,5 +219,19 @@ mod tests {
         for ((y, a), b) in y.iter().zip(&a).zip(&b) {
             assert_eq!(*y, bf16::from_f32(2.0 * (a.to_f32() + b.to_f32())));
         }
+        // In place: the same rows over the first input, the same block states.
+        let mut over = a.clone();
+        let states_in_place = map_rows_in_place(&mut over, &b, n, &AddDouble);
+        assert_eq!(over, y);
+        assert_eq!(states_in_place, states);
+        let (af, bf): (Vec<f32>, Vec<f32>) = (cast_vec(&a), cast_vec(&b));
+        let mut over = af.clone();
+        map_rows_in_place(&mut over, &bf, n, &AddDouble);
+        assert_eq!(over, map_rows(&af, Some(&bf), n, &AddDouble).0);
+        assert_ne!(over, af);
+    }
+
+    fn cast_vec(v: &[bf16]) -> Vec<f32> {
+        v.iter().map(|x| x.to_f32()).collect()
     }
 }
