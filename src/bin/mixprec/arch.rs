@@ -9,7 +9,7 @@ use mixprec::DTypePolicyMap;
 use crate::cli::{ModelKind, TrainingArgs};
 
 /// The layer paths a `--layer-policy` key names, in order, the output layer last: `0` to `N`
-/// for an MLP with `hidden` hidden layers, `conv`, `pool`, `dense` for the CNN.
+/// for an MLP with `hidden` hidden layers, `conv`, `dense` for the CNN.
 pub fn layer_paths(kind: ModelKind, hidden: usize) -> Vec<String> {
     match kind {
         ModelKind::Mlp => (0..=hidden).map(|i| i.to_string()).collect(),

@@ -1,5 +1,5 @@
 //! Per-layer policies on the command line: `--layer-policy PATH=POLICY` (parsing, and the checks
-//! against the model's layers: `0` to `N` as `--hidden` gives them, or the CNN's `conv`, `pool`,
+//! against the model's layers: `0` to `N` as `--hidden` gives them, or the CNN's `conv` and
 //! `dense`), `compare --policies NAME+float32_head`, and the plan of a run (one policy for every
 //! layer, run typed, or a map, run as a `LayeredMlp` or `LayeredCnn`).
 
