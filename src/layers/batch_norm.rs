@@ -301,9 +301,10 @@ impl<P: Policy> Layer for BatchNormalization<P> {
             ));
         }
         let gamma = Self::widened(&self.gamma);
+        let shape = dy.shape().to_vec();
         let g = stats::grads(
             saved.x.as_slice(),
-            dy.as_slice(),
+            dy.into_vec(),
             &saved.mean,
             &saved.rstd,
             gamma.as_deref(),
@@ -315,7 +316,7 @@ impl<P: Policy> Layer for BatchNormalization<P> {
         if let Some(p) = &mut self.beta {
             p.write_grad::<AccOf<P>>(f64::INFINITY, |d| d.copy_from_slice(&g.dbeta));
         }
-        Ok(need_input_grad.then(|| Tensor::from_parts(dy.shape().to_vec(), g.dx)))
+        Ok(need_input_grad.then(|| Tensor::from_parts(shape, g.dx)))
     }
 
     saved_slot!();

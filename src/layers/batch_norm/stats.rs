@@ -6,7 +6,7 @@ use rayon::prelude::*;
 
 use crate::dtype::{cast_slice, Element};
 use crate::layers::ops::fused::rows_per_task;
-use crate::layers::ops::rows::{map_rows, RowOp};
+use crate::layers::ops::rows::{map_rows_in_place, RowOp};
 
 /// `Σ_rows f(row, acc)` per feature for `x` (`? × n`), each row of `x` (and of `y`, when given)
 /// widened to `A`: `f` adds one row's contribution into `acc` (`k` vectors of `n`). Rows are
@@ -102,13 +102,13 @@ pub(super) struct Grads<C: Element> {
 /// `dx = γ·r·(dy − Σdy/m − x̂·Σ(dy·x̂)/m)`, `x̂ = (x − μ)·r`.
 pub(super) fn grads<C: Element>(
     x: &[C],
-    dy: &[C],
+    dy: Vec<C>,
     mean: &[C::Acc],
     rstd: &[C::Acc],
     gamma: Option<&[C::Acc]>,
     n: usize,
 ) -> Grads<C> {
-    let sums = column_sums(dy, Some(x), n, 2, |d, xr, acc| {
+    let sums = column_sums(&dy, Some(x), n, 2, |d, xr, acc| {
         for j in 0..n {
             let xhat = (xr[j] - mean[j]) * rstd[j];
             acc[0][j] = acc[0][j] + d[j];
@@ -128,11 +128,11 @@ pub(super) fn grads<C: Element>(
         mean_dy: &dbeta.iter().map(|&s| s / m).collect::<Vec<_>>(),
         mean_dyx: &dgamma.iter().map(|&s| s / m).collect::<Vec<_>>(),
     };
-    let dx = if x.is_empty() {
-        Vec::new()
-    } else {
-        map_rows(dy, Some(x), n, &op).0
-    };
+    // dx is written over dy, row by row: no new vector.
+    let mut dx = dy;
+    if !x.is_empty() {
+        map_rows_in_place(&mut dx, x, n, &op);
+    }
     Grads { dx, dgamma, dbeta }
 }
 
