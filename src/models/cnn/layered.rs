@@ -195,6 +195,15 @@ impl LayeredCnn {
     }
 }
 
+/// `conv`'s inference output for the f32 rows `x` read as `shape` images, in its compute type.
+fn conv_images<P: Policy>(
+    conv: &Conv2D<P>,
+    x: &Tensor<f32>,
+    shape: &[usize],
+) -> Result<Tensor<P::Compute>> {
+    conv.forward_shaped(x.cast_ref::<P::Compute>().as_slice(), shape)
+}
+
 impl Module for LayeredCnn {
     type NeedsLossScale = B1;
     type At<Q: Policy> = Cnn<Q>;
@@ -235,8 +244,9 @@ impl Layer for LayeredCnn {
 
     fn infer(&self, x: &Tensor<f32>) -> Result<Tensor<f32>> {
         let rows = x.shape().first().copied().unwrap_or(0);
-        let h = self.images(x.clone())?;
-        let h = each_layer!(&self.conv, l => Carried::new(l.infer(&h.into_type())?));
+        let shape = nhwc(self.image, x.shape())?;
+        // The rows read as images in place (as `Cnn` does), cast only when conv's type is not f32.
+        let h = each_layer!(&self.conv, l => Carried::new(conv_images(l, x, &shape)?));
         let h = each_layer!(&self.pool, l => Carried::new(l.infer(&h.into_type())?));
         let h = h.reshaped(self.pooled_shape(rows, true));
         let y = each_layer!(&self.dense, l => Carried::new(l.infer(&h.into_type())?));
