@@ -134,8 +134,10 @@ pub(crate) fn conv_implicit<T: Element>(
 
 /// [`conv_implicit`] with each block of f32 sums passed through `epilogue` (in place: a block
 /// of rows of [`BLOCK_PITCH`] sums, its first column and the width in the output; a layer's
-/// bias and activation) while in cache, then rounded once to `T`: a new `rows × filters`
-/// vector written once (never zeroed first) with the same bits as the sums of
+/// bias and activation) while in cache, then rounded once to `T`: a `rows × filters` vector
+/// written once (never zeroed first) into `out`'s allocation (what it held is dropped; a
+/// buffer the caller is done with, whose pages are already mapped, or `Vec::new()`; it is
+/// grown when short) with the same bits as the sums of
 /// [`conv_implicit`] through the same element-wise function and
 /// [`cast_slice`](crate::dtype::cast_slice), without the f32 sums in memory. `None` when it
 /// does not apply ([`implicit_ready`] is false).
@@ -148,6 +150,7 @@ pub(crate) fn conv_implicit_rounded<T: Element>(
     g: &ImplicitConv,
     w: &PackedB<T>,
     epilogue: BlockEpilogue<'_, T::Acc>,
+    mut out: Vec<T>,
 ) -> Option<Vec<T>> {
     if !implicit_ready(w, g.channels) {
         return None;
@@ -160,7 +163,8 @@ pub(crate) fn conv_implicit_rounded<T: Element>(
             let block = T::Acc::from_view_mut(SliceMut::F32(block));
             epilogue(col, block.expect("bf16 accumulates in f32"), width);
         };
-        let mut out: Vec<T> = Vec::with_capacity(len);
+        out.clear();
+        out.reserve(len);
         // `T` is bf16 (the view above), so its spare capacity is `len` bf16 slots.
         let ptr = out.spare_capacity_mut().as_mut_ptr().cast::<half::bf16>();
         let sink = super::conv_amx::Sink::Rounded(ptr, &f32_epilogue);

@@ -98,15 +98,20 @@ pub(super) fn forward<T: Element>(
     let dims = (g.batch, g.h.input, g.w.input, g.channels);
     let before = (g.h.pad_before, g.w.pad_before);
     let at = pad_into(x, dims, before, (ig.in_h, ig.in_w), ig.slack(), buf);
-    conv_implicit_rounded(&buf[at..], &ig, w, epilogue)
+    conv_implicit_rounded(&buf[at..], &ig, w, epilogue, Vec::new())
 }
 
 /// The input gradient `dx = Σ dz·Wᵀ` over the windows, summed in the accumulator type and
 /// rounded once (`batch · h · w · c` elements), through the implicit product of `dz` with the
 /// flipped kernel, for strides of 1; `None` otherwise or when the kernels have no implicit
 /// path. `kernel` is the layer's `[kh, kw, c, filters]` kernel in the compute type.
+///
+/// Once `dz` is padded into `buf`, its allocation is taken (`dz` is left empty) for `dx` when
+/// it is large enough and not more than twice `dx`'s size, which it is for the usual "same"
+/// layer with as many filters as channels: `dx` is then written into pages already mapped,
+/// where a new 4 MiB vector costs page faults on each call. On `None`, `dz` is untouched.
 pub(super) fn input_grad<T: Element>(
-    dz: &[T],
+    dz: &mut Vec<T>,
     g: &Window2d,
     kernel: &[T],
     filters: usize,
@@ -167,7 +172,13 @@ pub(super) fn input_grad<T: Element>(
         ig.slack(),
         buf,
     );
-    conv_implicit_rounded(&buf[at..], &ig, &w, &|_, _, _| {})
+    let len = ig.rows() * c;
+    let out = if (len..=2 * len).contains(&dz.capacity()) {
+        std::mem::take(dz)
+    } else {
+        Vec::new()
+    };
+    conv_implicit_rounded(&buf[at..], &ig, &w, &|_, _, _| {}, out)
 }
 
 /// The kernel gradient `dW = Σ_windows xᵀ·dz` (`[kh, kw, c, filters]` into `dw`, in the

@@ -69,7 +69,7 @@ impl<P: Policy> Layer for Conv2D<P> {
             ));
         }
         let PreActivationGrad {
-            dz,
+            mut dz,
             max_abs: mz,
             col_sums,
         } = pre_activation_grad(
@@ -103,7 +103,7 @@ impl<P: Policy> Layer for Conv2D<P> {
             return Ok(None);
         }
         let in_shape = vec![g.batch, g.h.input, g.w.input, g.channels];
-        if let Some(dx) = implicit::input_grad(&dz, &g, self.kernel.compute(), n, &mut buf) {
+        if let Some(dx) = implicit::input_grad(&mut dz, &g, self.kernel.compute(), n, &mut buf) {
             self.cols.restore(buf);
             return Ok(Some(Tensor::from_parts(in_shape, dx)));
         }
