@@ -25,6 +25,7 @@ use crate::dtype::{SliceMut, SliceRef};
 use crate::kernels::{selected, KernelChoice};
 #[cfg(target_arch = "x86_64")]
 use half::slice::HalfFloatSliceExt;
+use layout::Run;
 use rayon::prelude::*;
 
 /// A convolution seen from its kernel gradient: the unpadded NHWC input `[batch, in_h, in_w,
@@ -83,6 +84,11 @@ impl WeightGradConv {
     /// same few L1 sets when the pixels fill a multiple of 4 KiB (32 × 32 pixels do).
     pub(super) fn plane(&self) -> usize {
         self.out_h * self.out_w_pad() + 32
+    }
+
+    /// The same convolution on one image: the geometry of one image's layouts.
+    pub(super) fn one_image(&self) -> Self {
+        Self { batch: 1, ..*self }
     }
 
     /// The pair layout of the input.
@@ -208,6 +214,39 @@ impl<'a> Layouts<'a> {
     }
 }
 
+/// Image `img`'s two layouts, as [`Layouts::new`] reads them for `g.one_image()`, written into
+/// `buf` on the calling thread (grown when short, never zeroed: every element used is
+/// written): the pair copies and the filter-major `dz`, each starting on a 64-byte boundary.
+#[cfg(target_arch = "x86_64")]
+pub(super) fn image_layouts<'b>(
+    x: &[u16],
+    dz: &[u16],
+    g: &WeightGradConv,
+    img: usize,
+    buf: &'b mut Vec<u16>,
+) -> (&'b [u16], &'b [u16]) {
+    let one = g.one_image();
+    let (x_len, dz_len) = one.work_lens();
+    if buf.len() < x_len + dz_len + 64 {
+        buf.resize(x_len + dz_len + 64, 0);
+    }
+    let at = buf.as_ptr().align_offset(64).min(64);
+    let (xp, rest) = buf[at..].split_at_mut(x_len);
+    let dzt = &mut rest[..dz_len];
+    let x_image = g.in_h * g.in_w * g.channels;
+    let dz_image = g.out_h * g.out_w * g.filters;
+    let simd = layout::simd_available();
+    layout::pairs(&x[img * x_image..][..x_image], &one, xp, simd, Run::Serial);
+    layout::filter_major(
+        &dz[img * dz_image..][..dz_image],
+        &one,
+        dzt,
+        simd,
+        Run::Serial,
+    );
+    (xp, dzt)
+}
+
 /// Partial sums of the kernel gradient, each over a fixed run of output rows: the parallel
 /// tasks (a fixed count, so the result does not depend on the thread count).
 const PARTS: usize = 8;
@@ -276,6 +315,11 @@ pub(crate) fn conv_weight_grad<T: Element>(
         let parts = PARTS
             .min(g.batch * g.out_h)
             .min((PARTS_BYTES / (4 * part)).max(1));
+        // On the tiles the two layouts of the whole batch are written first (in parallel over
+        // rows: a machine with AMX has many cores); `vdpbf16ps` writes each image's layouts
+        // inside the task that reads them (`wgrad_dp.rs`), so they stay in its L2.
+        let amx = selected().gemm(DType::BFloat16) == KernelChoice::Amx;
+        let (x_len, dz_len) = if amx { (x_len, dz_len) } else { (0, 0) };
         // The two layouts and the partial sums (f32, two elements each) all start on a 64-byte
         // boundary (the layouts' lengths are multiples of 32 elements): a `tileloadd` whose
         // rows straddle cache lines is several times slower. `work` is reused between calls and
@@ -301,10 +345,9 @@ pub(crate) fn conv_weight_grad<T: Element>(
             T::view_mut(dzt),
             T::view_mut(sums),
         ) {
+            let (xs, dzs) = (xs.reinterpret_cast(), dzs.reinterpret_cast());
             let (xp, dzt) = (xp.reinterpret_cast_mut(), dzt.reinterpret_cast_mut());
             let simd = layout::simd_available();
-            layout::pairs(xs.reinterpret_cast(), g, xp, simd);
-            layout::filter_major(dzs.reinterpret_cast(), g, dzt, simd);
             let sums: &mut [u16] = sums.reinterpret_cast_mut();
             // SAFETY: every bit pattern is an f32; the region starts on a 64-byte boundary, so
             // the prefix is empty (asserted).
@@ -314,14 +357,16 @@ pub(crate) fn conv_weight_grad<T: Element>(
             // SAFETY: `wgrad_ready` holds only when the selection point chose the AMX tiles for
             // bf16, which it does only after detecting AMX-TILE, AMX-BF16 (with the OS's
             // permission) and AVX-512F, or `vdpbf16ps`, which it does only after detecting
-            // AVX-512 (F, BW, VL, DQ) and AVX512-BF16; the layouts were just written at the
-            // lengths `g` gives, and `acc` holds `parts` parts of `filters_pad` rows of
-            // `taps_pad` f32.
+            // AVX-512 (F, BW, VL, DQ) and AVX512-BF16; the layouts are written at the lengths
+            // `g` gives (the tiles': just below), the input and `dz` have the lengths asserted
+            // above, and `acc` holds `parts` parts of `filters_pad` rows of `taps_pad` f32.
             unsafe {
-                if selected().gemm(DType::BFloat16) == KernelChoice::Amx {
+                if amx {
+                    layout::pairs(xs, g, xp, simd, Run::Parallel);
+                    layout::filter_major(dzs, g, dzt, simd, Run::Parallel);
                     super::wgrad_amx::wgrad_bf16_amx(xp, dzt, g, parts, acc)
                 } else {
-                    super::wgrad_dp::wgrad_bf16_dp(xp, dzt, g, parts, acc)
+                    super::wgrad_dp::wgrad_bf16_dp(xs, dzs, g, parts, acc)
                 }
             };
             let (first, rest) = acc.split_at_mut(part);

@@ -227,8 +227,8 @@ fn the_avx512_layouts_equal_the_portable_ones() {
         let (x_len, dz_len) = g.work_lens();
         let run = |simd: bool, stale: u16| {
             let (mut xp, mut dzt) = (vec![stale; x_len], vec![stale; dz_len]);
-            layout::pairs(x, &g, &mut xp, simd);
-            layout::filter_major(dz, &g, &mut dzt, simd);
+            layout::pairs(x, &g, &mut xp, simd, Run::Parallel);
+            layout::filter_major(dz, &g, &mut dzt, simd, Run::Parallel);
             (xp, dzt)
         };
         let want = run(false, 0);
