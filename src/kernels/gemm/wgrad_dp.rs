@@ -25,9 +25,14 @@ use std::arch::x86_64::*;
 use super::blocked::{load_acc, store_acc, MR, NR};
 use super::wgrad::{Layouts, WeightGradConv};
 
+/// The largest image-layout buffer a worker keeps after a task (8 Mi elements, 16 MiB): a larger
+/// one (an image of 160×160×128 channels, say) is freed, so idle threads do not hold it.
+const KEEP_IMAGE: usize = 8 << 20;
+
 thread_local! {
     /// Each worker's buffer for one image's layouts (about 430 KiB at 32×32×64), kept between
-    /// tasks and calls; taken out while a task runs, so a nested task gets a new one.
+    /// tasks and calls up to [`KEEP_IMAGE`] elements; taken out while a task runs, so a nested
+    /// task gets a new one.
     static IMAGE: std::cell::Cell<Vec<u16>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
@@ -72,7 +77,9 @@ pub(super) unsafe fn wgrad_bf16_dp(
             unsafe { job.dp_image(rows, part, line == lines.start) };
             line = (img + 1) * g.out_h;
         }
-        IMAGE.set(buf);
+        if buf.len() <= KEEP_IMAGE {
+            IMAGE.set(buf);
+        }
     });
 }
 
