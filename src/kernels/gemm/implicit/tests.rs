@@ -101,7 +101,8 @@ fn the_implicit_convolution_has_the_bits_of_the_window_matrix_product() {
         (1, 9, 70, 64, (5, 4), (2, 3), (1, 2), 40),  // everything at once
         (1, 3, 3, 32, (3, 3), (1, 1), (1, 1), 16),   // one output pixel
         // Even channel counts that only k-pairs take (a tap of 1 or 3 pairs, taps cut in blocks
-        // of 128 pairs at 256 channels, and a row of 13 pixels: one full strip and one of 1).
+        // of 2 taps, 256 pairs, at 256 channels, and a row of 13 pixels: one full strip and one
+        // of 1).
         (2, 9, 15, 2, (3, 3), (1, 1), (1, 1), 8),
         (1, 8, 10, 6, (3, 3), (1, 2), (2, 1), 40),
         (1, 5, 15, 256, (3, 3), (1, 1), (1, 1), 36),
