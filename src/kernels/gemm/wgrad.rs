@@ -354,16 +354,18 @@ pub(crate) fn conv_weight_grad<T: Element>(
             let (head, acc, _) = unsafe { sums.align_to_mut::<f32>() };
             assert!(head.is_empty() && acc.len() >= parts * part);
             let acc = &mut acc[..parts * part];
+            if amx {
+                layout::pairs(xs, g, xp, simd, Run::Parallel);
+                layout::filter_major(dzs, g, dzt, simd, Run::Parallel);
+            }
             // SAFETY: `wgrad_ready` holds only when the selection point chose the AMX tiles for
             // bf16, which it does only after detecting AMX-TILE, AMX-BF16 (with the OS's
             // permission) and AVX-512F, or `vdpbf16ps`, which it does only after detecting
-            // AVX-512 (F, BW, VL, DQ) and AVX512-BF16; the layouts are written at the lengths
-            // `g` gives (the tiles': just below), the input and `dz` have the lengths asserted
-            // above, and `acc` holds `parts` parts of `filters_pad` rows of `taps_pad` f32.
+            // AVX-512 (F, BW, VL, DQ) and AVX512-BF16; the tiles' layouts were just written at
+            // the lengths `g` gives, the input and `dz` have the lengths asserted above, and
+            // `acc` holds `parts` parts of `filters_pad` rows of `taps_pad` f32.
             unsafe {
                 if amx {
-                    layout::pairs(xs, g, xp, simd, Run::Parallel);
-                    layout::filter_major(dzs, g, dzt, simd, Run::Parallel);
                     super::wgrad_amx::wgrad_bf16_amx(xp, dzt, g, parts, acc)
                 } else {
                     super::wgrad_dp::wgrad_bf16_dp(xs, dzs, g, parts, acc)
