@@ -317,9 +317,11 @@ pub(crate) fn conv_weight_grad<T: Element>(
             .min((PARTS_BYTES / (4 * part)).max(1));
         // On the tiles the two layouts of the whole batch are written first (in parallel over
         // rows: a machine with AMX has many cores); `vdpbf16ps` writes each image's layouts
-        // inside the task that reads them (`wgrad_dp.rs`), so they stay in its L2.
+        // inside the task that reads them (`wgrad_dp.rs`), so they stay in its L2, when there
+        // is at least an image per part.
         let amx = selected().gemm(DType::BFloat16) == KernelChoice::Amx;
-        let (x_len, dz_len) = if amx { (x_len, dz_len) } else { (0, 0) };
+        let per_image = !amx && g.batch >= parts;
+        let (x_len, dz_len) = if per_image { (0, 0) } else { (x_len, dz_len) };
         // The two layouts and the partial sums (f32, two elements each) all start on a 64-byte
         // boundary (the layouts' lengths are multiples of 32 elements): a `tileloadd` whose
         // rows straddle cache lines is several times slower. `work` is reused between calls and
@@ -354,21 +356,25 @@ pub(crate) fn conv_weight_grad<T: Element>(
             let (head, acc, _) = unsafe { sums.align_to_mut::<f32>() };
             assert!(head.is_empty() && acc.len() >= parts * part);
             let acc = &mut acc[..parts * part];
-            if amx {
+            if !per_image {
                 layout::pairs(xs, g, xp, simd, Run::Parallel);
                 layout::filter_major(dzs, g, dzt, simd, Run::Parallel);
             }
             // SAFETY: `wgrad_ready` holds only when the selection point chose the AMX tiles for
             // bf16, which it does only after detecting AMX-TILE, AMX-BF16 (with the OS's
             // permission) and AVX-512F, or `vdpbf16ps`, which it does only after detecting
-            // AVX-512 (F, BW, VL, DQ) and AVX512-BF16; the tiles' layouts were just written at
-            // the lengths `g` gives, the input and `dz` have the lengths asserted above, and
-            // `acc` holds `parts` parts of `filters_pad` rows of `taps_pad` f32.
+            // AVX-512 (F, BW, VL, DQ) and AVX512-BF16; the batch layouts were just written at
+            // the lengths `g` gives (unless `per_image`), the input and `dz` have the lengths
+            // asserted above, and `acc` holds `parts` parts of `filters_pad` rows of `taps_pad`
+            // f32.
             unsafe {
+                use super::wgrad_dp::{wgrad_bf16_dp, Source};
                 if amx {
                     super::wgrad_amx::wgrad_bf16_amx(xp, dzt, g, parts, acc)
+                } else if per_image {
+                    wgrad_bf16_dp(Source::Images(xs, dzs), g, parts, acc)
                 } else {
-                    super::wgrad_dp::wgrad_bf16_dp(xs, dzs, g, parts, acc)
+                    wgrad_bf16_dp(Source::Batch(xp, dzt), g, parts, acc)
                 }
             };
             let (first, rest) = acc.split_at_mut(part);

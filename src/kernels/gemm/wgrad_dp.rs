@@ -36,28 +36,41 @@ thread_local! {
     static IMAGE: std::cell::Cell<Vec<u16>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
-/// `acc`'s `parts` partial sums (`filters_pad × taps_pad` each) of `dzᵀ·x`, from the input `x`
-/// and `dz` (bf16 bits, NHWC), with the split into parts of
-/// [`super::wgrad_amx::wgrad_bf16_amx`]: part `p` sums the `p`-th of `parts` equal runs of
-/// output rows, so a part depends on `parts` but not on the thread count. Each task writes the
-/// layouts of one image at a time ([`super::wgrad::image_layouts`]) and runs every block over
-/// them while they are in its L2, instead of reading the whole batch's layouts back from
-/// memory. Every element of `acc` is written (the rows of padding filters and a part with no
-/// rows are zeroed).
+/// Where [`wgrad_bf16_dp`] reads the layouts of [`super::wgrad`].
+#[derive(Clone, Copy)]
+pub(super) enum Source<'a> {
+    /// The whole batch's layouts, written by the caller (`xp`, `dzt`).
+    Batch(&'a [u16], &'a [u16]),
+    /// The input and `dz` (bf16 bits, NHWC): each task writes the layouts of one image at a
+    /// time ([`super::wgrad::image_layouts`]) and runs every block over them while they are in
+    /// its L2, instead of reading the whole batch's layouts back from memory. For batches of at
+    /// least one image per part (a part would otherwise lay out a whole image for a few rows).
+    Images(&'a [u16], &'a [u16]),
+}
+
+/// `acc`'s `parts` partial sums (`filters_pad × taps_pad` each) of `dzᵀ·x` from `src`, with the
+/// split into parts of [`super::wgrad_amx::wgrad_bf16_amx`]: part `p` sums the `p`-th of
+/// `parts` equal runs of output rows, so a part depends on `parts` but not on the thread count.
+/// Every element of `acc` is written (the rows of padding filters and a part with no rows are
+/// zeroed).
 ///
 /// # Safety
 ///
-/// AVX-512 (F, BW, VL) and AVX512-BF16 must be present; `x` and `dz` hold the input and the
-/// output gradient of `g`, `g.channels % 16 == 0`, `1 <= parts`, and `acc` holds `parts ·
-/// g.filters_pad()` rows of `g.taps_pad()` f32.
+/// AVX-512 (F, BW, VL) and AVX512-BF16 must be present; `src` holds the layouts of `g`
+/// (`g.layout()`, `g.plane()`, `g.filters_pad()`), or the input and the output gradient of
+/// `g`; `g.channels % 16 == 0`, `1 <= parts`, and `acc` holds `parts · g.filters_pad()` rows
+/// of `g.taps_pad()` f32.
 pub(super) unsafe fn wgrad_bf16_dp(
-    x: &[u16],
-    dz: &[u16],
+    src: Source<'_>,
     g: &WeightGradConv,
     parts: usize,
     acc: &mut [f32],
 ) {
     let one = g.one_image();
+    let batch = match src {
+        Source::Batch(xp, dzt) => Some(Layouts::new(xp, dzt, g)),
+        Source::Images(..) => None,
+    };
     g.for_parts(parts, acc, |lines, part| {
         let tp = g.taps_pad();
         if lines.is_empty() {
@@ -70,11 +83,16 @@ pub(super) unsafe fn wgrad_bf16_dp(
         while line < lines.end {
             let img = line / g.out_h;
             let rows = line % g.out_h..(lines.end - img * g.out_h).min(g.out_h);
-            let (xp, dzt) = super::wgrad::image_layouts(x, dz, g, img, &mut buf);
-            let job = Layouts::new(xp, dzt, &one);
-            // SAFETY: the contract of this function; the layouts are those of `one`, whose
-            // image 0 is image `img`; this task writes only its own part.
-            unsafe { job.dp_image(rows, part, line == lines.start) };
+            let first = line == lines.start;
+            if let Some(job) = &batch {
+                // SAFETY: the contract of this function; this task writes only its own part.
+                unsafe { job.dp_image(img, rows, part, first) };
+            } else if let Source::Images(x, dz) = src {
+                let (xp, dzt) = super::wgrad::image_layouts(x, dz, g, img, &mut buf);
+                let job = Layouts::new(xp, dzt, &one);
+                // SAFETY: as above; the layouts are those of `one`, whose image 0 is image `img`.
+                unsafe { job.dp_image(0, rows, part, first) };
+            }
             line = (img + 1) * g.out_h;
         }
         if buf.len() <= KEEP_IMAGE {
@@ -84,19 +102,25 @@ pub(super) unsafe fn wgrad_bf16_dp(
 }
 
 impl Layouts<'_> {
-    /// `part (+)= Σ dzᵀ·x` over the output rows `rows` of the layouts' only image, every block
-    /// (12 filters × 32 columns) in turn; the sums start from zero when `first`.
+    /// `part (+)= Σ dzᵀ·x` over the output rows `rows` of image `img` of the layouts, every
+    /// block (up to 12 filters × 32 columns) in turn; the sums start from zero when `first`.
     ///
     /// # Safety
     ///
-    /// As [`wgrad_bf16_dp`], for layouts of one image; `part` is one part of its `acc`.
+    /// As [`wgrad_bf16_dp`], `img` an image of the layouts; `part` is one part of its `acc`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
-    unsafe fn dp_image(&self, rows: std::ops::Range<usize>, part: &mut [f32], first: bool) {
+    unsafe fn dp_image(
+        &self,
+        img: usize,
+        rows: std::ops::Range<usize>,
+        part: &mut [f32],
+        first: bool,
+    ) {
         let g = self.g;
-        let tp = g.taps_pad();
-        debug_assert_eq!(g.batch, 1);
+        let (fp, tp) = (g.filters_pad(), g.taps_pad());
+        let xa = img * self.x_image;
         for np in 0..tp / NR {
-            let b = (self.offsets[2 * np], self.offsets[2 * np + 1]);
+            let b = (xa + self.offsets[2 * np], xa + self.offsets[2 * np + 1]);
             // As few blocks as MR allows, of near-equal sizes (64 filters: 4 of 11 and 2 of
             // 10, not 5 of 12 and one of 4, whose 8 accumulators are too few to hide
             // `vdpbf16ps`'s latency).
@@ -105,7 +129,7 @@ impl Layouts<'_> {
                 let f0 = blk * (g.filters / blocks) + blk.min(g.filters % blocks);
                 let m = g.filters / blocks + usize::from(blk < g.filters % blocks);
                 let cp = part[f0 * tp + NR * np..].as_mut_ptr();
-                let a = f0 * g.plane() / 2;
+                let a = (img * fp + f0) * g.plane() / 2;
                 // SAFETY: `cp` is m rows of NR f32, tp apart, in `part`; the A words and B
                 // pairs of these rows are inside the layouts (their lengths are `g`'s).
                 unsafe { self.dp_block(m, a, b, rows.clone(), cp, first) };

@@ -123,7 +123,11 @@ fn inputs(g: &WeightGradConv) -> (Vec<bf16>, Vec<bf16>) {
 
 #[test]
 fn the_tile_kernel_gradient_is_within_the_f32_bound_of_the_f64_sum() {
-    let cases: [Case; 8] = [
+    let cases: [Case; 10] = [
+        // At least one image per part: on `vdpbf16ps` each task lays out its own images, here
+        // 9 images of 6 output rows in 8 parts of 7 rows, so parts straddle images.
+        (9, 6, 32, 32, 32, (3, 3), (1, 1), (1, 1), (1, 1)),
+        (8, 5, 20, 16, 24, (3, 3), (2, 1), (1, 1), (1, 1)), // and a stride, a row tail
         (2, 16, 32, 64, 64, (3, 3), (1, 1), (1, 1), (1, 1)), // "same", a row of one chunk
         (1, 7, 9, 32, 16, (3, 3), (1, 1), (1, 1), (0, 0)),   // a row shorter than a chunk
         (2, 12, 41, 16, 48, (3, 2), (1, 1), (1, 1), (1, 0)), // 16 channels, a row tail
