@@ -129,13 +129,13 @@ fn the_tile_kernel_gradient_is_within_the_f32_bound_of_the_f64_sum() {
         (9, 6, 32, 32, 32, (3, 3), (1, 1), (1, 1), (1, 1)),
         (8, 5, 20, 16, 24, (3, 3), (2, 1), (1, 1), (1, 1)), // and a stride, a row tail
         (2, 16, 32, 64, 64, (3, 3), (1, 1), (1, 1), (1, 1)), // "same", a row of one chunk
-        (1, 7, 9, 32, 16, (3, 3), (1, 1), (1, 1), (0, 0)),   // a row shorter than a chunk
+        (1, 7, 9, 32, 16, (3, 3), (1, 1), (1, 1), (0, 0)),  // a row shorter than a chunk
         (2, 12, 41, 16, 48, (3, 2), (1, 1), (1, 1), (1, 0)), // 16 channels, a row tail
         (1, 11, 40, 96, 70, (3, 3), (2, 2), (1, 1), (1, 1)), // strides, filters past 64
         (1, 13, 37, 32, 32, (3, 3), (1, 1), (2, 3), (2, 3)), // dilation with its padding
-        (3, 5, 5, 16, 33, (1, 1), (1, 1), (1, 1), (0, 0)),   // one A group: a phantom pair
-        (1, 9, 70, 48, 40, (5, 4), (2, 3), (1, 2), (2, 3)),  // everything at once
-        (1, 3, 3, 32, 16, (3, 3), (1, 1), (1, 1), (0, 0)),   // one output pixel
+        (3, 5, 5, 16, 33, (1, 1), (1, 1), (1, 1), (0, 0)),  // one A group: a phantom pair
+        (1, 9, 70, 48, 40, (5, 4), (2, 3), (1, 2), (2, 3)), // everything at once
+        (1, 3, 3, 32, 16, (3, 3), (1, 1), (1, 1), (0, 0)),  // one output pixel
     ];
     for case in cases {
         let g = geometry(case);
