@@ -81,8 +81,9 @@ fn the_implicit_input_gradient_is_within_the_bf16_bound() {
         let (kh, kw, c) = (g.h.kernel, g.w.kernel, g.channels);
         let dz = values(g.output_rows() * f, 1);
         let w = values(kh * kw * c * f, 2);
-        let mut buf = vec![bf16::ONE; 5]; // stale contents
-                                          // dx is written into dz's allocation when that fits (the first case), over dz's values.
+        // `buf` has stale contents; dx is written into dz's allocation when that fits (the
+        // first case), over dz's values.
+        let mut buf = vec![bf16::ONE; 5];
         let mut given = dz.clone();
         let Some(got) = input_grad(&mut given, &g, &w, f, &mut buf) else {
             eprintln!("no AMX tiles here: the implicit input gradient does not run");
